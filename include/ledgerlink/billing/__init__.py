@@ -1,0 +1,1 @@
+"""The billing system: customers' accounts, contracts, tariffs, usage, invoices, payments (SQL)."""

@@ -1,0 +1,146 @@
+"""``python -m ledgerlink``: the exchange map, and the ledger's answers for finance and data engineers.
+
+    map                               the exchange map as a table
+    history --target onec --since D   what went where, when, with what result
+    planned                           what is waiting to go (or went without a confirmation yet)
+    quarantine                        what was held back, and why
+    runs                              each run, with its status
+    summary [--check-targets]         the last run of each flow as finance reads it; with --check-targets
+                                      also asks each target what it now holds and compares with the ledger
+Each takes ``--json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    if not rows:
+        return "(nothing)\n"
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
+    lines += ["  ".join(str(r.get(c, "") if r.get(c) is not None else "").ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _since(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _print(rows: list[dict], columns: list[str], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(rows, default=str, ensure_ascii=False, indent=2) + "\n")
+    else:
+        sys.stdout.write(_table(rows, columns))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ledgerlink", description="Ledgerlink: exchange map and ledger.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("map", "history", "planned", "quarantine", "runs", "summary"):
+        command = sub.add_parser(name)
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+        if name in ("history", "planned"):
+            command.add_argument("--target", help="a system of the exchange map, e.g. onec")
+        if name == "history":
+            command.add_argument("--since", help="ISO date or time, e.g. 2026-01-01")
+            command.add_argument("--flow")
+        if name in ("quarantine", "runs"):
+            command.add_argument("--flow")
+        if name == "summary":
+            command.add_argument("--check-targets", action="store_true")
+    args = parser.parse_args(argv)
+
+    if args.command == "map":
+        from ledgerlink.exchange_map import default_map, map_table
+
+        rows = map_table(default_map())
+        _print(rows, list(rows[0]), args.json)
+        return 0
+
+    from ledgerlink.ledger import Ledger
+
+    ledger = Ledger()
+    if args.command == "history":
+        rows = ledger.history(target=args.target, since=_since(args.since), flow=args.flow)
+        _print(rows, ["updated_at", "flow", "target", "source_key", "target_key", "operation", "status", "attempts",
+                      "last_error"], args.json)
+    elif args.command == "planned":
+        rows = ledger.planned(target=args.target)
+        _print(rows, ["planned_at", "flow", "target", "source_key", "operation", "status", "attempts", "last_error"],
+               args.json)
+    elif args.command == "quarantine":
+        rows = ledger.quarantined(flow=args.flow)
+        _print(rows, ["created_at", "flow", "entity", "source_key", "reasons"], args.json)
+    elif args.command == "runs":
+        rows = ledger.runs(flow=args.flow)
+        if args.json:
+            for row in rows:
+                row["summary"] = json.loads(row["summary"]) if row.get("summary") else None
+            _print(rows, [], True)
+        else:
+            _print(rows, ["started_at", "flow", "run_id", "status"], False)
+    elif args.command == "summary":
+        return _summary(ledger, args.json, args.check_targets)
+    return 0
+
+
+def _summary(ledger, as_json: bool, check_targets: bool) -> int:
+    from dataclasses import fields
+
+    from ledgerlink.report import RunSummary
+
+    last: dict[str, dict] = {}
+    for run in ledger.runs():
+        last[run["flow"]] = run
+    known = {f.name for f in fields(RunSummary)}
+    out, status = [], 0
+    for flow, run in sorted(last.items()):
+        summary = json.loads(run["summary"]) if run.get("summary") else None
+        if run["status"] != "reconciled":
+            status = 1
+        if summary is None:
+            out.append(f"===== Ledgerlink: {flow} =====\nrun {run['run_id']}: {run['status']}, no summary")
+            continue
+        out.append(RunSummary(**{k: v for k, v in summary.items() if k in known}).text())
+        if check_targets:
+            line, agrees = check_target(flow, ledger)
+            out.append(line)
+            status = status or (0 if agrees else 1)
+    if as_json:
+        sys.stdout.write(json.dumps({"flows": list(last), "text": out, "ok": status == 0}, default=str) + "\n")
+    else:
+        sys.stdout.write("\n\n".join(out) + "\n" if out else "no runs yet\n")
+    return status
+
+
+def check_target(flow: str, ledger) -> tuple[str, bool]:
+    """Ask the target what it holds now, independently of the run, and compare with the ledger."""
+    acknowledged = len(ledger.snapshot(flow))
+    if flow == "billing_customers_to_onec":
+        from ledgerlink.onec import counterparties
+        from ledgerlink.tasks import onec_client
+
+        target = counterparties.read_ours(onec_client())
+        held = 0 if target.empty else int((target["DeletionMark"] == False).sum())  # noqa: E712
+        what = "1C holds"
+    elif flow == "billing_invoice_lines_to_erp":
+        from ledgerlink.erp.invoice_lines import count_loaded
+        from ledgerlink.tasks import erp_engine
+
+        held, what = count_loaded(erp_engine()), "ERP holds"
+    else:
+        return f"check: no live check for {flow}", True
+    agrees = held == acknowledged
+    return (f"check: {what} {held} records from Ledgerlink; the ledger has {acknowledged} acknowledged: "
+            f"{'they agree' if agrees else 'THEY DIFFER'}"), agrees
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

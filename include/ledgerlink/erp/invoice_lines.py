@@ -1,0 +1,69 @@
+"""The ERP's book of billed invoice lines (``billed_invoice_lines``): its table, and what it holds."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from ledgerlink.reconcile import Figures, to_major
+
+TABLE = "billed_invoice_lines"
+KEY = "line_id"
+COLUMNS = ["line_id", "invoice_id", "line_no", "customer_id", "issue_date", "tariff_id", "description", "quantity",
+           "unit_price_minor", "net_minor", "vat_rate", "vat_minor", "gross_minor", "currency", "content_hash"]
+DDL = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    line_id TEXT PRIMARY KEY,
+    invoice_id TEXT NOT NULL,
+    line_no INTEGER NOT NULL,
+    customer_id TEXT NOT NULL,
+    issue_date TEXT NOT NULL,
+    tariff_id TEXT,
+    description TEXT,
+    quantity TEXT NOT NULL,
+    unit_price_minor BIGINT NOT NULL,
+    net_minor BIGINT NOT NULL,
+    vat_rate TEXT NOT NULL,
+    vat_minor BIGINT NOT NULL,
+    gross_minor BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    content_hash TEXT NOT NULL
+)"""
+
+
+def ensure_table(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(DDL))
+
+
+def count_loaded(engine: sa.Engine) -> int:
+    ensure_table(engine)
+    with engine.connect() as conn:
+        return int(conn.scalar(sa.text(f"SELECT count(*) FROM {TABLE}")))
+
+
+def sql_figures(engine: sa.Engine, table: str, exclude_keys: Sequence[str] = (), key: str = KEY,
+                join: str = "") -> Figures:
+    """Count and exact totals per currency and VAT rate, summed by the database (integers: no rounding)."""
+    where = ""
+    params = {}
+    if exclude_keys:
+        where = f" WHERE {key} NOT IN :excluded"
+        params["excluded"] = list(exclude_keys)
+    statement = sa.text(f"SELECT currency, vat_rate, count(*), sum(net_minor), sum(vat_minor), sum(gross_minor) "
+                        f"FROM {table}{join}{where} GROUP BY currency, vat_rate")
+    if exclude_keys:
+        statement = statement.bindparams(sa.bindparam("excluded", expanding=True))
+    figures = Figures(count=0)
+    with engine.connect() as conn:
+        for currency, rate, count, net, vat, gross in conn.execute(statement, params):
+            figures.count += int(count)
+            figures.totals[(str(currency), str(rate))] = {
+                "net": to_major(int(net), currency), "vat": to_major(int(vat), currency),
+                "gross": to_major(int(gross), currency)}
+    return figures
+
+
+def target_figures(engine: sa.Engine, exclude_keys: Sequence[str] = ()) -> Figures:
+    ensure_table(engine)
+    return sql_figures(engine, TABLE, exclude_keys)

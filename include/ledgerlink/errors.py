@@ -1,0 +1,89 @@
+"""Error kinds. Transient errors are retried by Airflow with backoff; terminal ones fail the task at once.
+
+Each carries its facts as attributes and says, in its message, what a person can do about it.
+"""
+from __future__ import annotations
+
+
+class LedgerlinkError(Exception):
+    """Base of every error Ledgerlink raises on purpose."""
+
+
+class TransientError(LedgerlinkError):
+    """Worth retrying: timeouts, connection resets, 5xx, 429."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TerminalError(LedgerlinkError):
+    """Retrying cannot help: bad data, a refused request, a broken configuration."""
+
+
+class ExchangeMapError(TerminalError):
+    """The exchange map is malformed; the message names the entity and key at fault."""
+
+    def __init__(self, entity: str, key: str, problem: str):
+        super().__init__(f"exchange map: entity {entity!r}, key {key!r}: {problem}")
+        self.entity = entity
+        self.key = key
+        self.problem = problem
+
+
+class ConfigurationError(TerminalError):
+    """A connection or setting is missing or unusable."""
+
+
+class BadInputError(TerminalError):
+    """Input that cannot be read; names the file, row and field."""
+
+    def __init__(self, source: str, problem: str, *, row: int | None = None, field: str | None = None):
+        where = source + (f", row {row}" if row is not None else "") + (f", field {field!r}" if field else "")
+        super().__init__(f"{where}: {problem}")
+        self.source = source
+        self.row = row
+        self.field = field
+        self.problem = problem
+
+
+class GateFailed(TerminalError):
+    """A blocking expectation failed: nothing was loaded. The report is saved before this is raised."""
+
+    def __init__(self, entity: str, failed: list[str], sample: list[dict], report_path: str | None):
+        lines = [f"gate for {entity!r} blocked the load: {len(failed)} blocking expectation(s) failed"]
+        lines += [f"  - {name}" for name in failed]
+        if sample:
+            lines.append("  first offending rows:")
+            lines += [f"    {row}" for row in sample]
+        if report_path:
+            lines.append(f"  report: {report_path}")
+        super().__init__("\n".join(lines))
+        self.entity = entity
+        self.failed = failed
+        self.sample = sample
+        self.report_path = report_path
+
+
+class ReconciliationError(TerminalError):
+    """Source and target disagree after a load; the message shows both figures."""
+
+    def __init__(self, flow: str, differences: list[str]):
+        super().__init__(f"reconciliation of {flow!r} failed:\n" + "\n".join(f"  - {d}" for d in differences))
+        self.flow = flow
+        self.differences = differences
+
+
+class RemoteRejected(TerminalError):
+    """The receiving system refused an item for a reason retrying will not fix (a 4xx, a business error)."""
+
+    def __init__(self, system: str, status: int, code: str | None, message: str):
+        super().__init__(f"{system} refused the request: HTTP {status}, code {code}: {message}")
+        self.system = system
+        self.status = status
+        self.code = code
+        self.remote_message = message
+
+
+class ConflictError(TransientError):
+    """The target changed under us (412, DataVersion moved); re-read and try again."""

@@ -1,0 +1,174 @@
+"""Billing customers → 1C counterparties over OData (flow ``billing_customers_to_onec``)."""
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import sqlalchemy as sa
+
+from ledgerlink import settings
+from ledgerlink.billing.extract import read_customer_keys, read_customers
+from ledgerlink.errors import RemoteRejected, TerminalError, TransientError
+from ledgerlink.exchange_map import default_map
+from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
+from ledgerlink.gates import run_gate, suite_for
+from ledgerlink.ledger import CREATE, DELETE, UPDATE, Ledger, PlannedChange
+from ledgerlink.loads.http import UNCHANGED
+from ledgerlink.onec import counterparties
+from ledgerlink.onec.client import ODataClient
+from ledgerlink.reconcile import assert_reconciled
+from ledgerlink.report import RunSummary, write_workbook
+from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, next_watermark, read_from, with_keys_and_hashes
+
+log = logging.getLogger(__name__)
+FLOW = "billing_customers_to_onec"
+WATERMARK = "updated_at"
+
+
+def extract(run_id: str, billing: sa.Engine, ledger: Ledger) -> dict:
+    """Read what changed in billing since the watermark and diff it against what 1C acknowledged."""
+    ledger.start_run(run_id, FLOW)
+    watermark = ledger.watermark(FLOW, WATERMARK)
+    batch = with_keys_and_hashes(read_customers(billing, read_from(watermark)), ["customer_id"],
+                                 counterparties.CONTENT_COLUMNS)
+    source_keys = read_customer_keys(billing)
+    changes = diff(batch, ledger.snapshot(FLOW), source_keys)
+    to_send = changes.to_send
+    to_send["_op"] = [CREATE] * len(changes.new) + [UPDATE] * len(changes.changed)
+    meta = {
+        "run_id": run_id, "read": len(batch), "source_keys": len(source_keys), **changes.counts(),
+        "batch": stage_frame(FLOW, run_id, "changes", to_send),
+        "deletions": stage_json(FLOW, run_id, "deletions", changes.target_keys),
+        "watermark_read": next_watermark(batch, WATERMARK, watermark),
+    }
+    log.info("Billing customers: %d read since %s, %d new, %d changed, %d deleted, %d unchanged",
+             len(batch), watermark or "the beginning", meta["new"], meta["changed"], meta["deleted"], meta["unchanged"])
+    return meta
+
+
+def gate(meta: dict, ledger: Ledger) -> dict:
+    """Validate the batch about to be loaded; blocking failures stop here with nothing loaded."""
+    run_id = meta["run_id"]
+    batch = read_frame(meta["batch"])
+    volume = default_map().entities["customer"].volume_total
+    result = run_gate(batch, suite_for("customer", max_rows=volume), run_id=run_id, flow=FLOW,
+                      report_dir=settings.reports_dir(FLOW, run_id), ledger=ledger)
+    held_back_since = min((row["updated_at"] for _, _, row in result.quarantined), default=None)
+    return {**meta, "batch": stage_frame(FLOW, run_id, "gated", result.passed),
+            "quarantined": len(result.quarantined), "quarantined_since": held_back_since,
+            "gate_report": str(result.report_html)}
+
+
+def load(meta: dict, client: ODataClient, ledger: Ledger) -> dict:
+    """Send each change to 1C; every item is planned, sent and acknowledged in the ledger.
+
+    A transient failure stops the loop and is raised for Airflow to retry: what 1C confirmed stays
+    confirmed, the rest stays open and is continued (not doubled) by the retry.
+    """
+    run_id = meta["run_id"]
+    batch = read_frame(meta["batch"])
+    deletions: dict[str, str | None] = read_json(meta["deletions"])
+    planned = [PlannedChange(row[KEY_COLUMN], counterparties.ref_key(row[KEY_COLUMN]), row[HASH_COLUMN], row["_op"])
+               for row in batch.to_dict("records")]
+    planned += [PlannedChange(key, target_key or counterparties.ref_key(key), None, DELETE)
+                for key, target_key in deletions.items()]
+    item_ids = ledger.plan(run_id, FLOW, "onec", "customer", planned)
+    outcomes = {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "rejected": 0}
+    rejected_since = None
+    rows = {row[KEY_COLUMN]: row for row in batch.to_dict("records")}
+    for change in planned:
+        item_id = item_ids[change.source_key]
+        ledger.mark_sent([item_id])
+        try:
+            if change.operation == DELETE:
+                counterparties.mark_deleted(client, change.target_key)
+                outcome = "deleted"
+            else:
+                outcome, _ = counterparties.upsert_counterparty(client, rows[change.source_key],
+                                                                believed_new=change.operation == CREATE)
+                outcome = "unchanged" if outcome == UNCHANGED else outcome
+        except RemoteRejected as e:
+            ledger.record_failure(item_id, str(e), terminal=True)
+            outcomes["rejected"] += 1
+            if change.operation != DELETE:
+                updated_at = rows[change.source_key]["updated_at"]
+                rejected_since = min(filter(None, [rejected_since, updated_at]))
+            log.warning("1C refused customer %s: %s", change.source_key, e)
+            continue
+        except TransientError as e:
+            ledger.record_failure(item_id, str(e), terminal=False)
+            raise
+        ledger.acknowledge(FLOW, [(item_id, change.source_key, change.content_hash, change.target_key, change.operation)])
+        outcomes[outcome] += 1
+    # Never move the watermark past a row that was held back or refused: it must be read again.
+    candidates = [meta["watermark_read"], meta.get("quarantined_since"), rejected_since]
+    watermark = min(c for c in candidates if c) if any(candidates) else None
+    if watermark:
+        ledger.set_watermark(FLOW, WATERMARK, watermark)
+    log.info("Loaded into 1C: %s", outcomes)
+    return {**meta, **outcomes}
+
+
+def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, ledger: Ledger) -> RunSummary:
+    """Compare billing with 1C, write the workbook, log the summary; fail on any difference or refusal."""
+    run_id = meta["run_id"]
+    source = read_customers(billing, None)
+    snapshot = ledger.snapshot(FLOW)
+    held = ledger.quarantined(flow=FLOW, run_id=run_id)
+    rejected = [i for i in ledger.items(flow=FLOW, run_id=run_id) if i["status"] == "rejected"
+                and not str(i["last_error"]).startswith("superseded")]
+    held_keys = {q["source_key"] for q in held} | {i["source_key"] for i in rejected}
+    target = counterparties.read_ours(client)
+    active = target[target["DeletionMark"] == False] if not target.empty else target  # noqa: E712 - pandas mask
+    target_by_key = {row["Ref_Key"]: row for row in active.to_dict("records")}
+
+    differences = []
+    source_keys = set(source["customer_id"])
+    missing = sorted(source_keys - set(snapshot) - held_keys)
+    if missing:
+        differences.append(f"{len(missing)} billing customer(s) neither in 1C nor held back: {missing[:10]}")
+    expected_refs = {counterparties.ref_key(k) for k in snapshot if k in source_keys}
+    if set(target_by_key) != expected_refs:
+        extra = sorted(set(target_by_key) - expected_refs)
+        absent = sorted(expected_refs - set(target_by_key))
+        differences.append(f"counterparties: billing (acknowledged) {len(expected_refs)}, 1C {len(target_by_key)}"
+                           f"; in 1C only: {extra[:5]}; missing in 1C: {absent[:5]}")
+    for row in source.to_dict("records"):
+        key = row["customer_id"]
+        if key in held_keys or key not in snapshot:
+            continue
+        actual = target_by_key.get(counterparties.ref_key(key))
+        if actual is not None:
+            mismatched = counterparties.content_mismatches(counterparties.to_counterparty(row), actual)
+            if mismatched:
+                differences.append(f"customer {key}: 1C differs in {sorted(mismatched)}")
+
+    summary = RunSummary(
+        flow=FLOW, run_id=run_id, entity="customer", target="1C Catalog_Контрагенты",
+        sent=meta["created"] + meta["updated"], created=meta["created"], updated=meta["updated"],
+        unchanged=meta["source_keys"] - meta["new"] - meta["changed"], deleted=meta["deleted"],
+        quarantined=meta["quarantined"], rejected=meta["rejected"], reconciliation=differences,
+        reconciliation_detail=f"billing {len(source_keys)} customers, {len(held_keys)} held back; "
+                              f"1C {len(target_by_key)} active counterparties",
+        gate_report=meta.get("gate_report", ""),
+        held_back=[{"key": q["source_key"], "status": "quarantined", "reasons": q["reasons"], "row": q["row"]}
+                   for q in held] + [{"key": i["source_key"], "status": "rejected", "reasons": i["last_error"],
+                                      "row": ""} for i in rejected],
+    )
+    workbook = settings.reports_dir(FLOW, run_id) / "reconciliation.xlsx"
+    summary.workbook = str(write_workbook(summary, workbook, [], []))
+    ledger.finish_run(run_id, FLOW, "reconciled" if not differences and not rejected else "failed", summary.as_dict())
+    log.info("\n%s", summary.text())
+    assert_reconciled(FLOW, differences)
+    if rejected:
+        raise TerminalError(f"1C refused {len(rejected)} customer(s); see the workbook {summary.workbook}: "
+                            + "; ".join(f"{i['source_key']}: {i['last_error']}" for i in rejected[:5]))
+    return summary
+
+
+def run_all(run_id: str, billing: sa.Engine, client: ODataClient, ledger: Ledger) -> RunSummary:
+    """The whole flow in one call (the CLI and tests; the DAG runs the same steps as tasks)."""
+    meta = extract(run_id, billing, ledger)
+    meta = gate(meta, ledger)
+    meta = load(meta, client, ledger)
+    return reconcile_and_report(meta, billing, client, ledger)

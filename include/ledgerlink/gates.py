@@ -1,0 +1,255 @@
+"""Gates: a Great Expectations suite per entity, run on the exact batch about to be loaded.
+
+Blocking expectations fail the task (``GateFailed``) and nothing is loaded; warning expectations hold
+the failing rows back (quarantine, with reasons) and let the rest through. Every run keeps its evidence:
+a JSON record and an HTML page in the run's report folder, and a row in the ledger — saved before any
+exception is raised.
+"""
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ledgerlink.errors import ConfigurationError, GateFailed
+from ledgerlink.taxids import is_valid_tax_id
+
+log = logging.getLogger(__name__)
+ROW_ID = "_row"
+SAMPLE_ROWS = 5
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation: ``kind`` is the GX expectation class name, ``args`` its arguments."""
+
+    name: str
+    kind: str
+    args: dict
+    blocking: bool
+
+
+@dataclass(frozen=True)
+class Suite:
+    entity: str
+    key: str
+    checks: tuple[Check, ...]
+    # Columns computed from the batch before validation, for rules GX has no built-in for (check digits).
+    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+
+@dataclass
+class GateResult:
+    passed: pd.DataFrame
+    quarantined: list[tuple[str, list[str], dict]]
+    failed_warning: list[str]
+    report_json: Path
+    report_html: Path
+    evaluated_rows: int = 0
+    failed_blocking: list[str] = field(default_factory=list)
+
+
+def _derive_customer(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    out["tax_id_check_digits_ok"] = [is_valid_tax_id(c, t) for c, t in zip(df["country"], df["tax_id"])]
+    return out
+
+
+def _derive_invoice_line(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    net = df["net_minor"].to_numpy(dtype=np.int64)
+    rate = pd.to_numeric(df["vat_rate"]).to_numpy(dtype=np.int64)
+    # Per-line VAT, half-up to the minor unit, in exact integer arithmetic: (net*rate*2 + 100) // 200.
+    expected_vat = (net * rate * 2 + 100) // 200
+    out["vat_matches_rate"] = df["vat_minor"].to_numpy(dtype=np.int64) == expected_vat
+    out["gross_is_net_plus_vat"] = df["gross_minor"].to_numpy(dtype=np.int64) == net + df["vat_minor"].to_numpy(dtype=np.int64)
+    return out
+
+
+def _today_plus(days: int) -> str:
+    return date.fromordinal(datetime.now(timezone.utc).date().toordinal() + days).isoformat()
+
+
+def suite_for(entity: str, max_rows: int | None = None) -> Suite:
+    """The expectation suite of an entity. ``max_rows`` bounds the batch size (a runaway extract is blocked)."""
+    count = Check("batch size within the expected volume", "ExpectTableRowCountToBeBetween",
+                  {"min_value": 0, "max_value": max_rows}, blocking=True)
+    if entity == "customer":
+        return Suite(entity, "customer_id", derive=_derive_customer, checks=(
+            count,
+            Check("customer id present", "ExpectColumnValuesToNotBeNull", {"column": "customer_id"}, True),
+            Check("customer id unique", "ExpectColumnValuesToBeUnique", {"column": "customer_id"}, True),
+            Check("legal name present", "ExpectColumnValuesToNotBeNull", {"column": "legal_name"}, True),
+            Check("tax id check digits valid", "ExpectColumnValuesToBeInSet",
+                  {"column": "tax_id_check_digits_ok", "value_set": [True]}, True),
+            Check("country is TR or RU", "ExpectColumnValuesToBeInSet", {"column": "country", "value_set": ["TR", "RU"]}, True),
+            Check("currency is TRY or RUB", "ExpectColumnValuesToBeInSet",
+                  {"column": "currency", "value_set": ["TRY", "RUB"]}, True),
+            Check("email looks like an address", "ExpectColumnValuesToMatchRegex",
+                  {"column": "email", "regex": r"^[^@\s]+@[^@\s]+\.[^@\s]+$"}, False),
+            Check("address present", "ExpectColumnValuesToNotBeNull", {"column": "address"}, False),
+            Check("legal name fits 1C (150 characters)", "ExpectColumnValueLengthsToBeBetween",
+                  {"column": "legal_name", "min_value": 1, "max_value": 150}, False),
+        ))
+    if entity == "invoice_line":
+        return Suite(entity, "line_id", derive=_derive_invoice_line, checks=(
+            count,
+            Check("line id present", "ExpectColumnValuesToNotBeNull", {"column": "line_id"}, True),
+            Check("line id unique", "ExpectColumnValuesToBeUnique", {"column": "line_id"}, True),
+            Check("invoice id present", "ExpectColumnValuesToNotBeNull", {"column": "invoice_id"}, True),
+            Check("net amount not negative", "ExpectColumnValuesToBeBetween", {"column": "net_minor", "min_value": 0}, True),
+            Check("VAT matches the line's rate (half-up per line)", "ExpectColumnValuesToBeInSet",
+                  {"column": "vat_matches_rate", "value_set": [True]}, True),
+            Check("gross = net + VAT", "ExpectColumnValuesToBeInSet",
+                  {"column": "gross_is_net_plus_vat", "value_set": [True]}, True),
+            Check("currency is TRY or RUB", "ExpectColumnValuesToBeInSet",
+                  {"column": "currency", "value_set": ["TRY", "RUB"]}, True),
+            Check("VAT rate is a known rate", "ExpectColumnValuesToBeInSet",
+                  {"column": "vat_rate", "value_set": ["0", "10", "20", "22"]}, True),
+            Check("issue date in the period (not in the future)", "ExpectColumnValuesToBeBetween",
+                  {"column": "issue_date", "min_value": "2000-01-01", "max_value": _today_plus(31)}, True),
+            Check("description present", "ExpectColumnValuesToNotBeNull", {"column": "description"}, False),
+        ))
+    raise ConfigurationError(f"no gate suite for entity {entity!r}")
+
+
+def _gx_context():
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    import great_expectations as gx  # heavy (2-3 s): imported when a gate runs, never at DAG parse time
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    # No "Calculating Metrics" bars: they flood finance's task logs.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return gx, context
+
+
+def validate(df: pd.DataFrame, suite: Suite) -> dict:
+    """Run the suite through a GX ValidationDefinition; returns a plain, JSON-able result."""
+    gx, context = _gx_context()
+    batch = suite.derive(df) if suite.derive else df.copy()
+    batch[ROW_ID] = np.arange(len(batch))
+    source = context.data_sources.add_pandas(f"{suite.entity}_batch")
+    asset = source.add_dataframe_asset(suite.entity)
+    definition = asset.add_batch_definition_whole_dataframe("whole batch")
+    gx_suite = gx.ExpectationSuite(name=f"{suite.entity}_gate")
+    for check in suite.checks:
+        expectation_class = getattr(gx.expectations, check.kind)
+        gx_suite.add_expectation(expectation_class(**{k: v for k, v in check.args.items() if v is not None},
+                                                   meta={"name": check.name, "blocking": check.blocking}))
+    gx_suite = context.suites.add(gx_suite)
+    validation = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{suite.entity}_gate", data=definition, suite=gx_suite))
+    result = validation.run(batch_parameters={"dataframe": batch}, result_format={
+        "result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID], "partial_unexpected_count": 20})
+    checks = []
+    for outcome in result.results:
+        meta = outcome.expectation_config.meta or {}
+        raw = outcome.result or {}
+        rows = sorted({int(i[ROW_ID]) for i in raw.get("unexpected_index_list") or []})
+        checks.append({
+            "name": meta.get("name"), "blocking": bool(meta.get("blocking")), "success": bool(outcome.success),
+            "expectation": outcome.expectation_config.type, "kwargs": _jsonable(outcome.expectation_config.kwargs),
+            "unexpected_count": raw.get("unexpected_count"), "observed_value": _jsonable(raw.get("observed_value")),
+            "unexpected_rows": rows,
+            "exception": (outcome.exception_info or {}).get("exception_message")
+            if isinstance(outcome.exception_info, dict) else None,
+        })
+    return {"entity": suite.entity, "rows": len(df), "success": bool(result.success), "checks": checks,
+            "validated_at": datetime.now(timezone.utc).isoformat()}
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def run_gate(df: pd.DataFrame, suite: Suite, *, run_id: str, flow: str, report_dir: Path, ledger) -> GateResult:
+    """Validate, keep the evidence, quarantine warning failures, raise on blocking failures."""
+    df = df.reset_index(drop=True)
+    outcome = validate(df, suite)
+    failed_blocking = [c["name"] for c in outcome["checks"] if c["blocking"] and not c["success"]]
+    failed_warning = [c["name"] for c in outcome["checks"] if not c["blocking"] and not c["success"]]
+    report_dir.mkdir(parents=True, exist_ok=True)
+    report_json = report_dir / f"gate_{suite.entity}.json"
+    report_html = report_dir / f"gate_{suite.entity}.html"
+    report_json.write_text(json.dumps(outcome, ensure_ascii=False, indent=2), encoding="utf-8")
+    report_html.write_text(render_html(outcome, df, suite), encoding="utf-8")
+    ledger.record_validation(run_id, flow, suite.entity, success=not failed_blocking, rows=len(df),
+                             failed_blocking=failed_blocking, failed_warning=failed_warning,
+                             report_html=str(report_html), report_json=str(report_json))
+    log.info("Gate %s: %d rows, %d blocking and %d warning expectation(s) failed; report %s",
+             suite.entity, len(df), len(failed_blocking), len(failed_warning), report_html)
+    if failed_blocking:
+        offending = sorted({r for c in outcome["checks"] if c["blocking"] and not c["success"] for r in c["unexpected_rows"]})
+        sample = [_row_dict(df, r) for r in offending[:SAMPLE_ROWS]]
+        raise GateFailed(suite.entity, _describe(outcome, blocking=True), sample, str(report_html))
+
+    reasons_by_row: dict[int, list[str]] = {}
+    for check in outcome["checks"]:
+        if not check["blocking"] and not check["success"]:
+            for row in check["unexpected_rows"]:
+                reasons_by_row.setdefault(row, []).append(check["name"])
+    quarantined = [(str(df.at[row, suite.key]), reasons, _row_dict(df, row)) for row, reasons in sorted(reasons_by_row.items())]
+    ledger.quarantine(run_id, flow, suite.entity, quarantined)
+    keep = np.ones(len(df), dtype=bool)
+    keep[list(reasons_by_row)] = False
+    return GateResult(passed=df[keep].reset_index(drop=True), quarantined=quarantined, failed_warning=failed_warning,
+                      report_json=report_json, report_html=report_html, evaluated_rows=len(df))
+
+
+def _describe(outcome: dict, blocking: bool) -> list[str]:
+    out = []
+    for check in outcome["checks"]:
+        if check["blocking"] == blocking and not check["success"]:
+            detail = f"{check['unexpected_count']} row(s)" if check["unexpected_count"] is not None else \
+                f"observed {check['observed_value']}"
+            if check.get("exception"):
+                detail = f"could not be evaluated: {check['exception']}"
+            out.append(f"{check['name']} ({check['expectation']}): {detail}")
+    return out
+
+
+def _row_dict(df: pd.DataFrame, row: int) -> dict:
+    record = df.iloc[row].to_dict()
+    return {k: (None if _isna(v) else (v.item() if hasattr(v, "item") else v)) for k, v in record.items()
+            if not str(k).startswith("_")}
+
+
+def _isna(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def render_html(outcome: dict, df: pd.DataFrame, suite: Suite) -> str:
+    """A readable validation page: one line per expectation, the first offending rows under each failure."""
+    parts = [
+        "<!doctype html><meta charset='utf-8'>",
+        f"<title>Gate {html.escape(suite.entity)}</title>",
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
+        ".fail{background:#fdd}.warn{background:#ffd}.ok{background:#dfd}</style>",
+        f"<h1>Gate: {html.escape(suite.entity)}</h1>",
+        f"<p>{outcome['rows']} rows validated at {html.escape(outcome['validated_at'])}. "
+        f"Result: <b>{'passed' if outcome['success'] else 'failed'}</b></p>",
+        "<table><tr><th>check</th><th>kind</th><th>result</th><th>failing rows</th></tr>",
+    ]
+    for check in outcome["checks"]:
+        css = "ok" if check["success"] else ("fail" if check["blocking"] else "warn")
+        verdict = "passed" if check["success"] else ("BLOCKS the load" if check["blocking"] else "rows held back")
+        parts.append(f"<tr class='{css}'><td>{html.escape(str(check['name']))}</td>"
+                     f"<td>{'blocking' if check['blocking'] else 'warning'}</td><td>{verdict}</td>"
+                     f"<td>{check['unexpected_count'] if check['unexpected_count'] is not None else ''}</td></tr>")
+        if not check["success"] and check["unexpected_rows"]:
+            sample = [_row_dict(df, r) for r in check["unexpected_rows"][:SAMPLE_ROWS]]
+            parts.append("<tr><td colspan=4><pre>" + html.escape(
+                "\n".join(json.dumps(s, ensure_ascii=False, default=str) for s in sample)) + "</pre></td></tr>")
+    parts.append("</table>")
+    return "\n".join(parts)

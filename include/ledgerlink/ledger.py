@@ -1,0 +1,383 @@
+"""The ledger: what went where, when, with what result; what is planned; what was held back.
+
+Its own database (SQLite by default, PostgreSQL by URL). An item stays unacknowledged until the receiver
+confirms it, as 1C's exchange plans do; the snapshot of acknowledged content hashes (what change tracking
+compares against) moves only in the same transaction as that acknowledgement.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from ledgerlink import settings
+
+PLANNED, SENT, ACKNOWLEDGED, REJECTED, QUARANTINED = "planned", "sent", "acknowledged", "rejected", "quarantined"
+OPEN_STATUSES = (PLANNED, SENT)
+CREATE, UPDATE, DELETE = "create", "update", "delete"
+
+
+class Base(orm.DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250), primary_key=True)
+    flow: orm.Mapped[str] = orm.mapped_column(sa.String(100), primary_key=True)
+    started_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+    finished_at: orm.Mapped[datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
+    status: orm.Mapped[str] = orm.mapped_column(sa.String(20))
+    summary: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                            autoincrement=True)
+    run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250), index=True)
+    flow: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    target: orm.Mapped[str] = orm.mapped_column(sa.String(50))
+    entity: orm.Mapped[str] = orm.mapped_column(sa.String(50))
+    source_key: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    target_key: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))
+    content_hash: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    operation: orm.Mapped[str] = orm.mapped_column(sa.String(10))
+    status: orm.Mapped[str] = orm.mapped_column(sa.String(20))
+    message_no: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
+    attempts: orm.Mapped[int] = orm.mapped_column(sa.Integer, default=0)
+    last_error: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    planned_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+    sent_at: orm.Mapped[datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
+    acknowledged_at: orm.Mapped[datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
+    updated_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (
+        sa.Index("ix_items_flow_key", "flow", "source_key"),
+        sa.Index("ix_items_target_planned", "target", "planned_at"),
+        # At most one open (planned or sent) item per record and flow: a retry continues it.
+        sa.Index("ux_items_open", "flow", "source_key", unique=True,
+                 sqlite_where=sa.text("status IN ('planned', 'sent')"),
+                 postgresql_where=sa.text("status IN ('planned', 'sent')")),
+    )
+
+
+class Snapshot(Base):
+    """Last content each target acknowledged, per record: what change tracking diffs against."""
+
+    __tablename__ = "snapshots"
+    flow: orm.Mapped[str] = orm.mapped_column(sa.String(100), primary_key=True)
+    source_key: orm.Mapped[str] = orm.mapped_column(sa.String(200), primary_key=True)
+    content_hash: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+    target_key: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))
+    acknowledged_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+
+
+class Watermark(Base):
+    __tablename__ = "watermarks"
+    flow: orm.Mapped[str] = orm.mapped_column(sa.String(100), primary_key=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(100), primary_key=True)
+    value: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    updated_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+
+
+class QuarantinedRow(Base):
+    __tablename__ = "quarantine"
+    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                            autoincrement=True)
+    run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250), index=True)
+    flow: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    entity: orm.Mapped[str] = orm.mapped_column(sa.String(50))
+    source_key: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    reasons: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    row: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    created_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+
+
+class Validation(Base):
+    __tablename__ = "validations"
+    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                            autoincrement=True)
+    run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250), index=True)
+    flow: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    entity: orm.Mapped[str] = orm.mapped_column(sa.String(50))
+    success: orm.Mapped[bool] = orm.mapped_column(sa.Boolean)
+    rows: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    failed_blocking: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    failed_warning: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    report_html: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    report_json: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    created_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+
+
+class SchemaVersion(Base):
+    __tablename__ = "ledger_schema_version"
+    version: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True)
+    description: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    applied_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+
+
+def _migration_1_initial(connection: sa.Connection) -> None:
+    Base.metadata.create_all(connection)
+
+
+# Ordered, append-only: a released migration is never edited, a new one is added with the next number.
+MIGRATIONS: list[tuple[int, str, callable]] = [
+    (1, "runs, items, snapshots, watermarks, quarantine, validations", _migration_1_initial),
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def default_ledger_url() -> str:
+    """``LEDGERLINK_LEDGER_URL``, else the Airflow connection ``ledgerlink_ledger``, else SQLite in LEDGERLINK_HOME."""
+    if os.environ.get("LEDGERLINK_LEDGER_URL"):
+        return os.environ["LEDGERLINK_LEDGER_URL"]
+    if os.environ.get("AIRFLOW_CONN_LEDGERLINK_LEDGER"):
+        from ledgerlink.connections import sqlalchemy_url_from_connection
+
+        return sqlalchemy_url_from_connection("ledgerlink_ledger")
+    return f"sqlite:///{settings.home() / 'ledger.db'}"
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    source_key: str
+    target_key: str | None
+    content_hash: str | None
+    operation: str
+
+
+def _make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers (the CLI, the UI) don't block a running load
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class Ledger:
+    """Repository over the ledger database. Methods commit their own transaction."""
+
+    def __init__(self, url: str | None = None):
+        self.url = url or default_ledger_url()
+        self.engine = _make_engine(self.url)
+        self.migrate()
+
+    def migrate(self) -> int:
+        """Apply pending migrations; returns the schema version."""
+        with self.engine.begin() as conn:
+            SchemaVersion.__table__.create(conn, checkfirst=True)
+            done = set(conn.scalars(sa.select(SchemaVersion.version)))
+            for version, description, apply in MIGRATIONS:
+                if version not in done:
+                    apply(conn)
+                    conn.execute(sa.insert(SchemaVersion).values(version=version, description=description,
+                                                                 applied_at=utcnow()))
+            return max(v for v, _, _ in MIGRATIONS)
+
+    # runs -------------------------------------------------------------------------------------------
+    def start_run(self, run_id: str, flow: str) -> None:
+        with self.engine.begin() as conn:
+            existing = conn.execute(sa.select(Run).where(Run.run_id == run_id, Run.flow == flow)).first()
+            if existing is None:
+                conn.execute(sa.insert(Run).values(run_id=run_id, flow=flow, started_at=utcnow(), status="running"))
+            else:  # a retry of the same run
+                conn.execute(sa.update(Run).where(Run.run_id == run_id, Run.flow == flow).values(status="running"))
+
+    def finish_run(self, run_id: str, flow: str, status: str, summary: dict) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(Run).where(Run.run_id == run_id, Run.flow == flow).values(
+                finished_at=utcnow(), status=status, summary=json.dumps(summary, default=str, ensure_ascii=False)))
+
+    def runs(self, flow: str | None = None) -> list[dict]:
+        query = sa.select(Run).order_by(Run.started_at)
+        if flow:
+            query = query.where(Run.flow == flow)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # snapshots and watermarks ---------------------------------------------------------------------
+    def snapshot(self, flow: str) -> dict[str, tuple[str, str | None]]:
+        """source_key -> (content_hash, target_key) as last acknowledged."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(Snapshot.source_key, Snapshot.content_hash, Snapshot.target_key)
+                                .where(Snapshot.flow == flow))
+            return {key: (content_hash, target_key) for key, content_hash, target_key in rows}
+
+    def watermark(self, flow: str, name: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.scalar(sa.select(Watermark.value).where(Watermark.flow == flow, Watermark.name == name))
+
+    def set_watermark(self, flow: str, name: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            updated = conn.execute(sa.update(Watermark).where(Watermark.flow == flow, Watermark.name == name)
+                                   .values(value=value, updated_at=utcnow())).rowcount
+            if not updated:
+                conn.execute(sa.insert(Watermark).values(flow=flow, name=name, value=value, updated_at=utcnow()))
+
+    # items ------------------------------------------------------------------------------------------
+    def plan(self, run_id: str, flow: str, target: str, entity: str,
+             changes: Sequence[PlannedChange]) -> dict[str, int]:
+        """Record the changes about to be sent; an open item left by a failed attempt is continued, not doubled.
+
+        Returns source_key -> item id.
+        """
+        now = utcnow()
+        with self.engine.begin() as conn:
+            open_items = {key: item_id for key, item_id in conn.execute(
+                sa.select(Item.source_key, Item.id).where(Item.flow == flow, Item.status.in_(OPEN_STATUSES)))}
+            wanted = {c.source_key for c in changes}
+            # An open item whose record no longer needs sending (changed back, say) is closed as superseded.
+            stale = [item_id for key, item_id in open_items.items() if key not in wanted]
+            if stale:
+                conn.execute(sa.update(Item).where(Item.id.in_(stale)).values(
+                    status=REJECTED, last_error="superseded: no longer differs from the target", updated_at=now))
+            new_rows, continued = [], []
+            for change in changes:
+                if change.source_key in open_items:
+                    continued.append({"b_id": open_items[change.source_key], "b_run": run_id,
+                                      "b_hash": change.content_hash, "b_op": change.operation,
+                                      "b_tk": change.target_key})
+                else:
+                    new_rows.append({"run_id": run_id, "flow": flow, "target": target, "entity": entity,
+                                     "source_key": change.source_key, "target_key": change.target_key,
+                                     "content_hash": change.content_hash, "operation": change.operation,
+                                     "status": PLANNED, "attempts": 0, "planned_at": now, "updated_at": now})
+            if continued:
+                conn.execute(sa.update(Item).where(Item.id == sa.bindparam("b_id")).values(
+                    run_id=sa.bindparam("b_run"), content_hash=sa.bindparam("b_hash"),
+                    operation=sa.bindparam("b_op"), target_key=sa.bindparam("b_tk"), updated_at=now), continued)
+            if new_rows:
+                conn.execute(sa.insert(Item), new_rows)
+            return {key: item_id for key, item_id in conn.execute(
+                sa.select(Item.source_key, Item.id).where(Item.flow == flow, Item.status.in_(OPEN_STATUSES)))}
+
+    def mark_sent(self, item_ids: Iterable[int], message_no: int | None = None) -> None:
+        ids = list(item_ids)
+        if not ids:
+            return
+        with self.engine.begin() as conn:
+            for chunk in _chunks(ids, 5000):
+                conn.execute(sa.update(Item).where(Item.id.in_(chunk)).values(
+                    status=SENT, sent_at=utcnow(), attempts=Item.attempts + 1, message_no=message_no,
+                    updated_at=utcnow()))
+
+    def record_failure(self, item_id: int, error: str, *, terminal: bool) -> None:
+        """A send failed: terminal failures reject the item; transient ones leave it open for the retry."""
+        with self.engine.begin() as conn:
+            values = {"last_error": error[:2000], "updated_at": utcnow()}
+            if terminal:
+                values["status"] = REJECTED
+            conn.execute(sa.update(Item).where(Item.id == item_id).values(**values))
+
+    def acknowledge(self, flow: str, acknowledged: Sequence[tuple[int, str, str | None, str | None, str]]) -> None:
+        """Receiver confirmed: close the items and move the snapshot, in one transaction.
+
+        ``acknowledged``: (item_id, source_key, content_hash, target_key, operation) tuples.
+        """
+        if not acknowledged:
+            return
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(acknowledged), 5000):
+                conn.execute(sa.update(Item).where(Item.id == sa.bindparam("b_id")).values(
+                    status=ACKNOWLEDGED, acknowledged_at=now, updated_at=now, last_error=None,
+                    target_key=sa.bindparam("b_tk")),
+                    [{"b_id": item_id, "b_tk": target_key} for item_id, _, _, target_key, _ in chunk])
+                deleted_keys = [key for _, key, _, _, op in chunk if op == DELETE]
+                upserts = [(key, h, tk) for _, key, h, tk, op in chunk if op != DELETE]
+                keys = [key for key, _, _ in upserts] + deleted_keys
+                conn.execute(sa.delete(Snapshot).where(Snapshot.flow == flow, Snapshot.source_key.in_(keys)))
+                if upserts:
+                    conn.execute(sa.insert(Snapshot), [
+                        {"flow": flow, "source_key": key, "content_hash": h, "target_key": tk, "acknowledged_at": now}
+                        for key, h, tk in upserts])
+
+    def items(self, flow: str | None = None, run_id: str | None = None) -> list[dict]:
+        query = sa.select(Item).order_by(Item.id)
+        if flow:
+            query = query.where(Item.flow == flow)
+        if run_id:
+            query = query.where(Item.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def history(self, target: str | None = None, since: datetime | None = None, flow: str | None = None) -> list[dict]:
+        """What went where and when, with what result (everything that left the planned state)."""
+        query = sa.select(Item).where(Item.status != PLANNED).order_by(Item.updated_at, Item.id)
+        if target:
+            query = query.where(Item.target == target)
+        if since:
+            query = query.where(Item.updated_at >= since)
+        if flow:
+            query = query.where(Item.flow == flow)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def planned(self, target: str | None = None) -> list[dict]:
+        """What is waiting to go, or went without a confirmation yet."""
+        query = sa.select(Item).where(Item.status.in_(OPEN_STATUSES)).order_by(Item.planned_at, Item.id)
+        if target:
+            query = query.where(Item.target == target)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # quarantine and validations --------------------------------------------------------------------
+    def quarantine(self, run_id: str, flow: str, entity: str, rows: Sequence[tuple[str, list[str], dict]]) -> None:
+        """Hold rows back with their reasons: (source_key, reasons, row)."""
+        if not rows:
+            return
+        now = utcnow()
+        with self.engine.begin() as conn:
+            # A retry of the same run must not list the same row twice.
+            conn.execute(sa.delete(QuarantinedRow).where(QuarantinedRow.run_id == run_id,
+                                                         QuarantinedRow.flow == flow))
+            conn.execute(sa.insert(QuarantinedRow), [
+                {"run_id": run_id, "flow": flow, "entity": entity, "source_key": key,
+                 "reasons": "; ".join(reasons), "row": json.dumps(row, default=str, ensure_ascii=False),
+                 "created_at": now} for key, reasons, row in rows])
+
+    def quarantined(self, flow: str | None = None, run_id: str | None = None) -> list[dict]:
+        query = sa.select(QuarantinedRow).order_by(QuarantinedRow.id)
+        if flow:
+            query = query.where(QuarantinedRow.flow == flow)
+        if run_id:
+            query = query.where(QuarantinedRow.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def record_validation(self, run_id: str, flow: str, entity: str, success: bool, rows: int,
+                          failed_blocking: list[str], failed_warning: list[str], report_html: str,
+                          report_json: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(Validation).values(
+                run_id=run_id, flow=flow, entity=entity, success=success, rows=rows,
+                failed_blocking=json.dumps(failed_blocking), failed_warning=json.dumps(failed_warning),
+                report_html=report_html, report_json=report_json, created_at=utcnow()))
+
+    def validations(self, flow: str | None = None) -> list[dict]:
+        query = sa.select(Validation).order_by(Validation.id)
+        if flow:
+            query = query.where(Validation.flow == flow)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

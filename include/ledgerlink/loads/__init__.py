@@ -1,0 +1,1 @@
+"""Idempotent loads: rerun, retry or replay gives the same target state."""

@@ -1,0 +1,42 @@
+"""The Airflow hook for 1C's OData interface, built on an Airflow Connection.
+
+Connection: ``host``, ``port``, ``schema`` (http or https), ``login``, ``password`` (secret, masked by
+Airflow), extra ``{"base": "/<infobase publication>", "timeout": 30}``.
+"""
+from __future__ import annotations
+
+from ledgerlink.errors import ConfigurationError
+from ledgerlink.onec.client import ODataClient
+
+try:  # the hook is usable without a scheduler; Airflow is only needed to look up the connection
+    from airflow.sdk import BaseHook
+except ImportError:  # pragma: no cover - Airflow is always installed in this project
+    BaseHook = object  # type: ignore[misc,assignment]
+
+
+class OneCODataHook(BaseHook):
+    conn_name_attr = "onec_conn_id"
+    default_conn_name = "onec_default"
+    conn_type = "http"
+    hook_name = "1C:Enterprise OData"
+    secret_fields = ("password",)
+
+    def __init__(self, onec_conn_id: str = default_conn_name):
+        super().__init__()
+        self.onec_conn_id = onec_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict:
+        return {"hidden_fields": [], "relabeling": {"schema": "Scheme (http/https)"},
+                "placeholders": {"extra": '{"base": "/accounting", "timeout": 30}'}}
+
+    def get_conn(self) -> ODataClient:
+        connection = self.get_connection(self.onec_conn_id)
+        if not connection.host:
+            raise ConfigurationError(f"connection {self.onec_conn_id!r} has no host")
+        extra = connection.extra_dejson
+        scheme = connection.schema or "http"
+        port = f":{connection.port}" if connection.port else ""
+        base = "/" + str(extra.get("base", "")).strip("/")
+        return ODataClient(f"{scheme}://{connection.host}{port}{base}", connection.login or "",
+                           connection.password or "", timeout=float(extra.get("timeout", 30)))

@@ -1,0 +1,193 @@
+"""Start and stop the whole sandbox world: ``python -m sandbox up|down|status|serve``.
+
+``up`` generates the demo data (if missing), starts every stand-in on free loopback ports in a background
+process, waits until each answers, and writes ``<dir>/connections.env`` with the matching Airflow
+connections (``AIRFLOW_CONN_*``) — the only bridge between the stand-ins and Ledgerlink.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+DEFAULT_DIR = Path(".sandbox")
+
+
+def _env_line(name: str, value: str) -> str:
+    return f"export {name}={shlex.quote(value)}"
+
+
+def serve(directory: Path, seed: int, customers: int) -> None:
+    """Run every stand-in in this process until SIGTERM/SIGINT."""
+    from sandbox import bridge, crm, generator
+    from sandbox.einvoice import gib as gib_module
+    from sandbox.einvoice import rest_integrator, soap_integrator
+    from sandbox.onec.server import make_server as make_onec
+    from sandbox.sftp_server import SftpServer
+    from sandbox.smtp_sink import SmtpSink
+
+    directory.mkdir(parents=True, exist_ok=True)
+    billing_db, erp_db = directory / "billing.db", directory / "erp.db"
+    if not billing_db.exists():
+        generator.generate_billing(billing_db, seed=seed, customers=customers)
+    if not erp_db.exists():
+        generator.generate_erp(erp_db, seed=seed, customers=customers)
+
+    secrets_file = directory / "secrets.json"
+    if secrets_file.exists():
+        creds = json.loads(secrets_file.read_text())
+    else:
+        creds = {name: secrets.token_urlsafe(18) for name in ("onec", "crm", "einvoice_rest", "einvoice_soap", "sftp")}
+        secrets_file.write_text(json.dumps(creds))
+        secrets_file.chmod(0o600)
+
+    sftp_root = directory / "sftp"
+    onec_exchange = sftp_root / "onec"
+    for folder in (sftp_root / "bridge", onec_exchange):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    onec = make_onec(host="127.0.0.1", port=0, db_path=directory / "onec.db", users={"ledgerlink": creds["onec"]},
+                     base="/demo", exchange_dir=onec_exchange)
+    crm_server = crm.make_server("127.0.0.1", 0, directory / "crm.db", tokens={creds["crm"]: "ledgerlink"})
+    gib = gib_module.Gib(directory / "gib.db")
+    rest = rest_integrator.make_server("127.0.0.1", 0, gib, api_keys={creds["einvoice_rest"]: "ledgerlink"})
+    soap = soap_integrator.make_server("127.0.0.1", 0, gib, users={"ledgerlink": creds["einvoice_soap"]})
+    http_servers = {"onec": onec, "crm": crm_server, "einvoice_rest": rest, "einvoice_soap": soap}
+    for server in http_servers.values():
+        server.start_in_thread()
+    sftp = SftpServer("127.0.0.1", 0, sftp_root, directory / "sftp_host_key",
+                      users={"ledgerlink": {"password": creds["sftp"]}})
+    sftp.start()
+    smtp = SmtpSink("127.0.0.1", 0, directory / "mail")
+    smtp.start()
+
+    def http_conn(server, login: str | None, password: str, extra: dict | None = None) -> str:
+        host, port = server.server_address[:2]
+        return json.dumps({"conn_type": "http", "host": host, "port": port, "schema": "http", "login": login,
+                           "password": password, "extra": extra or {}})
+
+    sftp_extra = {"host_key": sftp.host_key_line.split(" ", 1)[1] if " " in sftp.host_key_line else sftp.host_key_line,
+                  "no_host_key_check": False}
+    connections = {
+        "AIRFLOW_CONN_BILLING_DEFAULT": f"sqlite:///{billing_db.resolve()}",
+        "AIRFLOW_CONN_ERP_DEFAULT": f"sqlite:///{erp_db.resolve()}",
+        "AIRFLOW_CONN_ONEC_DEFAULT": http_conn(onec, "ledgerlink", creds["onec"], {"base": "/demo", "timeout": 30}),
+        "AIRFLOW_CONN_CRM_DEFAULT": http_conn(crm_server, None, creds["crm"], {"base": "/api/v1"}),
+        "AIRFLOW_CONN_EINVOICE_REST_DEFAULT": http_conn(rest, None, creds["einvoice_rest"]),
+        "AIRFLOW_CONN_EINVOICE_SOAP_DEFAULT": http_conn(soap, "ledgerlink", creds["einvoice_soap"]),
+        "AIRFLOW_CONN_BRIDGE_SFTP": json.dumps({"conn_type": "sftp", "host": "127.0.0.1", "port": sftp.port,
+                                                "login": "ledgerlink", "password": creds["sftp"],
+                                                "extra": {**sftp_extra, "remote_root": "/bridge"}}),
+        "AIRFLOW_CONN_ONEC_EXCHANGE_SFTP": json.dumps({"conn_type": "sftp", "host": "127.0.0.1", "port": sftp.port,
+                                                       "login": "ledgerlink", "password": creds["sftp"],
+                                                       "extra": {**sftp_extra, "remote_root": "/onec"}}),
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port,
+                                                 "extra": {"disable_tls": True, "disable_ssl": True}}),
+    }
+    env_file = directory / "connections.env"
+    env_file.write_text("\n".join(_env_line(k, v) for k, v in connections.items()) + "\n")
+    env_file.chmod(0o600)
+    world = {"pid": os.getpid(), "urls": {name: s.url for name, s in http_servers.items()},
+             "sftp_port": sftp.port, "smtp_port": smtp.port, "directory": str(directory.resolve())}
+    (directory / "world.json").write_text(json.dumps(world, indent=2))
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    for server in http_servers.values():
+        server.shutdown()
+        server.server_close()
+    sftp.stop()
+    smtp.stop()
+    (directory / "world.json").unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def up(directory: Path, seed: int, customers: int, timeout: float = 60.0) -> dict:
+    """Start the world in the background; returns world.json once every stand-in answers."""
+    world_file = directory / "world.json"
+    if world_file.exists():
+        world = json.loads(world_file.read_text())
+        if _alive(world["pid"]):
+            return world
+        world_file.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+    log = open(directory / "sandbox.log", "ab")
+    process = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--dir", str(directory), "--seed", str(seed),
+                                "--customers", str(customers)], stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the sandbox stopped while starting; see {directory / 'sandbox.log'}")
+        if world_file.exists():
+            world = json.loads(world_file.read_text())
+            if all(_healthy(url) for url in world["urls"].values()):
+                return world
+        time.sleep(0.2)
+    process.terminate()
+    raise SystemExit(f"the sandbox did not start within {timeout:.0f} s; see {directory / 'sandbox.log'}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/_sandbox/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def down(directory: Path) -> None:
+    world_file = directory / "world.json"
+    if not world_file.exists():
+        return
+    pid = json.loads(world_file.read_text())["pid"]
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
+    world_file.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status", "serve"])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--customers", type=int, default=300)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.dir, args.seed, args.customers)
+    elif args.command == "up":
+        world = up(args.dir, args.seed, args.customers)
+        sys.stdout.write(f"sandbox up: {json.dumps(world['urls'])}; connections in {args.dir / 'connections.env'}\n")
+    elif args.command == "down":
+        down(args.dir)
+        sys.stdout.write("sandbox down\n")
+    else:
+        world_file = args.dir / "world.json"
+        sys.stdout.write(world_file.read_text() if world_file.exists() else "sandbox is not running\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

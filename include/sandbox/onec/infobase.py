@@ -1,0 +1,281 @@
+"""The stand-in's object model: create, change, delete, post, and register every change for the exchange nodes.
+
+Shared by the OData interface, the "1C user" admin edits and the file exchange, so all three write objects
+the same way: defaults filled, values type-checked, a new ``DataVersion`` per write, changes registered.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from . import schema
+from .errors import (
+    BUSINESS, KEY_EXISTS, NOT_FOUND, NOT_SUPPORTED, UNKNOWN_RESOURCE, ODataError, bad_request, business, not_found,
+)
+from .schema import EXCHANGE_PLAN, SCHEMA, EntitySet, TabularPart
+from .store import Change, Store
+from .values import DEFAULTS, EMPTY_DATE, EMPTY_GUID, parse_guid, to_storage
+
+READ_ONLY = {"Ref_Key", "DataVersion"}
+DEFAULT_NODES = ("BILLING",)
+
+
+class Infobase:
+    """Objects of the published configuration, stored in ``store``."""
+
+    def __init__(self, store: Store, entity_sets: dict[str, EntitySet] = SCHEMA,
+                 node_codes: tuple[str, ...] = DEFAULT_NODES):
+        self.store = store
+        self.entity_sets = entity_sets
+        with store.transaction():
+            existing = {node["Code"] for node in store.all(EXCHANGE_PLAN)}
+            for code in node_codes:
+                if code not in existing:
+                    self.create(EXCHANGE_PLAN, {"Code": code, "Description": code})
+
+    # lookups
+    def entity_set(self, name: str) -> EntitySet:
+        try:
+            return self.entity_sets[name]
+        except KeyError:
+            raise ODataError(404, UNKNOWN_RESOURCE, f"Не найден ресурс {name}") from None
+
+    def get(self, set_name: str, ref_key: str) -> dict | None:
+        return self.store.get(set_name, ref_key)
+
+    def require(self, set_name: str, ref_key: str) -> dict:
+        record = self.store.get(set_name, ref_key)
+        if record is None:
+            raise not_found(set_name, ref_key)
+        return record
+
+    def all(self, set_name: str) -> list[dict]:
+        self.entity_set(set_name)
+        return self.store.all(set_name)
+
+    # writes
+    def create(self, set_name: str, payload: dict, *, origin: str | None = None,
+               allow_posted: bool = False) -> dict:
+        """A new object from wire values; a client-chosen ``Ref_Key`` is kept, a taken one is error 15."""
+        entity_set = self.entity_set(set_name)
+        with self.store.transaction():
+            ref_key = self._ref_key(payload.get("Ref_Key")) if payload.get("Ref_Key") else str(uuid.uuid4())
+            if self.store.get(set_name, ref_key) is not None:
+                raise ODataError(400, KEY_EXISTS, f"Экземпляр сущности с ключом guid'{ref_key}' уже существует в {set_name}")
+            record = self._defaults(entity_set)
+            record["Ref_Key"] = ref_key
+            self._apply(entity_set, record, payload, allow_posted=allow_posted)
+            self._fill_numbering(entity_set, record)
+            record["DataVersion"] = self.store.new_data_version()
+            self.store.insert(set_name, record)
+            self._register(entity_set, record, deleted=False, origin=origin)
+        return record
+
+    def update(self, set_name: str, ref_key: str, payload: dict, *, if_match: str | None = None,
+               origin: str | None = None, allow_posted: bool = False, replace: bool = False) -> dict:
+        """Change the fields sent (PATCH), or all of them (``replace``: PUT); a tabular part sent is replaced."""
+        entity_set = self.entity_set(set_name)
+        with self.store.transaction():
+            record = self.require(set_name, ref_key)
+            self._check_if_match(record, if_match)
+            if replace:
+                kept = {name: record[name] for name in ("Ref_Key", "Posted", "Code", "Number") if name in record}
+                record = {**self._defaults(entity_set), **kept}
+            was_marked = record["DeletionMark"]
+            self._apply(entity_set, record, payload, allow_posted=allow_posted)
+            if entity_set.is_document and record["DeletionMark"] and not was_marked:
+                record["Posted"] = False  # 1C unposts a document when it is marked for deletion
+            self._fill_numbering(entity_set, record)
+            record["DataVersion"] = self.store.new_data_version()
+            self.store.update(set_name, record)
+            self._register(entity_set, record, deleted=False, origin=origin)
+        return record
+
+    def upsert(self, set_name: str, payload: dict, *, origin: str | None = None) -> dict:
+        """Create or change by ``Ref_Key`` (the file exchange's way: the same object twice is one object)."""
+        ref_key = self._ref_key(payload.get("Ref_Key"))
+        with self.store.transaction():
+            if self.store.get(set_name, ref_key) is None:
+                return self.create(set_name, payload, origin=origin)
+            return self.update(set_name, ref_key, payload, origin=origin)
+
+    def delete(self, set_name: str, ref_key: str, *, if_match: str | None = None, origin: str | None = None) -> None:
+        """Remove outright (1C does not check references here; marking for deletion is the safe way)."""
+        entity_set = self.entity_set(set_name)
+        with self.store.transaction():
+            record = self.require(set_name, ref_key)
+            self._check_if_match(record, if_match)
+            self.store.delete(set_name, ref_key)
+            self._register(entity_set, record, deleted=True, origin=origin)
+
+    def post(self, set_name: str, ref_key: str, *, origin: str | None = None) -> dict:
+        """Post a document after the checks the configuration would make; a failure is a business error."""
+        entity_set = self._document_set(set_name)
+        with self.store.transaction():
+            record = self.require(set_name, ref_key)
+            problems = self.posting_problems(entity_set, record)
+            if problems:
+                raise business(f"Не удалось провести документ {record['Number']}: " + "; ".join(problems))
+            return self._set_posted(entity_set, record, True, origin)
+
+    def unpost(self, set_name: str, ref_key: str, *, origin: str | None = None) -> dict:
+        entity_set = self._document_set(set_name)
+        with self.store.transaction():
+            return self._set_posted(entity_set, self.require(set_name, ref_key), False, origin)
+
+    def posting_problems(self, entity_set: EntitySet, record: dict) -> list[str]:
+        """Why this document cannot be posted: deletion mark, missing or deleted references, foreign contract."""
+        problems = []
+        if record["DeletionMark"]:
+            problems.append("документ помечен на удаление")
+        if "Контрагент_Key" in entity_set.fields and record["Контрагент_Key"] == EMPTY_GUID:
+            problems.append("не заполнен Контрагент")
+        problems += self._reference_problems(entity_set.fields.values(), record, "")
+        for part in entity_set.tabular_parts.values():
+            for row in record.get(part.name, []):
+                problems += self._reference_problems(
+                    part.fields.values(), row, f"{part.name}, строка {row['LineNumber']}: "
+                )
+        contract_key = record.get("ДоговорКонтрагента_Key", EMPTY_GUID)
+        contract = self.store.get(schema.CONTRACTS, contract_key) if contract_key != EMPTY_GUID else None
+        if contract and contract["Owner_Key"] != record.get("Контрагент_Key"):
+            problems.append(f"договор {contract['Description'] or contract['Номер']} не принадлежит контрагенту")
+        return problems
+
+    # exchange plan
+    def node_by_code(self, code: str) -> dict:
+        for node in self.store.all(EXCHANGE_PLAN):
+            if node["Code"] == code:
+                return node
+        raise ODataError(404, NOT_FOUND, f"Узел плана обмена {EXCHANGE_PLAN} с кодом {code!r} не найден")
+
+    def select_changes(self, node: dict, message_no: int) -> list[tuple[Change, dict | None]]:
+        """Stamp the node's unstamped changes with ``message_no``; return all its changes with the objects."""
+        with self.store.transaction():
+            self.store.stamp_changes(node["Ref_Key"], message_no)
+            node = self.require(EXCHANGE_PLAN, node["Ref_Key"])
+            node["SentNo"] = str(message_no)
+            self._save_node(node)
+            return [(change, None if change.deleted else self.store.get(change.entity_set, change.ref_key))
+                    for change in self.store.changes(node["Ref_Key"])]
+
+    def notify_changes_received(self, node: dict, message_no: int) -> tuple[int, int]:
+        """Forget changes stamped up to ``message_no``; returns (removed, still registered)."""
+        with self.store.transaction():
+            removed = self.store.remove_changes(node["Ref_Key"], message_no)
+            node = self.require(EXCHANGE_PLAN, node["Ref_Key"])
+            node["ReceivedNo"] = str(max(int(node["ReceivedNo"]), message_no))
+            self._save_node(node)
+            return removed, len(self.store.changes(node["Ref_Key"]))
+
+    def pending_changes(self, node: dict) -> list[Change]:
+        return self.store.changes(node["Ref_Key"])
+
+    def set_node_received_no(self, node: dict, message_no: int) -> None:
+        """Record the last message number received from a node (file exchange)."""
+        with self.store.transaction():
+            node = self.require(EXCHANGE_PLAN, node["Ref_Key"])
+            node["ReceivedNo"] = str(message_no)
+            self._save_node(node)
+
+    # internals
+    def _save_node(self, node: dict) -> None:
+        # Node bookkeeping is not an object change worth exchanging.
+        node["DataVersion"] = self.store.new_data_version()
+        self.store.update(EXCHANGE_PLAN, node)
+
+    def _document_set(self, set_name: str) -> EntitySet:
+        entity_set = self.entity_set(set_name)
+        if not entity_set.is_document:
+            raise ODataError(400, NOT_SUPPORTED, f"{set_name} не является документом: проведение невозможно")
+        return entity_set
+
+    def _set_posted(self, entity_set: EntitySet, record: dict, posted: bool, origin: str | None) -> dict:
+        record["Posted"] = posted
+        record["DataVersion"] = self.store.new_data_version()
+        self.store.update(entity_set.name, record)
+        self._register(entity_set, record, deleted=False, origin=origin)
+        return record
+
+    def _reference_problems(self, fields, record: dict, where: str) -> list[str]:
+        problems = []
+        for field in fields:
+            value = record.get(field.name, EMPTY_GUID)
+            if not field.target or value == EMPTY_GUID:
+                continue
+            target = self.store.get(field.target, value)
+            if target is None:
+                problems.append(f"{where}{field.navigation}: объект не найден ({value})")
+            elif target["DeletionMark"]:
+                problems.append(f"{where}{field.navigation} помечен на удаление ({value})")
+        return problems
+
+    @staticmethod
+    def _ref_key(value) -> str:
+        try:
+            return parse_guid(value)
+        except ValueError as e:
+            raise bad_request(f"Неверное значение Ref_Key: {e}") from e
+
+    @staticmethod
+    def _defaults(entity_set: EntitySet) -> dict:
+        record = {name: DEFAULTS[field.edm] for name, field in entity_set.fields.items()}
+        record.update({name: [] for name in entity_set.tabular_parts})
+        return record
+
+    def _apply(self, entity_set: EntitySet, record: dict, payload: dict, *, allow_posted: bool) -> None:
+        """Copy the known, writable properties of ``payload`` into ``record``; unknown ones are ignored, as in 1C."""
+        if not isinstance(payload, dict):
+            raise bad_request("Ожидался JSON-объект")
+        for name, value in payload.items():
+            if name in READ_ONLY or (name == "Posted" and not allow_posted):
+                continue  # Posted changes only through Post/Unpost
+            if name in entity_set.fields:
+                record[name] = to_storage(entity_set.fields[name].edm, value, name)
+            elif name in entity_set.tabular_parts:
+                record[name] = self._rows(entity_set.tabular_parts[name], value)
+
+    @staticmethod
+    def _rows(part: TabularPart, rows) -> list[dict]:
+        """A whole tabular part; rows are renumbered 1..n in the order sent."""
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise bad_request(f"Табличная часть {part.name} должна быть массивом объектов")
+        stored = []
+        for number, row in enumerate(rows, start=1):
+            record = {name: DEFAULTS[field.edm] for name, field in part.fields.items()}
+            for name, value in row.items():
+                if name in part.fields and name != "LineNumber":
+                    record[name] = to_storage(part.fields[name].edm, value, f"{part.name}.{name}")
+            record["LineNumber"] = str(number)
+            stored.append(record)
+        return stored
+
+    def _fill_numbering(self, entity_set: EntitySet, record: dict) -> None:
+        """Codes, numbers and dates the platform assigns when the client leaves them empty."""
+        if "Code" in record and not record["Code"]:
+            record["Code"] = f"{self.store.next_value('code:' + entity_set.name):09d}"
+        if entity_set.is_document:
+            if not record["Number"]:
+                record["Number"] = f"0000-{self.store.next_value('number:' + entity_set.name):06d}"
+            if record["Date"] == EMPTY_DATE:
+                record["Date"] = datetime.now().isoformat(timespec="seconds")
+
+    @staticmethod
+    def _check_if_match(record: dict, if_match: str | None) -> None:
+        if if_match is None:
+            return
+        expected = if_match.strip()
+        if expected.startswith("W/"):
+            expected = expected[2:]
+        expected = expected.strip('"')
+        if expected != "*" and expected != record["DataVersion"]:
+            raise ODataError(412, BUSINESS, "Данные были изменены другим пользователем: DataVersion "
+                                            f"{record['DataVersion']}, а в If-Match {if_match}")
+
+    def _register(self, entity_set: EntitySet, record: dict, *, deleted: bool, origin: str | None) -> None:
+        """Register the change for every exchange node but the one it came from."""
+        if entity_set.kind == "ExchangePlan":
+            return
+        nodes = [node["Ref_Key"] for node in self.store.all(EXCHANGE_PLAN) if node["Ref_Key"] != origin]
+        self.store.register_change(nodes, entity_set.name, record["Ref_Key"], record["DataVersion"],
+                                   record["DeletionMark"], deleted)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# make demo: start the sandbox, run every DAG once with `airflow dags test`, print what finance reads, stop.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$LEDGERLINK_ROOT"
+mkdir -p "$AIRFLOW_HOME" "$LEDGERLINK_HOME/demo-logs"
+
+python -m sandbox up --dir "$SANDBOX_DIR"
+trap 'python -m sandbox down --dir "$SANDBOX_DIR"' EXIT
+# shellcheck disable=SC1091
+source "$SANDBOX_DIR/connections.env"
+airflow db migrate > "$LEDGERLINK_HOME/demo-logs/db-migrate.log" 2>&1
+
+status=0
+logical_date="$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
+for dag_file in dags/*.py; do
+  dag_id="$(basename "$dag_file" .py)"
+  echo "running $dag_id (log: $LEDGERLINK_HOME/demo-logs/$dag_id.log)"
+  if ! airflow dags test "$dag_id" "$logical_date" > "$LEDGERLINK_HOME/demo-logs/$dag_id.log" 2>&1; then
+    echo "  $dag_id FAILED; the end of its log:"; tail -n 40 "$LEDGERLINK_HOME/demo-logs/$dag_id.log"; status=1
+  fi
+done
+python -m ledgerlink summary --check-targets || status=1
+exit $status

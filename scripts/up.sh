@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# make up: the sandbox plus the Airflow UI (airflow standalone) on http://localhost:8080.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$LEDGERLINK_ROOT"
+python -m sandbox up --dir "$SANDBOX_DIR"
+trap 'python -m sandbox down --dir "$SANDBOX_DIR"' EXIT
+# shellcheck disable=SC1091
+source "$SANDBOX_DIR/connections.env"
+exec airflow standalone
