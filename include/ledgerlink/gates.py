@@ -24,6 +24,7 @@ from ledgerlink.taxids import is_valid_tax_id
 log = logging.getLogger(__name__)
 ROW_ID = "_row"
 SAMPLE_ROWS = 5
+EARLIEST_DATE = "2000-01-01"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ def _derive_invoice_line(df: pd.DataFrame) -> pd.DataFrame:
     # Per-line VAT, half-up to the minor unit, in exact integer arithmetic: (net*rate*2 + 100) // 200.
     expected_vat = (net * rate * 2 + 100) // 200
     out["vat_matches_rate"] = df["vat_minor"].to_numpy(dtype=np.int64) == expected_vat
+    # ISO dates compare as text; GX's between does not take strings, so the rule is derived here.
+    out["issue_date_in_period"] = (df["issue_date"] >= EARLIEST_DATE) & (df["issue_date"] <= _today_plus(31))
     out["gross_is_net_plus_vat"] = df["gross_minor"].to_numpy(dtype=np.int64) == net + df["vat_minor"].to_numpy(dtype=np.int64)
     return out
 
@@ -113,8 +116,8 @@ def suite_for(entity: str, max_rows: int | None = None) -> Suite:
                   {"column": "currency", "value_set": ["TRY", "RUB"]}, True),
             Check("VAT rate is a known rate", "ExpectColumnValuesToBeInSet",
                   {"column": "vat_rate", "value_set": ["0", "10", "20", "22"]}, True),
-            Check("issue date in the period (not in the future)", "ExpectColumnValuesToBeBetween",
-                  {"column": "issue_date", "min_value": "2000-01-01", "max_value": _today_plus(31)}, True),
+            Check("issue date in the period (2000-01-01 to a month ahead)", "ExpectColumnValuesToBeInSet",
+                  {"column": "issue_date_in_period", "value_set": [True]}, True),
             Check("description present", "ExpectColumnValuesToNotBeNull", {"column": "description"}, False),
         ))
     raise ConfigurationError(f"no gate suite for entity {entity!r}")

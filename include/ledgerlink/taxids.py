@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from stdnum.exceptions import ValidationError
 from stdnum.ru import inn
-from stdnum.tr import tckn, vkn
+from stdnum.tr import tckimlik, vkn
 
 
 def is_valid_tax_id(country: str | None, tax_id: str | None) -> bool:
@@ -12,7 +12,7 @@ def is_valid_tax_id(country: str | None, tax_id: str | None) -> bool:
         return False
     try:
         if country == "TR":
-            return bool(vkn.validate(tax_id)) if len(tax_id) == 10 else bool(tckn.validate(tax_id))
+            return bool(vkn.validate(tax_id)) if len(tax_id) == 10 else bool(tckimlik.validate(tax_id))
         if country == "RU":
             return bool(inn.validate(tax_id))
     except ValidationError:

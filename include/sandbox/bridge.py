@@ -174,7 +174,9 @@ def drop_cdr_files(target: Path | str | object, customers: Sequence[str], day: d
         encoding = "cp1251" if bridge_id in cp1251_bridges else "utf-8"
         calls = generate_calls(bridge_id, file_day, customers, calls_per_file, seed, zone)
         kind = broken.get(bridge_id)
-        text, bad_rows = _break(render_csv(calls), kind, len(calls)) if kind else (render_csv(calls), ())
+        text, bad_rows = render_csv(calls), ()
+        if kind:
+            text, bad_rows = _break(text, kind, len(calls))
         try:
             data = text.encode(encoding)
         except UnicodeEncodeError as e:

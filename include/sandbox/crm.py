@@ -101,6 +101,8 @@ class CrmStore:
         self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL with NORMAL sync survives a killed process, which is all a stand-in needs; full sync is slow.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT MAX(updated_at) FROM records").fetchone()
         self._last_stamp = datetime.fromisoformat(row[0]) if row[0] else None
@@ -298,6 +300,9 @@ class CrmState:
 
 
 class CrmHandler(SandboxHandler):
+    # Headers and body go out in two writes; with Nagle on, a keep-alive client waits ~40 ms (delayed ACK)
+    # for every answer.
+    disable_nagle_algorithm = True
     server: SandboxServer
 
     def route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> Response:

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import math
 import random
 import sqlite3
 import sys
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -693,8 +693,6 @@ def _contract_for(contracts: Sequence[_Contract], month: int) -> _Contract:
 class _Database:
     """The few operations the generator needs, over SQLite (``?`` placeholders) or PostgreSQL."""
 
-    kind = ""
-
     def recreate(self, tables: Sequence[Table]) -> None:
         for table in reversed(tables):
             self.execute(f"DROP TABLE IF EXISTS {table.name}")
@@ -732,11 +730,11 @@ class _Database:
 
 
 class _SqliteDatabase(_Database):
-    kind = "sqlite"
-
-    def __init__(self, path: Path, bulk: bool):
+    def __init__(self, path: Path, bulk: bool, create: bool):
+        if not create and not path.is_file():
+            raise FileNotFoundError(f"no SQLite database at {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        # autocommit off at the driver level: we issue BEGIN/COMMIT ourselves, one transaction per run
+        # isolation_level=None: the driver leaves transactions to us; a run is one BEGIN .. COMMIT
         self._connection = sqlite3.connect(path, isolation_level=None)
         # WAL persists in the file and lets stand-ins read while a mutation writes
         self._connection.execute("PRAGMA journal_mode=WAL")
@@ -772,13 +770,12 @@ class _SqliteDatabase(_Database):
 
 
 class _PostgresDatabase(_Database):
-    kind = "postgresql"
-
     def __init__(self, dsn: str):
         import psycopg  # only PostgreSQL targets need the driver
 
         self._connection = psycopg.connect(dsn)
         self._connection.execute("SET synchronous_commit = off")
+        self._connection.execute("SET maintenance_work_mem = '256MB'")  # index builds after the load
         self._cursor_serial = 0
 
     @staticmethod
@@ -818,22 +815,25 @@ class _PostgresDatabase(_Database):
         self._connection.close()
 
 
-def _open(target: Any, bulk: bool = False) -> _Database:
-    """Open a path, ``sqlite:///path``, ``postgresql://`` URL or SQLAlchemy ``URL`` object."""
+def _open(target: Any, bulk: bool = False, create: bool = False) -> _Database:
+    """Open a path, ``sqlite:///path``, ``postgresql://`` URL or SQLAlchemy ``URL`` object.
+
+    ``bulk`` trades durability for speed (generation); ``create`` allows a new SQLite file.
+    """
     if hasattr(target, "render_as_string"):  # a SQLAlchemy URL; rendering keeps the password
         target = target.render_as_string(hide_password=False)
     if isinstance(target, Path):
-        return _SqliteDatabase(target, bulk)
+        return _SqliteDatabase(target, bulk, create)
     if not isinstance(target, str):
         raise TypeError(f"expected a path or database URL, got {type(target).__name__}")
     scheme, _, rest = target.partition("://")
     if not rest:
-        return _SqliteDatabase(Path(target), bulk)
+        return _SqliteDatabase(Path(target), bulk, create)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
         return _PostgresDatabase("postgresql://" + rest)
     if scheme in ("sqlite", "sqlite+pysqlite"):
         path = rest[1:] if rest.startswith("/") else rest  # sqlite:///relative, sqlite:////absolute
-        return _SqliteDatabase(Path(path), bulk)
+        return _SqliteDatabase(Path(path), bulk, create)
     raise ValueError(f"unsupported database URL scheme {scheme!r}")
 
 
@@ -910,26 +910,36 @@ def _generate_usage(
         month_start = _MONTH_STARTS[month]
         month_seconds = (_MONTH_STARTS[month + 1] - month_start).days * _DAY
         prefix = f"{month_start.year:04d}-{month_start.month:02d}-"
-        contract_ids = {c.index: _contract_for(contracts[c.index], month).contract_id for c in active}
+        # per-customer facts looked up once per month, not once per call (this loop runs millions of times)
+        callers = []
+        for customer in active:
+            low, high = _SEGMENT_PARTICIPANTS[customer.segment]
+            callers.append((customer.index, customer.customer_id,
+                            _contract_for(contracts[customer.index], month).contract_id,
+                            customer.tariff_ids, len(customer.tariff_ids), low, high - low + 1))
+        uniform, gauss, random_bits, add = rng.random, rng.gauss, rng.getrandbits, writer.add
         for position in range(rows):
-            customer = active[bisect.bisect_right(cumulative_weights, rng.random() * running)]
-            tariff_id = rng.choice(customer.tariff_ids)
+            index, customer_id, contract_id, tariff_ids, tariff_count, low, span = callers[
+                bisect.bisect_right(cumulative_weights, uniform() * running)]
+            tariff_id = tariff_ids[int(uniform() * tariff_count)]
             # stratified start times: sorted within the month without holding the month in memory
-            offset = int((position + rng.random()) * month_seconds / rows)
+            offset = int((position + uniform()) * month_seconds / rows)
             day, second = divmod(offset, _DAY)
             hour, second = divmod(second, 3600)
             minute, second = divmod(second, 60)
-            duration = min(max(int(rng.lognormvariate(7.2, 0.7)), 30), 4 * 3600)
-            participants = rng.randint(*_SEGMENT_PARTICIPANTS[customer.segment])
+            duration = min(max(int(math.exp(7.2 + 0.7 * gauss())), 30), 4 * 3600)  # median ≈ 22 min
+            participants = low + int(uniform() * span)
+            call = "%032x" % random_bits(128)
             usage_id += 1
-            writer.add("usage", (
-                usage_id, customer.customer_id, contract_ids[customer.index], tariff_id,
-                str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            add("usage", (
+                usage_id, customer_id, contract_id, tariff_id,
+                # a version-4 UUID: version nibble 4, variant bits 10
+                f"{call[:8]}-{call[8:12]}-4{call[13:16]}-{'89ab'[int(call[16], 16) & 3]}{call[17:20]}-{call[20:]}",
                 f"{prefix}{day + 1:02d}T{hour:02d}:{minute:02d}:{second:02d}+00:00",
                 duration, participants,
             ))
             if aggregate is not None:
-                key = (customer.index, month, tariff_id)
+                key = (index, month, tariff_id)
                 aggregate[key] = aggregate.get(key, 0) + duration * participants
 
 
@@ -1097,7 +1107,7 @@ def generate_billing(
         raise ValueError("row counts must not be negative")
     profiles = build_customers(seed, customers)
     contracts = _build_contracts(seed, profiles)
-    with _open(target, bulk=True) as database:
+    with _open(target, bulk=True, create=True) as database:
         database.recreate(BILLING_TABLES)
         writer = _BatchWriter(database, BILLING_TABLES)
         writer.extend("customers", (c.billing_row() for c in profiles))
@@ -1214,9 +1224,9 @@ def mutate_billing(
                 vat = _vat_minor(net, vat_rate)
                 corrections.append((_quantity_text(tenths), net, vat, net + vat, stamp, line_id))
                 touched["invoice_lines"]["changed"].append(line_id)
+                affected_invoices.add(invoice_id)
             else:
                 removals.append((line_id, invoice_id))
-            affected_invoices.add(invoice_id)
         database.executemany(
             "UPDATE invoice_lines SET quantity = ?, net_minor = ?, vat_minor = ?, gross_minor = ?,"
             " updated_at = ? WHERE line_id = ?",
@@ -1231,6 +1241,7 @@ def mutate_billing(
                 remaining[invoice_id] -= 1
                 database.execute("DELETE FROM invoice_lines WHERE line_id = ?", (line_id,))
                 touched["invoice_lines"]["deleted"].append(line_id)
+                affected_invoices.add(invoice_id)
 
         invoice_count = database.execute("SELECT COUNT(*) FROM invoices")[0][0]
         invoice_positions = [rng.randrange(invoice_count) for _ in range(added)] if invoice_count else []
@@ -1338,7 +1349,7 @@ def generate_erp(target: Any, seed: int = 42, customers: int = 300) -> dict[str,
         raise ValueError("customers must be at least 1")
     rng = random.Random(f"ledgerlink:{seed}:erp")
     profiles = build_customers(seed, customers)
-    with _open(target, bulk=True) as database:
+    with _open(target, bulk=True, create=True) as database:
         database.recreate(ERP_TABLES)
         writer = _BatchWriter(database, ERP_TABLES)
         for customer in profiles:

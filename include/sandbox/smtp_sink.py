@@ -5,8 +5,9 @@ dot-unstuffing), RSET, NOOP, VRFY, QUIT and AUTH PLAIN/LOGIN (any credentials un
 given). No STARTTLS: it is not advertised, and asking for it gets 454.
 
 Each message is written as ``<maildir>/<UTC yyyymmddTHHMMSS.ffffff>-<seq>.eml`` (written under a temporary
-name, then renamed), with ``Return-Path`` and ``X-Sandbox-Envelope-To`` headers added in front so the
-envelope (Bcc recipients included) is kept. The folder is the state: it survives restarts.
+name, then renamed) with LF line ends, as mailbox files are, and with ``Return-Path`` and
+``X-Sandbox-Envelope-To`` headers added in front so the envelope (Bcc recipients included) is kept.
+The folder is the state: it survives restarts.
 """
 from __future__ import annotations
 
@@ -172,7 +173,7 @@ class _Session:
                 raw = raw[1:]  # dot-unstuffing (RFC 5321 §4.5.2)
             at_line_start = raw.endswith(b"\n")
             if at_line_start:
-                raw = raw.rstrip(b"\r\n") + b"\r\n"
+                raw = raw.rstrip(b"\r\n") + b"\n"  # stored with LF line ends, as mailbox files are
             size += len(raw)
             if size > MAX_MESSAGE_BYTES:
                 too_big = True
@@ -230,7 +231,9 @@ class SmtpSink:
 
     def start(self) -> "SmtpSink":
         self._server = _SmtpServer((self.host, self._requested_port), self)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sandbox-smtp", daemon=True)
+        # A short poll keeps stop() quick; the default 0.5 s adds up over many tests.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="sandbox-smtp", daemon=True)
         self._thread.start()
         return self
 
@@ -256,8 +259,8 @@ class SmtpSink:
 
     def store(self, mail_from: str, recipients: list[str], data: bytes) -> str:
         """Write one message; returns its file name."""
-        envelope = (f"Return-Path: <{mail_from}>\r\n"
-                    f"X-Sandbox-Envelope-To: {', '.join(recipients)}\r\n").encode("utf-8")
+        envelope = (f"Return-Path: <{mail_from}>\n"
+                    f"X-Sandbox-Envelope-To: {', '.join(recipients)}\n").encode("utf-8")
         with self._lock:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
             name = f"{stamp}-{next(self._sequence):06d}.eml"

@@ -138,7 +138,8 @@ class _OsUser:
     def can_write(self, folder: Path) -> bool:
         if self.uid is None:
             return os.access(folder, os.W_OK | os.X_OK)
-        return self.run(["test", "-w", str(folder), "-a", "-x", str(folder)], cwd=Path("/"), check=False).returncode == 0
+        probe = self.run(["test", "-w", str(folder), "-a", "-x", str(folder)], cwd=Path("/"), check=False)
+        return probe.returncode == 0
 
     def own(self, folder: Path) -> None:
         if self.uid is not None:

@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 FLOW = "billing_invoice_lines_to_erp"
 WATERMARK = "updated_at"
 CONTENT_COLUMNS = [c for c in erp_lines.COLUMNS if c != "content_hash"]
-SOURCE_JOIN = " l JOIN invoices i ON i.invoice_id = l.invoice_id"
 
 
 def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 200_000) -> dict:
@@ -76,7 +75,7 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
     """Upsert each gated chunk in one transaction, then acknowledge its items; delete what billing deleted."""
     run_id = meta["run_id"]
     erp_lines.ensure_table(erp)
-    written = created = updated = 0
+    created = updated = 0
     totals = []
     for part in meta["parts"]:
         batch = read_frame(part)
@@ -86,7 +85,7 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         item_ids = ledger.plan(run_id, FLOW, "erp", "invoice_line", planned)
         ledger.mark_sent(item_ids[c.source_key] for c in planned)
         rows = batch.rename(columns={HASH_COLUMN: "content_hash"})
-        written += upsert_frame(erp, erp_lines.TABLE, rows, [erp_lines.KEY], erp_lines.COLUMNS)
+        upsert_frame(erp, erp_lines.TABLE, rows, [erp_lines.KEY], erp_lines.COLUMNS)
         ledger.acknowledge(FLOW, [(item_ids[c.source_key], c.source_key, c.content_hash, c.target_key, c.operation)
                                   for c in planned])
         created += int((batch["_op"] == CREATE).sum())
@@ -103,8 +102,7 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
     if candidates:
         ledger.set_watermark(FLOW, WATERMARK, min(candidates))
     sent = figures(pd.concat(totals, ignore_index=True)) if totals else figures(pd.DataFrame())
-    log.info("Loaded into the ERP: %d created, %d updated, %d deleted (%d rows written)", created, updated,
-             len(deleted_keys), written)
+    log.info("Loaded into the ERP: %d created, %d updated, %d deleted", created, updated, len(deleted_keys))
     return {**meta, "created": created, "updated": updated, "rejected": 0, "sent_totals": sent.as_rows()}
 
 
@@ -113,7 +111,7 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, erp: sa.Engine, ledger:
     run_id = meta["run_id"]
     held = ledger.quarantined(flow=FLOW, run_id=run_id)
     held_keys = sorted({q["source_key"] for q in held})
-    source = erp_lines.sql_figures(billing, "invoice_lines", held_keys, key="l.line_id", join=SOURCE_JOIN)
+    source = erp_lines.sql_figures(billing, "invoice_lines", held_keys)
     target = erp_lines.target_figures(erp, held_keys)
     differences = compare(FLOW, source, target, what="invoice lines")
     summary = RunSummary(

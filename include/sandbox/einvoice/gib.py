@@ -172,6 +172,8 @@ class Gib:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.db_path, timeout=10, isolation_level=None)
         db.row_factory = sqlite3.Row
+        # WAL with NORMAL sync survives a killed process, which is all a stand-in needs; full sync is slow.
+        db.execute("PRAGMA synchronous=NORMAL")
         return db
 
     def submit(self, ubl: bytes, *, integrator: str, sender: str) -> GibStatus:

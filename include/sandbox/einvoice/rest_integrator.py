@@ -42,6 +42,9 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 
 class RestIntegratorHandler(SandboxHandler):
+    # Headers and body go out in two writes; with Nagle on, a keep-alive client waits ~40 ms (delayed ACK)
+    # for every answer.
+    disable_nagle_algorithm = True
     server: SandboxServer
 
     def route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> Response:

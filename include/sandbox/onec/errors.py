@@ -7,7 +7,6 @@ from ..httpbase import Response
 NOT_FOUND = "9"  # the object with this key does not exist
 NOT_SUPPORTED = "13"  # e.g. creating tabular-part rows directly
 KEY_EXISTS = "15"  # POST with a Ref_Key that is taken
-ACCESS_DENIED = "20"
 BAD_FILTER = "21"  # unsupported $filter function or malformed expression
 BUSINESS = "-1"  # the configuration's own code refused (posting checks, write conflicts)
 # Codes the stand-in chose where the guide was not at hand; clients should branch on the HTTP status here.

@@ -58,10 +58,13 @@ class Infobase:
                allow_posted: bool = False) -> dict:
         """A new object from wire values; a client-chosen ``Ref_Key`` is kept, a taken one is error 15."""
         entity_set = self.entity_set(set_name)
+        if not isinstance(payload, dict):
+            raise bad_request("Ожидался JSON-объект")
         with self.store.transaction():
             ref_key = self._ref_key(payload.get("Ref_Key")) if payload.get("Ref_Key") else str(uuid.uuid4())
             if self.store.get(set_name, ref_key) is not None:
-                raise ODataError(400, KEY_EXISTS, f"Экземпляр сущности с ключом guid'{ref_key}' уже существует в {set_name}")
+                raise ODataError(400, KEY_EXISTS,
+                                 f"Экземпляр сущности с ключом guid'{ref_key}' уже существует в {set_name}")
             record = self._defaults(entity_set)
             record["Ref_Key"] = ref_key
             self._apply(entity_set, record, payload, allow_posted=allow_posted)

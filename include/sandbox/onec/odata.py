@@ -143,7 +143,7 @@ class ODataService:
         payload = {"odata.metadata": f"{request.root_url}$metadata#{entity_set.name}"}
         if total is not None:
             payload["odata.count"] = str(total)
-        payload["value"] = [self.entity_json(request.root_url, entity_set, r, select, expand) for r in records]
+        payload["value"] = [self.entity_json(entity_set, r, select, expand) for r in records]
         return json_response(200, payload)
 
     def _create(self, request: ODataRequest, entity_set: EntitySet) -> Response:
@@ -216,7 +216,7 @@ class ODataService:
                 "DataVersion": record["DataVersion"] if record else change.data_version,
                 "DeletionMark": record["DeletionMark"] if record else change.deletion_mark,
                 "Deleted": record is None, "MessageNo": str(change.message_no),
-                "Object": self.entity_json(request.root_url, entity_set, record) if record else None,
+                "Object": self.entity_json(entity_set, record) if record else None,
             })
         return json_response(200, {
             "odata.metadata": f"{request.root_url}$metadata#SelectChanges",
@@ -294,7 +294,7 @@ class ODataService:
     def _element(self, request: ODataRequest, entity_set: EntitySet, record: dict) -> dict:
         select, expand = self._select_expand(request, entity_set)
         body = {"odata.metadata": f"{request.root_url}$metadata#{entity_set.name}/@Element"}
-        body.update(self.entity_json(request.root_url, entity_set, record, select, expand))
+        body.update(self.entity_json(entity_set, record, select, expand))
         return body
 
     @staticmethod
@@ -316,7 +316,7 @@ class ODataService:
             raise self._not_allowed(method)
 
     # entity JSON
-    def entity_json(self, root_url: str, entity_set: EntitySet, record: dict, select: set[str] | None = None,
+    def entity_json(self, entity_set: EntitySet, record: dict, select: set[str] | None = None,
                     expand: list[str] = (), nav_links: bool = True) -> dict:
         """An object as 1C writes it: fields, tabular parts (rows carry Ref_Key), navigation links, expansions."""
         out = {}
@@ -334,6 +334,6 @@ class ODataService:
         for nav in expand:
             field = entity_set.references[nav]
             target = self.infobase.get(field.target, record[field.name]) if record[field.name] != EMPTY_GUID else None
-            out[nav] = (self.entity_json(root_url, self.infobase.entity_set(field.target), target)
+            out[nav] = (self.entity_json(self.infobase.entity_set(field.target), target)
                         if target else None)
         return out

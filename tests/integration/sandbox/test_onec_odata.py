@@ -1,0 +1,554 @@
+"""The 1C stand-in's standard OData interface over real HTTP: every protocol rule of DESIGN §8."""
+from __future__ import annotations
+
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import defusedxml.ElementTree as SafeET
+import pytest
+import requests
+
+from sandbox.httpbase import set_faults
+from sandbox.onec.server import make_server
+from tests.support.sandbox_http import serving
+
+USERS = {"ledgerlink": "secret"}
+COUNTERPARTIES = "Catalog_Контрагенты"
+CONTRACTS = "Catalog_ДоговорыКонтрагентов"
+PRODUCTS = "Catalog_Номенклатура"
+SALES = "Document_РеализацияТоваровУслуг"
+VAT_INVOICES = "Document_СчетФактураВыданный"
+RECEIPTS = "Document_ПоступлениеНаРасчетныйСчет"
+
+
+def start(tmp_path):
+    return make_server("127.0.0.1", 0, db_path=tmp_path / "onec.sqlite", users=USERS, base="/demo",
+                       exchange_poll_seconds=None)
+
+
+@pytest.fixture
+def onec(tmp_path):
+    with serving(start(tmp_path)) as server:
+        yield server
+
+
+class Api:
+    """A thin OData client for the tests: JSON asked for, Basic auth, paths relative to the service root."""
+
+    def __init__(self, server):
+        self.server = server
+        self.root = server.url + "/demo/odata/standard.odata/"
+        self.session = requests.Session()
+        self.session.auth = ("ledgerlink", "secret")
+        self.session.headers["Accept"] = "application/json"
+
+    def __call__(self, method: str, path: str, **kw) -> requests.Response:
+        return self.session.request(method, self.root + path, timeout=5, **kw)
+
+    def create(self, entity_set: str, **fields) -> dict:
+        response = self("POST", entity_set, json=fields)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def get(self, entity_set: str, ref_key: str) -> dict:
+        response = self("GET", f"{entity_set}(guid'{ref_key}')")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def rows(self, entity_set: str, **params) -> list[dict]:
+        response = self("GET", entity_set, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()["value"]
+
+
+@pytest.fixture
+def api(onec):
+    client = Api(onec)
+    yield client
+    client.session.close()
+
+
+def error_code(response: requests.Response) -> str:
+    return response.json()["odata.error"]["code"]
+
+
+def counterparty(api: Api, name: str = "ООО Ромашка", **fields) -> dict:
+    defaults = {"ИНН": "7701234567", "ЮридическоеФизическоеЛицо": "ЮридическоеЛицо", "СтранаРегистрации": "RU"}
+    return api.create(COUNTERPARTIES, Description=name, **{**defaults, **fields})
+
+
+# service, metadata, auth, format
+def test_metadata_is_csdl_generated_from_the_schema_table(api):
+    response = api("GET", "$metadata")
+    assert response.status_code == 200 and "xml" in response.headers["Content-Type"]
+    root = SafeET.fromstring(response.content)
+    edm = "{http://schemas.microsoft.com/ado/2009/11/edm}"
+    sets = {e.get("Name") for e in root.iter(f"{edm}EntitySet")}
+    assert {COUNTERPARTIES, CONTRACTS, PRODUCTS, SALES, VAT_INVOICES, RECEIPTS, "ExchangePlan_Ledgerlink",
+            f"{SALES}_Услуги"} <= sets
+    types = {t.get("Name"): {p.get("Name"): p.get("Type") for p in t.iter(f"{edm}Property")}
+             for t in root.iter(f"{edm}EntityType")}
+    assert types[SALES]["СуммаДокумента"] == "Edm.Decimal"
+    assert types[SALES]["Услуги"] == f"Collection(StandardODATA.{SALES}_Услуги_RowType)"
+    assert types[f"{SALES}_Услуги"]["LineNumber"] == "Edm.Int64"
+    assert types[CONTRACTS]["Owner_Key"] == "Edm.Guid"
+    navigation = {n.get("Name") for t in root.iter(f"{edm}EntityType") if t.get("Name") == SALES
+                  for n in t.iter(f"{edm}NavigationProperty")}
+    assert navigation == {"Контрагент", "ДоговорКонтрагента"}
+
+
+def test_missing_or_wrong_credentials_get_401_with_basic_challenge(onec):
+    url = onec.url + f"/demo/odata/standard.odata/{COUNTERPARTIES}?$format=json"
+    missing = requests.get(url, timeout=5)
+    wrong = requests.get(url, auth=("ledgerlink", "nope"), timeout=5)
+    unknown_user = requests.get(url, auth=("someone", "secret"), timeout=5)
+    assert missing.status_code == wrong.status_code == unknown_user.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == 'Basic realm="1C"'
+    assert requests.get(url, auth=("ledgerlink", "secret"), timeout=5).status_code == 200
+
+
+def test_json_only_when_asked_for(onec):
+    url = onec.url + f"/demo/odata/standard.odata/{COUNTERPARTIES}"
+    auth = ("ledgerlink", "secret")
+    assert requests.get(url, auth=auth, timeout=5).status_code == 406  # real 1C would answer Atom here
+    by_format = requests.get(url, params={"$format": "json"}, auth=auth, timeout=5)
+    by_header = requests.get(url, headers={"Accept": "application/json"}, auth=auth, timeout=5)
+    assert by_format.status_code == by_header.status_code == 200
+    assert by_format.json()["odata.metadata"].endswith(f"/demo/odata/standard.odata/$metadata#{COUNTERPARTIES}")
+    assert by_format.json()["value"] == []
+
+
+def test_paths_outside_the_publication_are_404(api, onec):
+    assert requests.get(onec.url + "/other/odata/standard.odata/$metadata", timeout=5).status_code == 404
+    response = api("GET", "Catalog_Нет")
+    assert response.status_code == 404 and error_code(response) == "6"
+
+
+# create, read, change, delete
+def test_post_creates_with_the_client_key_ignoring_unknown_and_posted(api):
+    ref = str(uuid.uuid4())
+    response = api("POST", COUNTERPARTIES, json={"Ref_Key": ref, "Description": "ООО Ромашка", "ИНН": "7701234567",
+                                                "НесуществующееСвойство": 1})
+    assert response.status_code == 201
+    assert response.headers["Location"].endswith(f"(guid'{ref}')")
+    created = response.json()
+    assert created["Ref_Key"] == ref and created["Description"] == "ООО Ромашка"
+    assert "НесуществующееСвойство" not in created
+    assert created["Code"] and created["DataVersion"] and created["DeletionMark"] is False
+    assert requests.utils.unquote(response.headers["Location"]).startswith(api.root + COUNTERPARTIES)
+    assert api.get(COUNTERPARTIES, ref)["ИНН"] == "7701234567"
+
+    document = api.create(SALES, Контрагент_Key=ref, Posted=True, Date="2026-01-31T00:00:00")
+    assert document["Posted"] is False  # Posted changes only through the Post action
+    assert document["Date"] == "2026-01-31T00:00:00" and document["Number"]
+
+
+def test_post_generates_a_key_when_none_is_sent(api):
+    created = counterparty(api)
+    assert uuid.UUID(created["Ref_Key"]).version == 4
+
+
+def test_existing_key_is_error_15(api):
+    created = counterparty(api)
+    response = api("POST", COUNTERPARTIES, json={"Ref_Key": created["Ref_Key"], "Description": "again"})
+    assert 400 <= response.status_code < 500 and error_code(response) == "15"
+    assert api.get(COUNTERPARTIES, created["Ref_Key"])["Description"] == "ООО Ромашка"
+
+
+def test_unknown_key_is_404_code_9(api):
+    missing = f"{COUNTERPARTIES}(guid'{uuid.uuid4()}')"
+    for response in (api("GET", missing), api("PATCH", missing, json={"Description": "x"}), api("DELETE", missing)):
+        assert response.status_code == 404 and error_code(response) == "9"
+    body = response.json()["odata.error"]
+    assert body["message"]["lang"] == "ru" and body["message"]["value"]
+
+
+def test_patch_changes_only_the_fields_sent_and_bumps_data_version(api):
+    created = counterparty(api, Комментарий="first")
+    response = api("PATCH", f"{COUNTERPARTIES}(guid'{created['Ref_Key']}')", json={"КПП": "770101001"})
+    assert response.status_code == 200
+    changed = api.get(COUNTERPARTIES, created["Ref_Key"])
+    assert changed["КПП"] == "770101001"
+    assert changed["Комментарий"] == "first" and changed["Description"] == created["Description"]
+    assert changed["DataVersion"] != created["DataVersion"]
+
+
+def test_patch_carrying_a_tabular_part_replaces_it_whole(api):
+    document = api.create(SALES, Услуги=[
+        {"Содержание": "one", "Сумма": 1}, {"Содержание": "two", "Сумма": 2}, {"Содержание": "three", "Сумма": 3},
+    ], Комментарий="keep")
+    assert [r["LineNumber"] for r in document["Услуги"]] == ["1", "2", "3"]
+    path = f"{SALES}(guid'{document['Ref_Key']}')"
+    api("PATCH", path, json={"Услуги": [{"LineNumber": "7", "Содержание": "only", "Сумма": 10}]})
+    rows = api.get(SALES, document["Ref_Key"])["Услуги"]
+    assert [(r["LineNumber"], r["Содержание"]) for r in rows] == [("1", "only")]
+    assert rows[0]["Ref_Key"] == document["Ref_Key"]
+    api("PATCH", path, json={"Комментарий": "changed"})  # no tabular part sent: rows untouched
+    after = api.get(SALES, document["Ref_Key"])
+    assert len(after["Услуги"]) == 1 and after["Комментарий"] == "changed"
+
+
+def test_delete_removes_outright(api):
+    created = counterparty(api)
+    path = f"{COUNTERPARTIES}(guid'{created['Ref_Key']}')"
+    assert api("DELETE", path).status_code == 204
+    assert api("GET", path).status_code == 404
+    assert api.rows(COUNTERPARTIES) == []
+
+
+def test_if_match_with_a_stale_data_version_is_412(api):
+    created = counterparty(api)
+    path = f"{COUNTERPARTIES}(guid'{created['Ref_Key']}')"
+    fresh = api("PATCH", path, json={"Комментарий": "1"}, headers={"If-Match": created["DataVersion"]})
+    assert fresh.status_code == 200
+    stale = api("PATCH", path, json={"Комментарий": "2"}, headers={"If-Match": created["DataVersion"]})
+    assert stale.status_code == 412 and "odata.error" in stale.json()
+    assert api.get(COUNTERPARTIES, created["Ref_Key"])["Комментарий"] == "1"
+    assert api("DELETE", path, headers={"If-Match": created["DataVersion"]}).status_code == 412
+    assert api("DELETE", path, headers={"If-Match": fresh.json()["DataVersion"]}).status_code == 204
+
+
+def test_data_version_changes_on_every_write(api, onec):
+    versions = []
+    document = api.create(SALES, Контрагент_Key=counterparty(api)["Ref_Key"])
+    versions.append(document["DataVersion"])
+    path = f"{SALES}(guid'{document['Ref_Key']}')"
+    versions.append(api("PATCH", path, json={"Комментарий": "x"}).json()["DataVersion"])
+    versions.append(api("POST", path + "/Post").json()["DataVersion"])
+    versions.append(api("POST", path + "/Unpost").json()["DataVersion"])
+    edit = requests.post(onec.url + "/_sandbox/onec/edit", timeout=5, json={
+        "set": SALES, "ref_key": document["Ref_Key"], "changes": {"Комментарий": "edited in 1C"}})
+    versions.append(edit.json()["DataVersion"])
+    assert len(set(versions)) == len(versions)
+    assert all(isinstance(v, str) and v for v in versions)
+
+
+# types on the wire
+def test_decimals_travel_as_exact_numbers_and_int64_as_strings(api):
+    body = ('{"СуммаДокумента": 1200.50, "Услуги": [{"Количество": 3, "Цена": 0.10, '
+            '"Сумма": 12345678901234.57, "СуммаНДС": "0.30"}], "Date": "2026-01-31T00:00:00"}')
+    response = api("POST", SALES, data=body.encode(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 201
+    for text in (response.text, api("GET", f"{SALES}(guid'{response.json()['Ref_Key']}')").text):
+        assert '"СуммаДокумента":1200.50' in text
+        assert '"Цена":0.10' in text and '"Сумма":12345678901234.57' in text and '"СуммаНДС":0.30' in text
+        assert '"LineNumber":"1"' in text
+        assert '"Date":"2026-01-31T00:00:00"' in text
+    assert api.rows(SALES, **{"$filter": "СуммаДокумента eq 1200.5"})[0]["Ref_Key"] == response.json()["Ref_Key"]
+
+
+@pytest.mark.parametrize("body, problem", [
+    ({"СуммаДокумента": "много"}, "СуммаДокумента"),
+    ({"Date": "2026-01-31T00:00:00Z"}, "Date"),
+    ({"Контрагент_Key": "not-a-guid"}, "Контрагент_Key"),
+    ({"DeletionMark": "yes"}, "DeletionMark"),
+])
+def test_values_of_the_wrong_type_are_refused(api, body, problem):
+    response = api("POST", SALES, json=body)
+    assert response.status_code == 400 and problem in response.json()["odata.error"]["message"]["value"]
+    assert api.rows(SALES) == []
+
+
+# query options
+@pytest.fixture
+def dataset(api):
+    """Three counterparties and three sales documents with known values."""
+    alpha = counterparty(api, "Альфа")
+    obrien = counterparty(api, "O'Brien Ltd", СтранаРегистрации="TR")
+    gamma = counterparty(api, "Гамма")
+    api("PATCH", f"{COUNTERPARTIES}(guid'{obrien['Ref_Key']}')", json={"DeletionMark": True})
+    docs = [
+        api.create(SALES, Number="D-1", Date="2026-01-15T00:00:00", Контрагент_Key=alpha["Ref_Key"],
+                   СуммаДокумента=100),
+        api.create(SALES, Number="D-2", Date="2026-01-31T00:00:00", Контрагент_Key=alpha["Ref_Key"],
+                   СуммаДокумента="1200.50"),
+        api.create(SALES, Number="D-3", Date="2026-02-10T12:30:00", Контрагент_Key=gamma["Ref_Key"],
+                   СуммаДокумента=5000),
+    ]
+    assert api("POST", f"{SALES}(guid'{docs[2]['Ref_Key']}')/Post").status_code == 200
+    return {"alpha": alpha, "obrien": obrien, "gamma": gamma, "docs": docs}
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("СуммаДокумента eq 1200.50", {"D-2"}),
+    ("СуммаДокумента ne 1200.5", {"D-1", "D-3"}),
+    ("СуммаДокумента gt 100", {"D-2", "D-3"}),
+    ("СуммаДокумента ge 1200.50M", {"D-2", "D-3"}),
+    ("СуммаДокумента lt 1200.50", {"D-1"}),
+    ("СуммаДокумента le 1200.5", {"D-1", "D-2"}),
+    ("Date ge datetime'2026-01-31T00:00:00'", {"D-2", "D-3"}),
+    ("Date lt datetime'2026-01-31T00:00'", {"D-1"}),
+    ("Posted eq true", {"D-3"}),
+    ("Posted", {"D-3"}),
+    ("not Posted", {"D-1", "D-2"}),
+    ("not (Posted eq true)", {"D-1", "D-2"}),
+    ("Number eq 'D-1' or Number eq 'D-3'", {"D-1", "D-3"}),
+    ("(Number eq 'D-1' or Number eq 'D-3') and СуммаДокумента gt 1000", {"D-3"}),
+    ("Number eq 'D-1' or (Number eq 'D-3' and СуммаДокумента gt 10000)", {"D-1"}),
+    ("Комментарий eq ''", {"D-1", "D-2", "D-3"}),
+])
+def test_filter_on_documents(api, dataset, expression, expected):
+    assert {d["Number"] for d in api.rows(SALES, **{"$filter": expression})} == expected
+
+
+def test_filter_on_guids(api, dataset):
+    alpha = dataset["alpha"]["Ref_Key"]
+    by_guid = api.rows(SALES, **{"$filter": f"Контрагент_Key eq guid'{alpha}'"})
+    assert {d["Number"] for d in by_guid} == {"D-1", "D-2"}
+    not_alpha = api.rows(SALES, **{"$filter": f"Контрагент_Key ne guid'{alpha.upper()}'"})
+    assert {d["Number"] for d in not_alpha} == {"D-3"}
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("Description eq 'O''Brien Ltd'", {"O'Brien Ltd"}),
+    ("Description eq 'альфа'", {"Альфа"}),  # 1C compares strings without regard to case
+    ("DeletionMark eq false", {"Альфа", "Гамма"}),
+    ("DeletionMark eq true and СтранаРегистрации ne 'RU'", {"O'Brien Ltd"}),
+    ("Description lt 'Б'", {"O'Brien Ltd", "Альфа"}),
+    ("Description ge 'Б'", {"Гамма"}),
+])
+def test_filter_on_strings_and_booleans(api, dataset, expression, expected):
+    assert {c["Description"] for c in api.rows(COUNTERPARTIES, **{"$filter": expression})} == expected
+
+
+@pytest.mark.parametrize("expression", [
+    "tolower(Description) eq 'альфа'",
+    "length(Description) gt 3",
+    "indexof(Description, 'ль') eq 1",
+    "substringof('ль', Description)",
+    "startswith(Description, 'А')",
+    "Description eq",  # malformed
+    "Description eq 'unclosed",
+    "Нет eq 1",  # unknown property
+    "ИНН eq 7701234567",  # a string compared with a number
+    f"Ref_Key eq '{uuid.UUID(int=1)}'",  # a guid compared with a string, not guid'...'
+    "DeletionMark gt false",
+    "Code add 1 eq 2",
+])
+def test_unsupported_or_malformed_filters_are_code_21(api, dataset, expression):
+    response = api("GET", COUNTERPARTIES, params={"$filter": expression})
+    assert response.status_code == 400 and error_code(response) == "21", response.text
+
+
+def test_select_top_skip_orderby_and_counts(api, dataset):
+    ordered = api.rows(SALES, **{"$orderby": "СуммаДокумента desc"})
+    assert [d["Number"] for d in ordered] == ["D-3", "D-2", "D-1"]
+    # $skip is applied before $top, whatever their order in the URL.
+    page = api("GET", f"{SALES}?$top=1&$skip=1&$orderby=Number&$select=Number,СуммаДокумента&$inlinecount=allpages")
+    body = page.json()
+    assert body["odata.count"] == "3"  # a string, counted before paging
+    assert body["value"] == [{"Number": "D-2", "СуммаДокумента": 1200.5}]
+    assert '"СуммаДокумента":1200.50' in page.text
+    two_keys = api.rows(COUNTERPARTIES, **{"$orderby": "СтранаРегистрации desc, Description asc",
+                                           "$select": "Description"})
+    assert [c["Description"] for c in two_keys] == ["O'Brien Ltd", "Альфа", "Гамма"]
+    counted = api("GET", f"{SALES}/$count", params={"$filter": "СуммаДокумента gt 100"})
+    assert counted.status_code == 200 and counted.text == "2"
+    assert api("GET", f"{SALES}/$count").text == "3"
+    filtered = api("GET", SALES, params={"$filter": "Posted eq false", "$inlinecount": "allpages", "$top": "1"})
+    assert filtered.json()["odata.count"] == "2" and len(filtered.json()["value"]) == 1
+    assert error_code(api("GET", SALES, params={"$top": "-1"})) == "5"
+    assert error_code(api("GET", SALES, params={"$select": "Нет"})) == "6"
+    assert error_code(api("GET", SALES, params={"$orderby": "Number sideways"})) == "6"
+
+
+def test_expand_embeds_the_referenced_objects(api, dataset):
+    contract = api.create(CONTRACTS, Description="Договор 1", Owner_Key=dataset["alpha"]["Ref_Key"],
+                          ВалютаВзаиморасчетов="RUB")
+    doc = dataset["docs"][0]
+    api("PATCH", f"{SALES}(guid'{doc['Ref_Key']}')", json={"ДоговорКонтрагента_Key": contract["Ref_Key"]})
+    rows = api.rows(SALES, **{"$filter": "Number eq 'D-1'", "$expand": "Контрагент,ДоговорКонтрагента"})
+    assert rows[0]["Контрагент"]["Description"] == "Альфа"
+    assert rows[0]["ДоговорКонтрагента"]["Owner_Key"] == dataset["alpha"]["Ref_Key"]
+    assert rows[0]["Контрагент@navigationLinkUrl"] == f"{SALES}(guid'{doc['Ref_Key']}')/Контрагент"
+    unset = api.rows(SALES, **{"$filter": "Number eq 'D-2'", "$expand": "ДоговорКонтрагента"})
+    assert unset[0]["ДоговорКонтрагента"] is None
+    single = api("GET", f"{CONTRACTS}(guid'{contract['Ref_Key']}')", params={"$expand": "Owner"}).json()
+    assert single["Owner"]["Ref_Key"] == dataset["alpha"]["Ref_Key"]
+    navigated = api("GET", f"{SALES}(guid'{doc['Ref_Key']}')/Контрагент").json()
+    assert navigated["Description"] == "Альфа"
+    assert error_code(api("GET", SALES, params={"$expand": "Нет"})) == "6"
+
+
+# documents
+def test_post_and_unpost_actions(api, dataset):
+    doc = dataset["docs"][0]
+    path = f"{SALES}(guid'{doc['Ref_Key']}')"
+    posted = api("POST", path + "/Post", params={"PostingModeOperational": "false"})
+    assert posted.status_code == 200 and posted.json()["Posted"] is True
+    assert api.get(SALES, doc["Ref_Key"])["Posted"] is True
+    api("PATCH", path, json={"Posted": False})  # ignored: not writable directly
+    assert api.get(SALES, doc["Ref_Key"])["Posted"] is True
+    assert api("POST", path + "/Unpost").json()["Posted"] is False
+    api("POST", path + "/Post")
+    api("PATCH", path, json={"DeletionMark": True})  # marking for deletion unposts, as in 1C
+    assert api.get(SALES, doc["Ref_Key"])["Posted"] is False
+    assert api("GET", path + "/Post").status_code == 405
+
+
+def test_posting_failures_are_500_code_minus_1(api, dataset):
+    # The counterparty does not exist.
+    ghost = api.create(SALES, Контрагент_Key=str(uuid.uuid4()))
+    # The counterparty is marked for deletion.
+    deleted = api.create(SALES, Контрагент_Key=dataset["obrien"]["Ref_Key"])
+    # No counterparty at all.
+    empty = api.create(RECEIPTS, СуммаДокумента=10)
+    # The contract belongs to another counterparty.
+    contract = api.create(CONTRACTS, Description="чужой", Owner_Key=dataset["gamma"]["Ref_Key"])
+    foreign = api.create(SALES, Контрагент_Key=dataset["alpha"]["Ref_Key"], ДоговорКонтрагента_Key=contract["Ref_Key"])
+    # The basis document is missing.
+    invoice = api.create(VAT_INVOICES, Контрагент_Key=dataset["alpha"]["Ref_Key"],
+                         ДокументОснование_Key=str(uuid.uuid4()))
+    for entity_set, doc in ((SALES, ghost), (SALES, deleted), (RECEIPTS, empty), (SALES, foreign),
+                            (VAT_INVOICES, invoice)):
+        response = api("POST", f"{entity_set}(guid'{doc['Ref_Key']}')/Post")
+        assert response.status_code == 500 and error_code(response) == "-1", (entity_set, response.text)
+        assert api.get(entity_set, doc["Ref_Key"])["Posted"] is False
+    good = api.create(VAT_INVOICES, Контрагент_Key=dataset["alpha"]["Ref_Key"],
+                      ДокументОснование_Key=dataset["docs"][0]["Ref_Key"], СуммаДокумента="120.00",
+                      СуммаНДС="20.00")
+    assert api("POST", f"{VAT_INVOICES}(guid'{good['Ref_Key']}')/Post").status_code == 200
+
+
+def test_tabular_part_rows_are_read_only_code_13(api, dataset):
+    doc = api.create(SALES, Контрагент_Key=dataset["alpha"]["Ref_Key"], Услуги=[
+        {"Содержание": "a", "Сумма": "1.10"}, {"Содержание": "b", "Сумма": "2.20"}])
+    created = api("POST", f"{SALES}_Услуги", json={"Ref_Key": doc["Ref_Key"], "Содержание": "c"})
+    assert created.status_code == 400 and error_code(created) == "13"
+    rows = api.rows(f"{SALES}_Услуги", **{"$filter": "LineNumber eq 2"})
+    assert [(r["Ref_Key"], r["LineNumber"], r["Содержание"]) for r in rows] == [(doc["Ref_Key"], "2", "b")]
+    assert len(api.get(SALES, doc["Ref_Key"])["Услуги"]) == 2
+
+
+# persistence, admin edits, faults
+def test_state_persists_across_restart(tmp_path):
+    first = start(tmp_path)
+    first.start_in_thread()
+    api = Api(first)
+    created = counterparty(api)
+    first.shutdown()
+    first.server_close()
+    second = start(tmp_path)
+    second.start_in_thread()
+    try:
+        again = Api(second).get(COUNTERPARTIES, created["Ref_Key"])
+        assert again["DataVersion"] == created["DataVersion"] and again["Description"] == "ООО Ромашка"
+        assert len(Api(second).rows("ExchangePlan_Ledgerlink")) == 1  # the BILLING node is not duplicated
+    finally:
+        second.shutdown()
+        second.server_close()
+
+
+def test_admin_edit_as_a_1c_user_then_a_stale_client_patch_is_412(api, onec):
+    created = counterparty(api)
+    edit = requests.post(onec.url + "/_sandbox/onec/edit", timeout=5, json={
+        "set": COUNTERPARTIES, "ref_key": created["Ref_Key"], "changes": {"Description": "Ромашка (изм. в 1С)"}})
+    assert edit.status_code == 200 and edit.json()["DataVersion"] != created["DataVersion"]
+    stale = api("PATCH", f"{COUNTERPARTIES}(guid'{created['Ref_Key']}')", json={"Description": "billing's"},
+                headers={"If-Match": created["DataVersion"]})
+    assert stale.status_code == 412
+    dump = requests.get(onec.url + "/_sandbox/onec/dump", params={"set": COUNTERPARTIES}, timeout=5).json()
+    assert [c["Description"] for c in dump["value"]] == ["Ромашка (изм. в 1С)"]
+    missing = requests.post(onec.url + "/_sandbox/onec/edit", timeout=5, json={
+        "set": COUNTERPARTIES, "ref_key": str(uuid.uuid4()), "changes": {}})
+    assert missing.status_code == 404
+
+
+def test_dropped_response_after_apply_leaves_the_object_created(api, onec):
+    set_faults(onec.url, [{"mode": "drop_after_apply", "count": 1, "methods": ["POST"], "path": "/demo/odata"}])
+    ref = str(uuid.uuid4())
+    with pytest.raises(requests.ConnectionError):
+        api("POST", COUNTERPARTIES, json={"Ref_Key": ref, "Description": "lost answer"})
+    assert api.get(COUNTERPARTIES, ref)["Description"] == "lost answer"
+    retry = api("POST", COUNTERPARTIES, json={"Ref_Key": ref, "Description": "lost answer"})
+    assert error_code(retry) == "15"  # a retry with the same derived key cannot duplicate it
+
+
+def test_injected_errors_come_before_the_change(api, onec):
+    set_faults(onec.url, [{"mode": "error", "status": 503, "count": 1, "methods": ["POST"]}])
+    ref = str(uuid.uuid4())
+    assert api("POST", COUNTERPARTIES, json={"Ref_Key": ref}).status_code == 503
+    assert api("GET", f"{COUNTERPARTIES}(guid'{ref}')").status_code == 404
+
+
+# change tracking
+def select(api: Api, message_no: int, point: str = "'BILLING'") -> dict:
+    response = api("GET", "SelectChanges", params={"DataExchangePoint": point, "MessageNo": str(message_no)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def notify(api: Api, message_no: int) -> dict:
+    response = api("POST", "NotifyChangesReceived", params={"DataExchangePoint": "'BILLING'",
+                                                            "MessageNo": str(message_no)})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_changes_stay_registered_until_acknowledged(api, onec):
+    a, b = counterparty(api, "A"), counterparty(api, "B")
+    first = select(api, 1)
+    assert first["DataExchangePoint"] == "BILLING" and first["MessageNo"] == "1"
+    assert [(c["Ref_Key"], c["MessageNo"], c["Deleted"]) for c in first["value"]] == [
+        (a["Ref_Key"], "1", False), (b["Ref_Key"], "1", False)]
+    assert first["value"][0]["Object"]["Description"] == "A"
+    assert first["value"][0]["DataVersion"] == a["DataVersion"]
+
+    # A changes after message 1 was taken (by the 1C user this time), and C appears.
+    requests.post(onec.url + "/_sandbox/onec/edit", timeout=5, json={
+        "set": COUNTERPARTIES, "ref_key": a["Ref_Key"], "changes": {"Description": "A2"}})
+    c = counterparty(api, "C")
+    second = select(api, 2)
+    stamps = {ch["Object"]["Description"]: ch["MessageNo"] for ch in second["value"]}
+    assert stamps == {"B": "1", "A2": "2", "C": "2"}  # not acknowledged yet: B comes again
+
+    assert notify(api, 1) == {"DataExchangePoint": "BILLING", "MessageNo": "1", "Removed": "1", "Remaining": "2"}
+    assert {ch["Ref_Key"] for ch in select(api, 3)["value"]} == {a["Ref_Key"], c["Ref_Key"]}
+    assert notify(api, 3)["Remaining"] == "0"
+    assert select(api, 4)["value"] == []
+
+    api("DELETE", f"{COUNTERPARTIES}(guid'{b['Ref_Key']}')")
+    api("PATCH", f"{COUNTERPARTIES}(guid'{c['Ref_Key']}')", json={"DeletionMark": True})
+    changes = {ch["Ref_Key"]: ch for ch in select(api, 5)["value"]}
+    assert changes[b["Ref_Key"]]["Deleted"] is True and changes[b["Ref_Key"]]["Object"] is None
+    assert changes[c["Ref_Key"]]["Deleted"] is False and changes[c["Ref_Key"]]["DeletionMark"] is True
+
+    nodes = api.rows("ExchangePlan_Ledgerlink")
+    assert nodes[0]["Code"] == "BILLING" and nodes[0]["SentNo"] == "5" and nodes[0]["ReceivedNo"] == "3"
+    by_ref = select(api, 6, f"ExchangePlan_Ledgerlink(guid'{nodes[0]['Ref_Key']}')")
+    assert {ch["Ref_Key"] for ch in by_ref["value"]} == {b["Ref_Key"], c["Ref_Key"]}
+
+
+def test_change_functions_check_their_arguments(api):
+    unknown = api("GET", "SelectChanges", params={"DataExchangePoint": "'NOBODY'", "MessageNo": "1"})
+    assert unknown.status_code == 404 and error_code(unknown) == "9"
+    bad_no = api("GET", "SelectChanges", params={"DataExchangePoint": "'BILLING'", "MessageNo": "x"})
+    assert bad_no.status_code == 400
+    assert api("GET", "NotifyChangesReceived", params={"DataExchangePoint": "'BILLING'",
+                                                       "MessageNo": "1"}).status_code == 405
+
+
+def test_every_write_kind_registers_a_change(api, onec):
+    doc = api.create(SALES, Контрагент_Key=counterparty(api)["Ref_Key"])
+    select(api, 1)
+    notify(api, 1)
+    api("POST", f"{SALES}(guid'{doc['Ref_Key']}')/Post")
+    pending = requests.get(onec.url + "/_sandbox/onec/changes", params={"node": "BILLING"}, timeout=5).json()
+    assert [(c["entity_set"], c["ref_key"], c["message_no"]) for c in pending["value"]] == [
+        (SALES, doc["Ref_Key"], None)]
+    assert json.loads(json.dumps(pending))  # plain JSON for tests to read
+
+
+def test_concurrent_writes_are_all_kept(onec):
+    def create_five(worker: int) -> list[str]:
+        client = Api(onec)
+        try:
+            return [client.create(COUNTERPARTIES, Description=f"{worker}-{i}")["DataVersion"] for i in range(5)]
+        finally:
+            client.session.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        versions = [v for batch in pool.map(create_five, range(8)) for v in batch]
+    assert len(set(versions)) == 40
+    assert Api(onec)("GET", f"{COUNTERPARTIES}/$count").text == "40"

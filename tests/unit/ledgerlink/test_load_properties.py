@@ -1,0 +1,168 @@
+"""Stateful property test of the SQL load path: load, crash anywhere, retry, replay, redeliver.
+
+After every step each source key is in the target at most once; once a clean run settles, the target
+equals the source, row for row, and the Decimal totals per currency and VAT rate are equal.
+"""
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from ledgerlink.erp import invoice_lines as erp_lines
+from ledgerlink.flows import invoice_lines_to_erp as flow
+from ledgerlink.ledger import Ledger
+from ledgerlink.reconcile import compare
+from sandbox.generator import generate_billing, mutate_billing
+
+SEED_DB = None
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the process dying: not an Exception, so no handler of ours can swallow it."""
+
+
+def _seed_database() -> Path:
+    global SEED_DB
+    if SEED_DB is None:
+        folder = Path(tempfile.mkdtemp(prefix="ll-prop-seed-"))
+        generate_billing(folder / "billing.db", seed=7, customers=12)
+        SEED_DB = folder / "billing.db"
+    return SEED_DB
+
+
+class LoadMachine(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="ll-prop-"))
+        self.monkey = pytest.MonkeyPatch()
+        self.monkey.setenv("LEDGERLINK_HOME", str(self.folder / "home"))
+        shutil.copy(_seed_database(), self.folder / "billing.db")
+        self.billing = sa.create_engine(f"sqlite:///{self.folder / 'billing.db'}")
+        self.erp = sa.create_engine(f"sqlite:///{self.folder / 'erp.db'}")
+        self.ledger = Ledger(f"sqlite:///{self.folder / 'ledger.db'}")
+        self.runs = 0
+        self.clock = datetime(2026, 11, 2, tzinfo=timezone.utc)
+        self.old_metas: list[dict] = []
+
+    def teardown(self):
+        self.monkey.undo()
+        self.billing.dispose()
+        self.erp.dispose()
+        self.ledger.engine.dispose()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _run_id(self) -> str:
+        self.runs += 1
+        return f"run{self.runs}"
+
+    def _staged(self) -> dict:
+        meta = flow.extract(self._run_id(), self.billing, self.ledger, chunk_rows=50)
+        meta = flow.gate(meta, self.ledger)
+        self.old_metas.append(meta)
+        return meta
+
+    @initialize()
+    def first_load(self):
+        self.settle()
+
+    @rule()
+    def settle(self):
+        meta = self._staged()
+        meta = flow.load(meta, self.erp, self.ledger)
+        flow.reconcile_and_report(meta, self.billing, self.erp, self.ledger)
+
+    @rule(fraction=st.sampled_from([0.05, 0.3]), deleted=st.integers(0, 3), added=st.integers(0, 3))
+    def change_source(self, fraction, deleted, added):
+        self.clock += timedelta(hours=1)
+        mutate_billing(self.folder / "billing.db", seed=self.runs, changed_fraction=fraction, deleted=deleted,
+                       added=added, as_of=self.clock)
+
+    @rule(where=st.sampled_from(["upsert:before", "upsert:after", "acknowledge:before", "acknowledge:after",
+                                 "delete_keys:before", "delete_keys:after", "mark_sent:after"]),
+          nth=st.integers(1, 3), retry=st.booleans())
+    def crash_during_load(self, where, nth, retry):
+        """The load dies at a chosen point (the nth call of it); optionally Airflow retries the same task."""
+        meta = self._staged()
+        name, moment = where.split(":")
+        calls = {"n": 0}
+        targets = {"upsert": (flow, "upsert_frame"), "delete_keys": (flow, "delete_keys"),
+                   "acknowledge": (self.ledger, "acknowledge"), "mark_sent": (self.ledger, "mark_sent")}
+        owner, attribute = targets[name]
+        real = getattr(owner, attribute)
+
+        def crashing(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == nth and moment == "before":
+                raise SimulatedCrash(where)
+            result = real(*args, **kwargs)
+            if calls["n"] == nth and moment == "after":
+                raise SimulatedCrash(where)
+            return result
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(owner, attribute, crashing)
+            try:
+                flow.load(meta, self.erp, self.ledger)
+            except SimulatedCrash:
+                pass
+        if retry:
+            flow.load(meta, self.erp, self.ledger)
+
+    @rule()
+    def replay_interval(self):
+        """Someone resets the watermark: the same interval is read again."""
+        with self.ledger.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM watermarks WHERE flow = :f"), {"f": flow.FLOW})
+        self.settle()
+
+    @rule(back=st.integers(1, 3))
+    def redeliver_old_batch(self, back):
+        """An old staged batch is loaded again (a duplicate delivery)."""
+        if len(self.old_metas) >= back:
+            flow.load(self.old_metas[-back], self.erp, self.ledger)
+
+    @invariant()
+    def each_key_at_most_once(self):
+        erp_lines.ensure_table(self.erp)
+        with self.erp.connect() as conn:
+            doubled = conn.execute(sa.text(
+                f"SELECT line_id FROM {erp_lines.TABLE} GROUP BY line_id HAVING count(*) > 1")).all()
+        assert doubled == []
+
+    def check_settled(self):
+        self.settle()
+        columns = [c for c in erp_lines.COLUMNS if c != "content_hash"]
+        source = self._rows(self.folder / "billing.db",
+                            f"SELECT {', '.join('i.' + c if c in ('customer_id', 'issue_date') else 'l.' + c for c in columns)} "
+                            "FROM invoice_lines l JOIN invoices i ON i.invoice_id = l.invoice_id")
+        target = self._rows(self.folder / "erp.db", f"SELECT {', '.join(columns)} FROM {erp_lines.TABLE}")
+        assert source == target
+        assert compare(flow.FLOW, erp_lines.sql_figures(self.billing, "invoice_lines"),
+                       erp_lines.target_figures(self.erp)) == []
+
+    @staticmethod
+    def _rows(path: Path, sql: str) -> list[tuple]:
+        with sqlite3.connect(path) as conn:
+            return sorted(tuple(str(v) for v in row) for row in conn.execute(sql))
+
+
+class SettlingLoadMachine(LoadMachine):
+    def teardown(self):
+        try:
+            self.check_settled()
+        finally:
+            super().teardown()
+
+
+SettlingLoadMachine.TestCase.settings = settings(
+    max_examples=12, stateful_step_count=6, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TestLoadProperties = SettlingLoadMachine.TestCase
