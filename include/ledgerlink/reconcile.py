@@ -26,7 +26,9 @@ class Figures:
 
 def to_major(minor: int, currency: str) -> Decimal:
     """Integer minor units to an exact Decimal amount (kuruş → lira, kopecks → roubles)."""
-    return Decimal(int(minor)).scaleb(-MINOR_UNITS.get(currency, 2))
+    digits = MINOR_UNITS.get(currency, 2)
+    # quantize keeps the currency's scale ("0.00", not "0E-2"); exact for any integer.
+    return Decimal(int(minor)).scaleb(-digits).quantize(Decimal(1).scaleb(-digits))
 
 
 def figures(df: pd.DataFrame, amount_columns=AMOUNT_COLUMNS) -> Figures:

@@ -1,0 +1,1 @@
+"""Ledgerlink benchmark (issue 7): python -m bench.run."""
