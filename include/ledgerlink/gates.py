@@ -136,9 +136,27 @@ def _gx_context():
 
 def validate(df: pd.DataFrame, suite: Suite) -> dict:
     """Run the suite through a GX ValidationDefinition; returns a plain, JSON-able result."""
-    gx, context = _gx_context()
+    validation = _validation_for(suite)
     batch = suite.derive(df) if suite.derive else df.copy()
     batch[ROW_ID] = np.arange(len(batch))
+    result = validation.run(batch_parameters={"dataframe": batch}, result_format={
+        "result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID], "partial_unexpected_count": 20})
+    return _outcome(result, suite, len(df))
+
+
+_VALIDATIONS: dict[str, object] = {}
+
+
+def _validation_for(suite: Suite):
+    """The suite's GX ValidationDefinition, built once per process and suite: chunks of one run reuse it."""
+    cache_key = repr((suite.entity, suite.checks))
+    if cache_key not in _VALIDATIONS:
+        _VALIDATIONS[cache_key] = _build_validation(suite)
+    return _VALIDATIONS[cache_key]
+
+
+def _build_validation(suite: Suite):
+    gx, context = _gx_context()
     source = context.data_sources.add_pandas(f"{suite.entity}_batch")
     asset = source.add_dataframe_asset(suite.entity)
     definition = asset.add_batch_definition_whole_dataframe("whole batch")
@@ -148,10 +166,11 @@ def validate(df: pd.DataFrame, suite: Suite) -> dict:
         gx_suite.add_expectation(expectation_class(**{k: v for k, v in check.args.items() if v is not None},
                                                    meta={"name": check.name, "blocking": check.blocking}))
     gx_suite = context.suites.add(gx_suite)
-    validation = context.validation_definitions.add(
+    return context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{suite.entity}_gate", data=definition, suite=gx_suite))
-    result = validation.run(batch_parameters={"dataframe": batch}, result_format={
-        "result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID], "partial_unexpected_count": 20})
+
+
+def _outcome(result, suite: Suite, rows_count: int) -> dict:
     checks = []
     for outcome in result.results:
         meta = outcome.expectation_config.meta or {}
@@ -165,7 +184,7 @@ def validate(df: pd.DataFrame, suite: Suite) -> dict:
             "exception": (outcome.exception_info or {}).get("exception_message")
             if isinstance(outcome.exception_info, dict) else None,
         })
-    return {"entity": suite.entity, "rows": len(df), "success": bool(result.success), "checks": checks,
+    return {"entity": suite.entity, "rows": rows_count, "success": bool(result.success), "checks": checks,
             "validated_at": datetime.now(timezone.utc).isoformat()}
 
 

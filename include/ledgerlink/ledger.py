@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -176,6 +176,8 @@ class Ledger:
     def __init__(self, url: str | None = None):
         self.url = url or default_ledger_url()
         self.engine = _make_engine(self.url)
+        # PostgreSQL with psycopg 3: bulk item and snapshot writes go through COPY into a temporary table
+        self._postgres = self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg"
         self.migrate()
 
     def migrate(self) -> int:
@@ -219,6 +221,16 @@ class Ledger:
                                 .where(Snapshot.flow == flow))
             return {key: (content_hash, target_key) for key, content_hash, target_key in rows}
 
+    def forget(self, flow: str, keys: Iterable[str]) -> int:
+        """Drop these keys from a flow's snapshot: change tracking then sees them as never acknowledged, so
+        the next run sends them again. Returns how many snapshot rows were dropped."""
+        dropped = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(keys), 900):
+                dropped += conn.execute(sa.delete(Snapshot).where(Snapshot.flow == flow,
+                                                                  Snapshot.source_key.in_(chunk))).rowcount
+        return dropped
+
     def watermark(self, flow: str, name: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.scalar(sa.select(Watermark.value).where(Watermark.flow == flow, Watermark.name == name))
@@ -238,6 +250,8 @@ class Ledger:
         Returns source_key -> item id.
         """
         now = utcnow()
+        if self._postgres:
+            return self._plan_postgres(run_id, flow, target, entity, changes, now)
         with self.engine.begin() as conn:
             open_items = {key: item_id for key, item_id in conn.execute(
                 sa.select(Item.source_key, Item.id).where(Item.flow == flow, Item.status.in_(OPEN_STATUSES)))}
@@ -272,6 +286,13 @@ class Ledger:
         if not ids:
             return
         with self.engine.begin() as conn:
+            if self._postgres:  # one statement, the ids as one array parameter
+                now = utcnow()
+                conn.execute(sa.text(
+                    "UPDATE items SET status = :status, sent_at = :now, attempts = attempts + 1, "
+                    "message_no = :message_no, updated_at = :now WHERE id = ANY(:ids)"),
+                    {"status": SENT, "now": now, "message_no": message_no, "ids": ids})
+                return
             for chunk in _chunks(ids, 5000):
                 conn.execute(sa.update(Item).where(Item.id.in_(chunk)).values(
                     status=SENT, sent_at=utcnow(), attempts=Item.attempts + 1, message_no=message_no,
@@ -293,6 +314,9 @@ class Ledger:
         if not acknowledged:
             return
         now = utcnow()
+        if self._postgres:
+            self._acknowledge_postgres(flow, acknowledged, now)
+            return
         with self.engine.begin() as conn:
             for chunk in _chunks(list(acknowledged), 5000):
                 conn.execute(sa.update(Item).where(Item.id == sa.bindparam("b_id")).values(
@@ -307,6 +331,96 @@ class Ledger:
                     conn.execute(sa.insert(Snapshot), [
                         {"flow": flow, "source_key": key, "content_hash": h, "target_key": tk, "acknowledged_at": now}
                         for key, h, tk in upserts])
+
+    # PostgreSQL bulk paths: the same statements' effect as the generic code, set-based --------------
+    @staticmethod
+    def _copy_rows(conn: sa.Connection, table: str, columns: str, rows: Iterable[tuple]) -> None:
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute(f"CREATE TEMP TABLE {table} ({columns}) ON COMMIT DROP")
+        with cursor.copy(f"COPY {table} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(f"ANALYZE {table}")
+
+    def _plan_postgres(self, run_id: str, flow: str, target: str, entity: str,
+                       changes: Sequence[PlannedChange], now: datetime) -> dict[str, int]:
+        open_list = "('" + "', '".join(OPEN_STATUSES) + "')"
+        with self.engine.begin() as conn:
+            self._copy_rows(conn, "ledgerlink_plan",
+                            "source_key text, target_key text, content_hash text, operation text",
+                            ((c.source_key, c.target_key, c.content_hash, c.operation) for c in changes))
+            params = {"flow": flow, "run_id": run_id, "target": target, "entity": entity, "now": now,
+                      "planned": PLANNED, "rejected": REJECTED,
+                      "superseded": "superseded: no longer differs from the target"}
+            # An open item whose record no longer needs sending (changed back, say) is closed as superseded.
+            conn.execute(sa.text(
+                f"UPDATE items i SET status = :rejected, last_error = :superseded, updated_at = :now "
+                f"WHERE i.flow = :flow AND i.status IN {open_list} "
+                f"AND NOT EXISTS (SELECT 1 FROM ledgerlink_plan p WHERE p.source_key = i.source_key)"), params)
+            conn.execute(sa.text(
+                f"UPDATE items i SET run_id = :run_id, content_hash = p.content_hash, operation = p.operation, "
+                f"target_key = p.target_key, updated_at = :now FROM ledgerlink_plan p "
+                f"WHERE i.flow = :flow AND i.status IN {open_list} AND i.source_key = p.source_key"), params)
+            conn.execute(sa.text(
+                f"INSERT INTO items (run_id, flow, target, entity, source_key, target_key, content_hash, operation, "
+                f"status, attempts, planned_at, updated_at) "
+                f"SELECT CAST(:run_id AS text), CAST(:flow AS text), CAST(:target AS text), CAST(:entity AS text), "
+                f"p.source_key, p.target_key, p.content_hash, p.operation, CAST(:planned AS text), 0, "
+                f"CAST(:now AS timestamptz), CAST(:now AS timestamptz) FROM ledgerlink_plan p WHERE NOT EXISTS "
+                f"(SELECT 1 FROM items i WHERE i.flow = CAST(:flow AS text) AND i.status IN {open_list} "
+                f"AND i.source_key = p.source_key)"), params)
+            return {key: item_id for key, item_id in conn.execute(
+                sa.select(Item.source_key, Item.id).where(Item.flow == flow, Item.status.in_(OPEN_STATUSES)))}
+
+    def _acknowledge_postgres(self, flow: str, acknowledged, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            self._copy_rows(conn, "ledgerlink_ack",
+                            "item_id bigint, source_key text, content_hash text, target_key text, operation text",
+                            acknowledged)
+            params = {"flow": flow, "now": now, "acknowledged": ACKNOWLEDGED, "delete": DELETE}
+            conn.execute(sa.text(
+                "UPDATE items i SET status = :acknowledged, acknowledged_at = :now, updated_at = :now, "
+                "last_error = NULL, target_key = a.target_key FROM ledgerlink_ack a WHERE i.id = a.item_id"), params)
+            conn.execute(sa.text("DELETE FROM snapshots s USING ledgerlink_ack a "
+                                 "WHERE s.flow = :flow AND s.source_key = a.source_key"), params)
+            conn.execute(sa.text(
+                "INSERT INTO snapshots (flow, source_key, content_hash, target_key, acknowledged_at) "
+                "SELECT DISTINCT ON (source_key) CAST(:flow AS text), source_key, content_hash, target_key, "
+                "CAST(:now AS timestamptz) "
+                "FROM ledgerlink_ack WHERE operation <> :delete"), params)
+
+    def snapshot_fingerprint(self, flow: str) -> tuple[int, int | None]:
+        """(count, sum of 64-bit key hashes) of a flow's snapshot; the sum is None unless PostgreSQL."""
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "postgresql":
+                count, total = conn.execute(sa.text(
+                    "SELECT count(*), coalesce(sum(hashtextextended(source_key, 0)), 0) FROM snapshots "
+                    "WHERE flow = :flow"), {"flow": flow}).one()
+                return int(count), int(total)
+            return int(conn.scalar(sa.select(sa.func.count()).select_from(Snapshot).where(Snapshot.flow == flow))), None
+
+    def snapshot_hashes(self, flow: str, keys: Sequence[str]) -> dict[str, str]:
+        """source_key -> acknowledged content hash, for these keys only (memory follows the batch)."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        with self.engine.connect() as conn:
+            if self._postgres:
+                rows = conn.execute(sa.text("SELECT source_key, content_hash FROM snapshots "
+                                            "WHERE flow = :flow AND source_key = ANY(:keys)"),
+                                    {"flow": flow, "keys": keys})
+                return dict(rows.all())
+            found: dict[str, str] = {}
+            for chunk in _chunks(keys, 900):
+                found.update(conn.execute(sa.select(Snapshot.source_key, Snapshot.content_hash).where(
+                    Snapshot.flow == flow, Snapshot.source_key.in_(chunk))).all())
+            return found
+
+    def snapshot_keys(self, flow: str) -> Iterator[str]:
+        """Every acknowledged key of a flow, streamed."""
+        with self.engine.connect().execution_options(stream_results=True, yield_per=50_000) as conn:
+            for (key,) in conn.execute(sa.select(Snapshot.source_key).where(Snapshot.flow == flow)):
+                yield key
 
     def items(self, flow: str | None = None, run_id: str | None = None) -> list[dict]:
         query = sa.select(Item).order_by(Item.id)

@@ -87,6 +87,8 @@ def write_workbook(summary: RunSummary, path: Path, source_totals: list[dict], t
     held = book.create_sheet("Held back")
     held.append(["Key", "Status", "Reasons", "Row"])
     for row in summary.held_back:
-        held.append([row["key"], row["status"], row["reasons"], json.dumps(row["row"], ensure_ascii=False, default=str)])
+        # The ledger keeps a held-back row as JSON text already: encoding it again would escape every quote.
+        text = row["row"] if isinstance(row["row"], str) else json.dumps(row["row"], ensure_ascii=False, default=str)
+        held.append([row["key"], row["status"], row["reasons"], text])
     book.save(path)
     return path

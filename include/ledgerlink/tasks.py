@@ -25,7 +25,7 @@ def fail_fast_on_terminal(step):
 
     @functools.wraps(step)
     def wrapper(*args, **kwargs):
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from ledgerlink.errors import TerminalError
 

@@ -1,6 +1,8 @@
 """Incremental reads from billing: rows changed since a point, and every key (to see deletions)."""
 from __future__ import annotations
 
+import io
+
 import pandas as pd
 import sqlalchemy as sa
 
@@ -29,6 +31,18 @@ def read_customers(engine: sa.Engine, changed_since: str | None) -> pd.DataFrame
         return _frame(conn.execute(sa.text(sql + " ORDER BY customer_id"), params).all(), CUSTOMER_COLUMNS)
 
 
+def read_customers_by_key(engine: sa.Engine, keys) -> pd.DataFrame:
+    """These customers, whatever their ``updated_at`` (in chunks: SQLite takes at most 999 parameters)."""
+    keys = sorted(keys)
+    rows = []
+    query = sa.text(f"SELECT {', '.join(CUSTOMER_COLUMNS)} FROM customers WHERE customer_id IN :keys "
+                    "ORDER BY customer_id").bindparams(sa.bindparam("keys", expanding=True))
+    with engine.connect() as conn:
+        for start in range(0, len(keys), 900):
+            rows += conn.execute(query, {"keys": keys[start:start + 900]}).all()
+    return _frame(rows, CUSTOMER_COLUMNS)
+
+
 def read_customer_keys(engine: sa.Engine) -> set[str]:
     with engine.connect() as conn:
         return set(conn.scalars(sa.text("SELECT customer_id FROM customers")))
@@ -42,12 +56,101 @@ def read_invoice_lines(engine: sa.Engine, changed_since: str | None, chunk_rows:
     if changed_since:
         sql += " WHERE l.updated_at >= :since"
         params["since"] = changed_since
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+        yield from _copy_frames(engine, sql, changed_since, INVOICE_LINE_COLUMNS, chunk_rows)
+        return
     with engine.connect().execution_options(stream_results=True) as conn:
         result = conn.execute(sa.text(sql), params)
         while rows := result.fetchmany(chunk_rows):
             yield _frame(rows, INVOICE_LINE_COLUMNS)
 
 
+class _CopyStream(io.RawIOBase):
+    """A read-only file over psycopg's ``COPY ... TO STDOUT`` blocks, for Arrow's streaming CSV reader."""
+
+    def __init__(self, blocks):
+        self._blocks = iter(blocks)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            block = next(self._blocks, None)
+            if block is None:
+                return 0
+            self._pending = memoryview(bytes(block))
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def _copy_frames(engine: sa.Engine, sql: str, changed_since: str | None, columns: list[str], chunk_rows: int):
+    """PostgreSQL: ``COPY (SELECT ...) TO STDOUT`` parsed by Arrow in a stream; the same frames as ``_frame``.
+
+    About 4x faster than fetching rows through the driver (DESIGN §7); memory stays one chunk.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    types = {c: (pa.int64() if c in INT_COLUMNS else pa.string()) for c in columns}
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor:
+            from psycopg import sql as pgsql
+
+            statement = pgsql.SQL(f"COPY ({sql.replace(':since', '{since}')}) TO STDOUT WITH (FORMAT csv)")
+            copy_sql = statement.format(since=pgsql.Literal(changed_since)) if changed_since else statement
+            with cursor.copy(copy_sql) as copy:
+                reader = pacsv.open_csv(
+                    io.BufferedReader(_CopyStream(copy), buffer_size=1 << 20),
+                    read_options=pacsv.ReadOptions(column_names=columns, block_size=8 << 20),
+                    convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                                                         quoted_strings_can_be_null=False))
+                pending, pending_rows = [], 0
+                for record_batch in reader:
+                    pending.append(record_batch)
+                    pending_rows += record_batch.num_rows
+                    while pending_rows >= chunk_rows:
+                        table = pa.Table.from_batches(pending)
+                        yield _arrow_frame(table.slice(0, chunk_rows), columns)
+                        rest = table.slice(chunk_rows)
+                        pending, pending_rows = rest.to_batches(), rest.num_rows
+                if pending_rows:
+                    yield _arrow_frame(pa.Table.from_batches(pending), columns)
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def _arrow_frame(table, columns: list[str]) -> pd.DataFrame:
+    df = table.to_pandas()
+    for column in columns:
+        df[column] = df[column].astype("int64" if column in INT_COLUMNS else "string")
+    return df
+
+
 def read_invoice_line_keys(engine: sa.Engine) -> set[str]:
     with engine.connect() as conn:
         return set(conn.scalars(sa.text("SELECT line_id FROM invoice_lines")))
+
+
+def source_key_fingerprint(engine: sa.Engine) -> tuple[int, int | None]:
+    """(count, sum of 64-bit hashes) of every invoice line key; the sum is None where the database can't."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            count, total = conn.execute(sa.text(
+                "SELECT count(*), coalesce(sum(hashtextextended(line_id, 0)), 0) FROM invoice_lines")).one()
+            return int(count), int(total)
+        return int(conn.scalar(sa.text("SELECT count(*) FROM invoice_lines"))), None
+
+
+def key_fingerprint(engine: sa.Engine, keys: list[str]) -> int:
+    """The same hash sum over given keys, computed by the same database (0 where it can't)."""
+    if not keys or engine.dialect.name != "postgresql":
+        return 0
+    with engine.connect() as conn:
+        return int(conn.scalar(sa.text("SELECT coalesce(sum(hashtextextended(k, 0)), 0) FROM unnest(:keys) AS k"),
+                               {"keys": list(keys)}))

@@ -7,7 +7,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ledgerlink import settings
-from ledgerlink.billing.extract import read_customer_keys, read_customers
+from ledgerlink.billing.extract import read_customer_keys, read_customers, read_customers_by_key
 from ledgerlink.errors import RemoteRejected, TerminalError, TransientError
 from ledgerlink.exchange_map import default_map
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
@@ -29,10 +29,16 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger) -> dict:
     """Read what changed in billing since the watermark and diff it against what 1C acknowledged."""
     ledger.start_run(run_id, FLOW)
     watermark = ledger.watermark(FLOW, WATERMARK)
-    batch = with_keys_and_hashes(read_customers(billing, read_from(watermark)), ["customer_id"],
-                                 counterparties.CONTENT_COLUMNS)
+    rows = read_customers(billing, read_from(watermark))
     source_keys = read_customer_keys(billing)
-    changes = diff(batch, ledger.snapshot(FLOW), source_keys)
+    snapshot = ledger.snapshot(FLOW)
+    # A customer 1C has not acknowledged is read whatever its updated_at: reconciliation drops a customer
+    # that 1C no longer matches from the snapshot, and its row is usually older than the watermark.
+    unacknowledged = source_keys - set(snapshot) - set(rows["customer_id"])
+    if unacknowledged:
+        rows = pd.concat([rows, read_customers_by_key(billing, unacknowledged)], ignore_index=True)
+    batch = with_keys_and_hashes(rows, ["customer_id"], counterparties.CONTENT_COLUMNS)
+    changes = diff(batch, snapshot, source_keys)
     to_send = changes.to_send
     to_send["_op"] = [CREATE] * len(changes.new) + [UPDATE] * len(changes.changed)
     meta = {
@@ -123,16 +129,18 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, le
     target_by_key = {row["Ref_Key"]: row for row in active.to_dict("records")}
 
     differences = []
+    drifted: list[str] = []  # acknowledged customers 1C no longer holds as billing has them
     source_keys = set(source["customer_id"])
     missing = sorted(source_keys - set(snapshot) - held_keys)
     if missing:
         differences.append(f"{len(missing)} billing customer(s) neither in 1C nor held back: {missing[:10]}")
-    expected_refs = {counterparties.ref_key(k) for k in snapshot if k in source_keys}
-    if set(target_by_key) != expected_refs:
-        extra = sorted(set(target_by_key) - expected_refs)
-        absent = sorted(expected_refs - set(target_by_key))
+    expected_refs = {counterparties.ref_key(k): k for k in snapshot if k in source_keys}
+    if set(target_by_key) != set(expected_refs):
+        extra = sorted(set(target_by_key) - set(expected_refs))
+        absent = sorted(expected_refs[ref] for ref in set(expected_refs) - set(target_by_key))
+        drifted += absent
         differences.append(f"counterparties: billing (acknowledged) {len(expected_refs)}, 1C {len(target_by_key)}"
-                           f"; in 1C only: {extra[:5]}; missing in 1C: {absent[:5]}")
+                           f"; in 1C only: {extra[:5]}; missing or marked for deletion in 1C: customers {absent[:5]}")
     for row in source.to_dict("records"):
         key = row["customer_id"]
         if key in held_keys or key not in snapshot:
@@ -141,7 +149,14 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, le
         if actual is not None:
             mismatched = counterparties.content_mismatches(counterparties.to_counterparty(row), actual)
             if mismatched:
+                drifted.append(key)
                 differences.append(f"customer {key}: 1C differs in {sorted(mismatched)}")
+    if drifted:
+        # Billing is the master (exchange map: master_wins): forget what 1C acknowledged for these customers,
+        # so the next run sends them again and puts billing's values back.
+        ledger.forget(FLOW, drifted)
+        differences.append(f"billing is the master: the next run re-sends {len(drifted)} customer(s) to 1C: "
+                           f"{sorted(drifted)[:10]}")
 
     summary = RunSummary(
         flow=FLOW, run_id=run_id, entity="customer", target="1C Catalog_Контрагенты",

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import logging
 
-import pandas as pd
 import sqlalchemy as sa
 
 from ledgerlink import settings
-from ledgerlink.billing.extract import read_invoice_line_keys, read_invoice_lines
+from ledgerlink.billing.extract import (key_fingerprint, read_invoice_line_keys, read_invoice_lines,
+                                       source_key_fingerprint)
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.errors import ReconciliationError
 from ledgerlink.exchange_map import default_map
@@ -19,7 +19,7 @@ from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_j
 from ledgerlink.gates import run_gate, suite_for
 from ledgerlink.ledger import CREATE, DELETE, UPDATE, Ledger, PlannedChange
 from ledgerlink.loads.sql import delete_keys, upsert_frame
-from ledgerlink.reconcile import compare, figures
+from ledgerlink.reconcile import Figures, compare, figures
 from ledgerlink.report import RunSummary, write_workbook
 from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, next_watermark, read_from, with_keys_and_hashes
 
@@ -30,28 +30,55 @@ CONTENT_COLUMNS = [c for c in erp_lines.COLUMNS if c != "content_hash"]
 
 
 def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 200_000) -> dict:
-    """Stage the changed lines in chunks; deletions are snapshot keys billing no longer has."""
+    """Stage the changed lines in chunks; deletions are snapshot keys billing no longer has.
+
+    Memory follows the chunk, not the table: each chunk is diffed against the snapshot hashes of its own
+    keys, and deletions are found without holding every key when both databases can say cheaply that
+    none happened (see :func:`_deleted_keys`).
+    """
     ledger.start_run(run_id, FLOW)
     watermark = ledger.watermark(FLOW, WATERMARK)
-    snapshot = ledger.snapshot(FLOW)
+    snapshot_size, snapshot_print = ledger.snapshot_fingerprint(FLOW)
     parts, counts, highest = [], {"read": 0, "new": 0, "changed": 0, "unchanged": 0}, watermark
+    new_print = 0
     for index, chunk in enumerate(read_invoice_lines(billing, read_from(watermark), chunk_rows)):
         batch = with_keys_and_hashes(chunk, ["line_id"], CONTENT_COLUMNS)
-        changes = diff(batch, snapshot, None)
+        known = ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()) if snapshot_size else {}
+        changes = diff(batch, known, None)
         to_send = changes.to_send
         to_send["_op"] = [CREATE] * len(changes.new) + [UPDATE] * len(changes.changed)
         counts["read"] += len(batch)
         for name in ("new", "changed", "unchanged"):
             counts[name] += changes.counts()[name]
+        if snapshot_size and len(changes.new):
+            new_print += key_fingerprint(billing, changes.new[KEY_COLUMN].tolist())
         highest = next_watermark(batch, WATERMARK, highest)
         if len(to_send):
             parts.append(stage_frame(FLOW, run_id, f"changes_{index:04d}", to_send))
-    source_keys = read_invoice_line_keys(billing)
-    deleted = sorted(k for k in snapshot if k not in source_keys)
+    deleted, source_count = _deleted_keys(billing, ledger, snapshot_size, snapshot_print, counts["new"], new_print)
     log.info("Billing invoice lines: %d read since %s; %d new, %d changed, %d deleted",
              counts["read"], watermark or "the beginning", counts["new"], counts["changed"], len(deleted))
-    return {"run_id": run_id, **counts, "deleted": len(deleted), "source_keys": len(source_keys), "parts": parts,
+    return {"run_id": run_id, **counts, "deleted": len(deleted), "source_keys": source_count, "parts": parts,
             "deletions": stage_json(FLOW, run_id, "deletions", deleted), "watermark_read": highest}
+
+
+def _deleted_keys(billing: sa.Engine, ledger: Ledger, snapshot_size: int, snapshot_print: int | None,
+                  new_count: int, new_print: int) -> tuple[list[str], int]:
+    """Snapshot keys billing no longer has, and how many keys billing holds.
+
+    Billing's keys = (snapshot − deleted) + (keys not in the snapshot). When billing's key count and key
+    fingerprint (a sum of 64-bit key hashes, computed by PostgreSQL on both sides) equal the snapshot's plus
+    this run's new keys, nothing was deleted and no key list is read. Otherwise, or when a database cannot
+    fingerprint, every billing key is read and the snapshot keys are streamed against them.
+    """
+    source_count, source_print = source_key_fingerprint(billing)
+    if snapshot_size == 0:
+        return [], source_count
+    if (snapshot_print is not None and source_print is not None
+            and source_count == snapshot_size + new_count and source_print == snapshot_print + new_print):
+        return [], source_count
+    source_keys = read_invoice_line_keys(billing)
+    return sorted(k for k in ledger.snapshot_keys(FLOW) if k not in source_keys), len(source_keys)
 
 
 def gate(meta: dict, ledger: Ledger) -> dict:
@@ -76,7 +103,7 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
     run_id = meta["run_id"]
     erp_lines.ensure_table(erp)
     created = updated = 0
-    totals = []
+    sent = Figures(count=0)  # summed chunk by chunk: memory stays one chunk
     for part in meta["parts"]:
         batch = read_frame(part)
         if batch.empty:
@@ -90,7 +117,7 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
                                   for c in planned])
         created += int((batch["_op"] == CREATE).sum())
         updated += int((batch["_op"] == UPDATE).sum())
-        totals.append(batch)
+        sent = _add_figures(sent, figures(batch))
     deleted_keys = read_json(meta["deletions"])
     if deleted_keys:
         planned = [PlannedChange(k, k, None, DELETE) for k in deleted_keys]
@@ -101,9 +128,18 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
     candidates = [c for c in (meta["watermark_read"], meta.get("quarantined_since")) if c]
     if candidates:
         ledger.set_watermark(FLOW, WATERMARK, min(candidates))
-    sent = figures(pd.concat(totals, ignore_index=True)) if totals else figures(pd.DataFrame())
     log.info("Loaded into the ERP: %d created, %d updated, %d deleted", created, updated, len(deleted_keys))
     return {**meta, "created": created, "updated": updated, "rejected": 0, "sent_totals": sent.as_rows()}
+
+
+def _add_figures(left: Figures, right: Figures) -> Figures:
+    """Exact sum of two Figures (Decimal totals per currency and VAT rate)."""
+    totals = {group: dict(amounts) for group, amounts in left.totals.items()}
+    for group, amounts in right.totals.items():
+        into = totals.setdefault(group, {})
+        for column, amount in amounts.items():
+            into[column] = into[column] + amount if column in into else amount
+    return Figures(count=left.count + right.count, totals=totals)
 
 
 def reconcile_and_report(meta: dict, billing: sa.Engine, erp: sa.Engine, ledger: Ledger) -> RunSummary:

@@ -1,0 +1,333 @@
+"""The billing customers → 1C counterparties flow against the 1C stand-in over real HTTP (no mocks).
+
+Each test gets a fresh billing copy, a fresh 1C infobase on a free port, its own ledger and LEDGERLINK_HOME.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from ledgerlink import settings
+from ledgerlink.errors import GateFailed, ReconciliationError, TerminalError, TransientError
+from ledgerlink.flows import customers_to_onec as flow
+from ledgerlink.ledger import ACKNOWLEDGED, REJECTED, SENT
+from ledgerlink.onec.counterparties import content_mismatches, ref_key, to_counterparty
+from ledgerlink.taxids import is_valid_tax_id
+from ledgerlink.tracking import WATERMARK_OVERLAP
+from sandbox.generator import generate_billing
+from tests.support.onec_flow import OneCWorld, content_differences
+
+CUSTOMERS = 20
+
+
+@pytest.fixture(scope="module")
+def seed_billing(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("billing-seed") / "billing.db"
+    generate_billing(path, seed=11, customers=CUSTOMERS)
+    return path
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch, seed_billing):
+    monkeypatch.setenv("LEDGERLINK_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("LEDGERLINK_LEDGER_URL", raising=False)
+    shutil.copy(seed_billing, tmp_path / "billing.db")
+    w = OneCWorld(tmp_path, tmp_path / "billing.db").start()
+    yield w
+    w.close()
+
+
+def items_of(world: OneCWorld, run_id: str) -> list[dict]:
+    return world.ledger.items(flow=flow.FLOW, run_id=run_id)
+
+
+def later(stamp: str, **delta) -> str:
+    return (datetime.fromisoformat(stamp) + timedelta(**delta)).isoformat()
+
+
+def staged(world: OneCWorld, run_id: str) -> dict:
+    """extract and gate: the meta the load task receives."""
+    return flow.gate(flow.extract(run_id, world.billing, world.ledger), world.ledger)
+
+
+def load_until_done(world: OneCWorld, meta: dict, attempts: int) -> tuple[dict, list[TransientError]]:
+    """Airflow's retries of the load task, with the same meta each time."""
+    errors = []
+    for _ in range(attempts):
+        try:
+            return flow.load(meta, world.client, world.ledger), errors
+        except TransientError as e:
+            errors.append(e)
+    raise AssertionError(f"load did not converge in {attempts} attempts: {errors}")
+
+
+# 1. first run and an idle rerun ------------------------------------------------------------------------
+def test_first_run_creates_each_customer_once_and_a_rerun_sends_nothing(world):
+    customers = world.customers()
+    assert len(customers) == CUSTOMERS
+
+    first = world.run("run-1")
+
+    assert (first.sent, first.created, first.updated, first.deleted) == (CUSTOMERS, CUSTOMERS, 0, 0)
+    assert first.reconciliation == [] and first.quarantined == first.rejected == 0
+    objects = world.dump()
+    assert sorted(o["Code"] for o in objects) == sorted(customers)  # each customer once, by Code
+    by_ref = {o["Ref_Key"]: o for o in objects}
+    assert set(by_ref) == {ref_key(k) for k in customers}  # and by the derived Ref_Key
+    for key, row in customers.items():
+        obj = by_ref[ref_key(key)]
+        assert obj["Code"] == key
+        expected = to_counterparty(row)
+        assert {field: obj[field] for field in expected} == expected
+        assert content_mismatches(expected, obj) == {}
+    assert set(world.snapshot()) == set(customers)
+    assert {i["status"] for i in items_of(world, "run-1")} == {ACKNOWLEDGED}
+    versions = {o["Ref_Key"]: o["DataVersion"] for o in objects}
+
+    second = world.run("run-2")
+
+    assert second.sent == second.created == second.updated == second.deleted == 0
+    assert second.unchanged == CUSTOMERS and second.reconciliation == []
+    assert [i for i in items_of(world, "run-2") if i["status"] == ACKNOWLEDGED] == []
+    assert {o["Ref_Key"]: o["DataVersion"] for o in world.dump()} == versions  # nothing written in 1C
+    assert [r["status"] for r in world.ledger.runs(flow=flow.FLOW)] == ["reconciled", "reconciled"]
+
+
+# 2. deletions -----------------------------------------------------------------------------------------
+def test_a_customer_deleted_in_billing_is_marked_for_deletion_in_1c(world):
+    world.run("run-1")
+    victim = sorted(world.customers())[3]
+    world.sql("DELETE FROM customers WHERE customer_id = :key", key=victim)
+
+    summary = world.run("run-2")
+
+    assert summary.deleted == 1 and summary.sent == 0 and summary.reconciliation == []
+    in_onec = world.by_ref()
+    assert len(in_onec) == CUSTOMERS  # marked, not removed: removal stays a person's call in 1C
+    assert in_onec[ref_key(victim)]["DeletionMark"] is True
+    assert [o["Code"] for o in in_onec.values() if o["DeletionMark"]] == [victim]
+    assert victim not in world.snapshot() and len(world.snapshot()) == CUSTOMERS - 1
+    assert [(i["source_key"], i["operation"], i["status"]) for i in items_of(world, "run-2")] == [
+        (victim, "delete", ACKNOWLEDGED)]
+    assert content_differences(world) == []
+
+    third = world.run("run-3")  # the deletion is not repeated
+    assert third.deleted == 0 and items_of(world, "run-3") == []
+
+
+# 3. change tracking: the watermark and its overlap -------------------------------------------------------
+def test_changes_after_the_watermark_and_late_commits_within_the_overlap_are_sent(world):
+    world.run("run-1")
+    customers = world.customers()
+    watermark = world.watermark()
+    assert watermark == max(row["updated_at"] for row in customers.values())
+    first, second = sorted(customers)[1], sorted(customers)[5]
+
+    # A change made after the watermark was read: e-mail only (1C keeps no e-mail, so nothing is written there)
+    changed_at = later(watermark, minutes=5)
+    world.sql("UPDATE customers SET email = 'finance@example.org', updated_at = :at WHERE customer_id = :key",
+              at=changed_at, key=first)
+    versions = {o["Ref_Key"]: o["DataVersion"] for o in world.dump()}
+    summary = world.run("run-2")
+
+    assert [(i["source_key"], i["operation"], i["status"]) for i in items_of(world, "run-2")] == [
+        (first, "update", ACKNOWLEDGED)]
+    assert summary.reconciliation == [] and summary.updated == 0  # 1C already held every field it keeps
+    assert {o["Ref_Key"]: o["DataVersion"] for o in world.dump()} == versions
+    assert world.watermark() == changed_at
+    rerun = world.run("run-2b")  # acknowledged: the new e-mail's hash is in the snapshot
+    assert items_of(world, "run-2b") == [] and rerun.sent == 0
+
+    # A transaction that committed late: its updated_at is OLDER than the stored watermark, within the overlap
+    late = later(changed_at, minutes=-3)
+    assert timedelta(minutes=3) < WATERMARK_OVERLAP and late < world.watermark()
+    world.sql("UPDATE customers SET email = 'late@example.org', address = 'Moved Street 7', updated_at = :at "
+              "WHERE customer_id = :key", at=late, key=second)
+    summary = world.run("run-3")
+
+    assert [(i["source_key"], i["operation"], i["status"]) for i in items_of(world, "run-3")] == [
+        (second, "update", ACKNOWLEDGED)]
+    assert summary.updated == 1 and summary.reconciliation == []
+    obj = world.by_ref()[ref_key(second)]
+    assert obj["ЮридическийАдрес"].startswith("Moved Street 7")
+    assert content_differences(world) == []
+    assert world.watermark() == changed_at  # never moved back by the late row, never moved to "now"
+
+
+# 4. faults: dropped answers, 503s, timeouts ---------------------------------------------------------------
+def test_a_dropped_answer_to_a_create_is_retried_without_a_duplicate(world):
+    meta = staged(world, "run-1")
+    first_key = sorted(world.customers())[0]
+    world.faults([{"mode": "drop_after_apply", "count": 1, "methods": ["POST"]}])
+
+    with pytest.raises(TransientError, match="did not answer POST"):
+        flow.load(meta, world.client, world.ledger)
+
+    assert [o["Code"] for o in world.dump()] == [first_key]  # 1C applied it; we never heard back
+    item = next(i for i in items_of(world, "run-1") if i["source_key"] == first_key)
+    assert (item["status"], item["attempts"]) == (SENT, 1) and "did not answer" in item["last_error"]
+    assert world.watermark() is None  # a failed load does not move the watermark
+
+    meta = flow.load(meta, world.client, world.ledger)  # Airflow's retry, same meta
+
+    assert meta["created"] == CUSTOMERS - 1 and meta["unchanged"] == 1  # found it there, with our content
+    codes = [o["Code"] for o in world.dump()]
+    assert sorted(codes) == sorted(world.customers()) and len(set(codes)) == len(codes)
+    items = items_of(world, "run-1")
+    assert len(items) == CUSTOMERS  # the retry continued the open item, it did not plan a second one
+    item = next(i for i in items if i["source_key"] == first_key)
+    assert (item["status"], item["attempts"], item["last_error"]) == (ACKNOWLEDGED, 2, None)
+    summary = flow.reconcile_and_report(meta, world.billing, world.client, world.ledger)
+    assert summary.reconciliation == [] and content_differences(world) == []
+
+
+def test_503s_on_updates_fail_the_load_until_1c_answers_again(world):
+    world.run("run-1")
+    changed = sorted(world.customers())[2:4]
+    world.sql("UPDATE customers SET legal_name = legal_name || ' (renamed)', updated_at = :at "
+              "WHERE customer_id IN (:a, :b)", at=later(world.watermark(), hours=1), a=changed[0], b=changed[1])
+    meta = staged(world, "run-2")
+    world.faults([{"mode": "error", "status": 503, "count": 2}])
+
+    meta, errors = load_until_done(world, meta, attempts=3)
+
+    assert len(errors) == 2 and all("HTTP 503" in str(e) for e in errors)
+    assert meta["updated"] == 2
+    item = next(i for i in items_of(world, "run-2") if i["source_key"] == changed[0])
+    assert (item["status"], item["attempts"]) == (ACKNOWLEDGED, 3)
+    summary = flow.reconcile_and_report(meta, world.billing, world.client, world.ledger)
+    assert summary.reconciliation == []
+    in_onec = world.by_ref()
+    assert all(in_onec[ref_key(k)]["Description"].endswith("(renamed)") for k in changed)
+    assert content_differences(world) == []
+
+
+def test_a_timeout_is_transient_and_the_retry_converges(world):
+    meta = staged(world, "run-1")
+    world.client.timeout = 0.5
+    world.faults([{"mode": "timeout", "seconds": 2, "count": 1, "methods": ["POST"]}])
+
+    with pytest.raises(TransientError, match="Timeout"):
+        flow.load(meta, world.client, world.ledger)
+    assert world.dump() == []  # the stand-in never applied the timed-out request
+
+    meta = flow.load(meta, world.client, world.ledger)
+
+    assert meta["created"] == CUSTOMERS
+    codes = [o["Code"] for o in world.dump()]
+    assert len(codes) == len(set(codes)) == CUSTOMERS
+    assert flow.reconcile_and_report(meta, world.billing, world.client, world.ledger).reconciliation == []
+
+
+# 5. gates ------------------------------------------------------------------------------------------------
+def test_a_malformed_email_is_held_back_and_the_rest_reconciles(world):
+    bad = sorted(world.customers())[2]
+    world.sql("UPDATE customers SET email = 'accounts at example dot com' WHERE customer_id = :key", key=bad)
+
+    summary = world.run("run-1")
+
+    assert summary.quarantined == 1 and summary.created == CUSTOMERS - 1 and summary.reconciliation == []
+    assert ref_key(bad) not in world.by_ref() and len(world.dump()) == CUSTOMERS - 1
+    held = world.ledger.quarantined(flow=flow.FLOW)
+    assert [(q["run_id"], q["source_key"], q["reasons"]) for q in held] == [
+        ("run-1", bad, "email looks like an address")]
+    sheet = openpyxl.load_workbook(summary.workbook, read_only=True)["Held back"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == ("Key", "Status", "Reasons", "Row")
+    assert [r[:3] for r in rows[1:]] == [(bad, "quarantined", "email looks like an address")]
+    assert json.loads(rows[1][3])["email"] == "accounts at example dot com"
+
+    # Fixed in billing: the watermark was held at the held-back row, so the fix is read and sent.
+    world.sql("UPDATE customers SET email = 'accounts@example.com', updated_at = :at WHERE customer_id = :key",
+              at=later(world.watermark(), minutes=1), key=bad)
+    summary = world.run("run-2")
+    assert summary.created == 1 and summary.quarantined == 0 and summary.reconciliation == []
+    assert content_differences(world) == []
+
+
+def test_an_invalid_tax_id_blocks_the_whole_batch(world):
+    world.run("run-1")
+    versions = {o["Ref_Key"]: o["DataVersion"] for o in world.dump()}
+    customers = world.customers()
+    bad, good = sorted(customers)[4], sorted(customers)[6]
+    tax_id = customers[bad]["tax_id"]
+    broken = tax_id[:-1] + str((int(tax_id[-1]) + 1) % 10)
+    assert not is_valid_tax_id(customers[bad]["country"], broken)
+    at = later(world.watermark(), hours=1)
+    world.sql("UPDATE customers SET tax_id = :t, updated_at = :at WHERE customer_id = :key", t=broken, at=at, key=bad)
+    world.sql("UPDATE customers SET legal_name = 'Valid Change Ltd', updated_at = :at WHERE customer_id = :key",
+              at=at, key=good)
+
+    meta = flow.extract("run-2", world.billing, world.ledger)
+    assert meta["changed"] == 2
+    with pytest.raises(GateFailed) as failure:
+        flow.gate(meta, world.ledger)
+
+    assert "tax id check digits valid" in str(failure.value) and bad in str(failure.value)
+    assert {o["Ref_Key"]: o["DataVersion"] for o in world.dump()} == versions  # nothing at all reached 1C
+    assert items_of(world, "run-2") == []
+    report_dir = settings.reports_dir(flow.FLOW, "run-2")
+    assert (report_dir / "gate_customer.html").is_file() and (report_dir / "gate_customer.json").is_file()
+    assert failure.value.report_path == str(report_dir / "gate_customer.html")
+    validation = world.ledger.validations(flow=flow.FLOW)[-1]
+    assert (validation["run_id"], validation["success"]) == ("run-2", False)
+    assert "tax id check digits valid" in json.loads(validation["failed_blocking"])
+    with pytest.raises(GateFailed):  # the whole flow stops at the same step
+        world.run("run-3")
+    assert {o["Ref_Key"]: o["DataVersion"] for o in world.dump()} == versions
+
+
+# 6. 1C refuses an item ----------------------------------------------------------------------------------
+def test_an_item_1c_refuses_is_rejected_reported_and_sent_next_run(world):
+    refused = sorted(world.customers())[0]  # the first POST of the run
+    world.faults([{"mode": "error", "status": 400, "count": 1, "methods": ["POST"]}])
+
+    with pytest.raises(TerminalError) as failure:
+        world.run("run-1")
+
+    assert not isinstance(failure.value, ReconciliationError)  # everything else reconciled
+    assert refused in str(failure.value) and "HTTP 400" in str(failure.value)
+    item = next(i for i in items_of(world, "run-1") if i["source_key"] == refused)
+    assert item["status"] == REJECTED and "HTTP 400" in item["last_error"]
+    assert ref_key(refused) not in world.by_ref() and len(world.dump()) == CUSTOMERS - 1
+    assert world.ledger.runs(flow=flow.FLOW)[-1]["status"] == "failed"
+
+    summary = world.run("run-2")  # no fault now
+
+    assert summary.created == 1 and summary.rejected == 0 and summary.reconciliation == []
+    assert [(i["source_key"], i["status"]) for i in items_of(world, "run-2")] == [(refused, ACKNOWLEDGED)]
+    assert content_differences(world) == []
+
+
+# 7. a 1C user edits one of ours: reported, then billing (the master) wins -------------------------------
+def test_an_edit_in_1c_is_reported_and_the_next_run_restores_billing(world):
+    world.run("run-1")
+    customers = sorted(world.customers())
+    edited, marked = customers[7], customers[9]
+    world.edit(ref_key(edited), {"Description": "Исправлено бухгалтером", "КПП": "999999999"})
+    world.edit(ref_key(marked), {"DeletionMark": True})
+
+    with pytest.raises(ReconciliationError) as failure:
+        world.run("run-2")
+
+    message = str(failure.value)
+    assert f"customer {edited}: 1C differs in ['Description', 'КПП']" in message
+    assert marked in message and "marked for deletion" in message
+    assert "the next run re-sends 2 customer(s)" in message
+    assert edited not in world.snapshot() and marked not in world.snapshot()
+    assert world.by_ref()[ref_key(edited)]["Description"] == "Исправлено бухгалтером"  # not yet repaired
+    assert world.ledger.runs(flow=flow.FLOW)[-1]["status"] == "failed"
+
+    summary = world.run("run-3")
+
+    assert summary.updated == 2 and summary.reconciliation == []
+    assert sorted((i["source_key"], i["status"]) for i in items_of(world, "run-3")) == [
+        (edited, ACKNOWLEDGED), (marked, ACKNOWLEDGED)]
+    assert world.by_ref()[ref_key(marked)]["DeletionMark"] is False
+    assert content_differences(world) == []
+    assert world.run("run-4").sent == 0
