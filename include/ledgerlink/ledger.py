@@ -20,6 +20,7 @@ from ledgerlink import settings
 PLANNED, SENT, ACKNOWLEDGED, REJECTED, QUARANTINED = "planned", "sent", "acknowledged", "rejected", "quarantined"
 OPEN_STATUSES = (PLANNED, SENT)
 CREATE, UPDATE, DELETE = "create", "update", "delete"
+SUPERSEDED = "superseded: no longer differs from the target"
 
 
 class Base(orm.DeclarativeBase):
@@ -255,12 +256,6 @@ class Ledger:
         with self.engine.begin() as conn:
             open_items = {key: item_id for key, item_id in conn.execute(
                 sa.select(Item.source_key, Item.id).where(Item.flow == flow, Item.status.in_(OPEN_STATUSES)))}
-            wanted = {c.source_key for c in changes}
-            # An open item whose record no longer needs sending (changed back, say) is closed as superseded.
-            stale = [item_id for key, item_id in open_items.items() if key not in wanted]
-            if stale:
-                conn.execute(sa.update(Item).where(Item.id.in_(stale)).values(
-                    status=REJECTED, last_error="superseded: no longer differs from the target", updated_at=now))
             new_rows, continued = [], []
             for change in changes:
                 if change.source_key in open_items:
@@ -280,6 +275,34 @@ class Ledger:
                 conn.execute(sa.insert(Item), new_rows)
             return {key: item_id for key, item_id in conn.execute(
                 sa.select(Item.source_key, Item.id).where(Item.flow == flow, Item.status.in_(OPEN_STATUSES)))}
+
+    def plan_and_mark_sent(self, run_id: str, flow: str, target: str, entity: str,
+                           changes: Sequence[PlannedChange], message_no: int | None = None) -> dict[str, int]:
+        """``plan`` then ``mark_sent`` of every planned item, for a caller that sends them at once.
+
+        Nothing happens between the two in such a caller, so on PostgreSQL both are one transaction of
+        set-based statements (the items are written once, not twice); elsewhere it calls the two in turn.
+        """
+        if self._postgres:
+            return self._plan_postgres(run_id, flow, target, entity, changes, utcnow(), sent=True,
+                                       message_no=message_no)
+        item_ids = self.plan(run_id, flow, target, entity, changes)
+        self.mark_sent((item_ids[c.source_key] for c in changes), message_no=message_no)
+        return item_ids
+
+    def close_superseded(self, flow: str, still_wanted: set[str]) -> int:
+        """Close open items whose record no longer needs sending (it changed back, or was loaded since).
+
+        Called once per run with every key the run will send, never per chunk.
+        """
+        with self.engine.begin() as conn:
+            open_items = list(conn.execute(sa.select(Item.source_key, Item.id).where(
+                Item.flow == flow, Item.status.in_(OPEN_STATUSES))))
+            stale = [item_id for key, item_id in open_items if key not in still_wanted]
+            for chunk in _chunks(stale, 5000):
+                conn.execute(sa.update(Item).where(Item.id.in_(chunk)).values(
+                    status=REJECTED, last_error=SUPERSEDED, updated_at=utcnow()))
+            return len(stale)
 
     def mark_sent(self, item_ids: Iterable[int], message_no: int | None = None) -> None:
         ids = list(item_ids)
@@ -343,7 +366,8 @@ class Ledger:
         cursor.execute(f"ANALYZE {table}")
 
     def _plan_postgres(self, run_id: str, flow: str, target: str, entity: str,
-                       changes: Sequence[PlannedChange], now: datetime) -> dict[str, int]:
+                       changes: Sequence[PlannedChange], now: datetime, sent: bool = False,
+                       message_no: int | None = None) -> dict[str, int]:
         open_list = "('" + "', '".join(OPEN_STATUSES) + "')"
         with self.engine.begin() as conn:
             self._copy_rows(conn, "ledgerlink_plan",
@@ -351,7 +375,11 @@ class Ledger:
                             ((c.source_key, c.target_key, c.content_hash, c.operation) for c in changes))
             params = {"flow": flow, "run_id": run_id, "target": target, "entity": entity, "now": now,
                       "planned": PLANNED, "rejected": REJECTED,
-                      "superseded": "superseded: no longer differs from the target"}
+                      "superseded": "superseded: no longer differs from the target", "sent": SENT,
+                      "message_no": message_no}
+            # sent=True: the same rows as plan() followed by mark_sent() of every planned item
+            also_sent = (", status = :sent, sent_at = :now, attempts = i.attempts + 1, message_no = :message_no"
+                         if sent else "")
             # An open item whose record no longer needs sending (changed back, say) is closed as superseded.
             conn.execute(sa.text(
                 f"UPDATE items i SET status = :rejected, last_error = :superseded, updated_at = :now "
@@ -359,16 +387,19 @@ class Ledger:
                 f"AND NOT EXISTS (SELECT 1 FROM ledgerlink_plan p WHERE p.source_key = i.source_key)"), params)
             conn.execute(sa.text(
                 f"UPDATE items i SET run_id = :run_id, content_hash = p.content_hash, operation = p.operation, "
-                f"target_key = p.target_key, updated_at = :now FROM ledgerlink_plan p "
+                f"target_key = p.target_key, updated_at = :now{also_sent} FROM ledgerlink_plan p "
                 f"WHERE i.flow = :flow AND i.status IN {open_list} AND i.source_key = p.source_key"), params)
             conn.execute(sa.text(
                 f"INSERT INTO items (run_id, flow, target, entity, source_key, target_key, content_hash, operation, "
-                f"status, attempts, planned_at, updated_at) "
+                f"status, attempts, planned_at, updated_at, sent_at, message_no) "
                 f"SELECT CAST(:run_id AS text), CAST(:flow AS text), CAST(:target AS text), CAST(:entity AS text), "
-                f"p.source_key, p.target_key, p.content_hash, p.operation, CAST(:planned AS text), 0, "
-                f"CAST(:now AS timestamptz), CAST(:now AS timestamptz) FROM ledgerlink_plan p WHERE NOT EXISTS "
+                f"p.source_key, p.target_key, p.content_hash, p.operation, CAST(:status AS text), "
+                f"CAST(:attempts AS integer), CAST(:now AS timestamptz), CAST(:now AS timestamptz), "
+                f"CAST(:sent_at AS timestamptz), CAST(:message_no AS bigint) FROM ledgerlink_plan p WHERE NOT EXISTS "
                 f"(SELECT 1 FROM items i WHERE i.flow = CAST(:flow AS text) AND i.status IN {open_list} "
-                f"AND i.source_key = p.source_key)"), params)
+                f"AND i.source_key = p.source_key)"),
+                {**params, "status": SENT if sent else PLANNED, "attempts": 1 if sent else 0,
+                 "sent_at": now if sent else None, "message_no": message_no if sent else None})
             return {key: item_id for key, item_id in conn.execute(
                 sa.select(Item.source_key, Item.id).where(Item.flow == flow, Item.status.in_(OPEN_STATUSES)))}
 

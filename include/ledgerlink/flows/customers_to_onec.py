@@ -12,7 +12,7 @@ from ledgerlink.errors import RemoteRejected, TerminalError, TransientError
 from ledgerlink.exchange_map import default_map
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
 from ledgerlink.gates import run_gate, suite_for
-from ledgerlink.ledger import CREATE, DELETE, UPDATE, Ledger, PlannedChange
+from ledgerlink.ledger import CREATE, DELETE, SUPERSEDED, UPDATE, Ledger, PlannedChange
 from ledgerlink.loads.http import UNCHANGED
 from ledgerlink.onec import counterparties
 from ledgerlink.onec.client import ODataClient
@@ -78,6 +78,7 @@ def load(meta: dict, client: ODataClient, ledger: Ledger) -> dict:
                for row in batch.to_dict("records")]
     planned += [PlannedChange(key, target_key or counterparties.ref_key(key), None, DELETE)
                 for key, target_key in deletions.items()]
+    ledger.close_superseded(FLOW, {c.source_key for c in planned})
     item_ids = ledger.plan(run_id, FLOW, "onec", "customer", planned)
     outcomes = {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "rejected": 0}
     rejected_since = None
@@ -122,7 +123,7 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, le
     snapshot = ledger.snapshot(FLOW)
     held = ledger.quarantined(flow=FLOW, run_id=run_id)
     rejected = [i for i in ledger.items(flow=FLOW, run_id=run_id) if i["status"] == "rejected"
-                and not str(i["last_error"]).startswith("superseded")]
+                and i["last_error"] != SUPERSEDED]
     held_keys = {q["source_key"] for q in held} | {i["source_key"] for i in rejected}
     target = counterparties.read_ours(client)
     active = target[target["DeletionMark"] == False] if not target.empty else target  # noqa: E712 - pandas mask

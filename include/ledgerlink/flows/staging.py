@@ -21,6 +21,11 @@ def read_frame(path: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def read_column(path: str, column: str) -> list:
+    """One column of a staged batch, without reading the rest."""
+    return pd.read_parquet(path, columns=[column])[column].tolist()
+
+
 def stage_json(flow: str, run_id: str, name: str, data) -> str:
     path = settings.staging_dir(flow, run_id) / f"{name}.json"
     path.write_text(json.dumps(data, ensure_ascii=False, default=str), encoding="utf-8")

@@ -1,0 +1,91 @@
+"""SIGKILL the load task half-way (a real process, killed for real), rerun it: the ERP is exactly right.
+
+The ledger shows the second attempt on the items that were in flight when the process died.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from ledgerlink.erp import invoice_lines as erp_lines
+from ledgerlink.flows import invoice_lines_to_erp as flow
+from ledgerlink.ledger import ACKNOWLEDGED, Ledger
+from sandbox.generator import generate_billing
+
+REPO = Path(__file__).resolve().parents[2]
+
+LOAD_UNTIL_KILLED = """
+import json, sys, time
+from pathlib import Path
+import sqlalchemy as sa
+from ledgerlink.flows import invoice_lines_to_erp as flow
+from ledgerlink.ledger import Ledger
+
+meta_path, erp_url, ledger_url, ready = sys.argv[1:5]
+real_upsert = flow.upsert_frame
+calls = {"n": 0}
+
+def upsert_then_hang(*args, **kwargs):
+    written = real_upsert(*args, **kwargs)
+    calls["n"] += 1
+    if calls["n"] == 2:  # chunk 2 is committed in the ERP but not yet acknowledged in the ledger
+        Path(ready).write_text("committed")
+        time.sleep(600)
+    return written
+
+flow.upsert_frame = upsert_then_hang
+flow.load(json.loads(Path(meta_path).read_text()), sa.create_engine(erp_url), Ledger(ledger_url))
+"""
+
+
+def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEDGERLINK_HOME", str(tmp_path / "home"))
+    generate_billing(tmp_path / "billing.db", seed=11, customers=12)
+    billing = sa.create_engine(f"sqlite:///{tmp_path / 'billing.db'}")
+    erp_url, ledger_url = f"sqlite:///{tmp_path / 'erp.db'}", f"sqlite:///{tmp_path / 'ledger.db'}"
+    erp, ledger = sa.create_engine(erp_url), Ledger(ledger_url)
+    meta = flow.gate(flow.extract("nightly", billing, ledger, chunk_rows=25), ledger)
+    assert len(meta["parts"]) >= 4
+    meta_path, ready = tmp_path / "meta.json", tmp_path / "ready"
+    meta_path.write_text(json.dumps(meta))
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "include"), "LEDGERLINK_HOME": str(tmp_path / "home")}
+    process = subprocess.Popen([sys.executable, "-c", LOAD_UNTIL_KILLED, str(meta_path), erp_url, ledger_url,
+                                str(ready)], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "the load never reached its second chunk"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+    in_flight = [i for i in ledger.items(flow=flow.FLOW) if i["status"] == "sent"]
+    assert in_flight, "the killed attempt left its chunk sent and unacknowledged"
+
+    # Airflow's retry runs the same task again with the same input.
+    summary = flow.reconcile_and_report(flow.load(meta, erp, ledger), billing, erp, ledger)
+    assert summary.reconciliation == []
+
+    columns = [c for c in erp_lines.COLUMNS if c != "content_hash"]
+    select = ", ".join(f"i.{c}" if c in ("customer_id", "issue_date") else f"l.{c}" for c in columns)
+    with sqlite3.connect(tmp_path / "billing.db") as db:
+        source = sorted(db.execute(f"SELECT {select} FROM invoice_lines l JOIN invoices i USING (invoice_id)"))
+    with sqlite3.connect(tmp_path / "erp.db") as db:
+        target = sorted(db.execute(f"SELECT {', '.join(columns)} FROM {erp_lines.TABLE}"))
+    assert source == target
+
+    items = {i["source_key"]: i for i in ledger.items(flow=flow.FLOW)}
+    assert len(items) == len(source), "one item per line: the retry continued the open items, not doubled them"
+    assert all(i["status"] == ACKNOWLEDGED for i in items.values())
+    retried = [i for i in items.values() if i["attempts"] == 2]
+    assert {i["source_key"] for i in retried} == {i["source_key"] for i in in_flight}
