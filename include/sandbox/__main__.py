@@ -26,7 +26,12 @@ def _env_line(name: str, value: str) -> str:
     return f"export {name}={shlex.quote(value)}"
 
 
-def serve(directory: Path, seed: int, customers: int) -> None:
+# Offsets from --base-port when the ports must be known in advance (docker-compose); 0 means any free port.
+PORT_OFFSETS = {"onec": 1, "crm": 2, "einvoice_rest": 3, "einvoice_soap": 4, "sftp": 22, "smtp": 25}
+SECRET_NAMES = ("onec", "crm", "einvoice_rest", "einvoice_soap", "sftp")
+
+
+def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", base_port: int = 0) -> None:
     """Run every stand-in in this process until SIGTERM/SIGINT."""
     from sandbox import bridge, crm, generator
     from sandbox.einvoice import gib as gib_module
@@ -46,28 +51,34 @@ def serve(directory: Path, seed: int, customers: int) -> None:
     if secrets_file.exists():
         creds = json.loads(secrets_file.read_text())
     else:
-        creds = {name: secrets.token_urlsafe(18) for name in ("onec", "crm", "einvoice_rest", "einvoice_soap", "sftp")}
-        secrets_file.write_text(json.dumps(creds))
-        secrets_file.chmod(0o600)
+        creds = {name: secrets.token_urlsafe(18) for name in SECRET_NAMES}
+    # docker-compose hands the same secrets to Airflow's connections and to the stand-ins through the env.
+    creds.update({name: os.environ[f"SANDBOX_{name.upper()}_SECRET"] for name in SECRET_NAMES
+                  if os.environ.get(f"SANDBOX_{name.upper()}_SECRET")})
+    secrets_file.write_text(json.dumps(creds))
+    secrets_file.chmod(0o600)
+
+    def port(name: str) -> int:
+        return base_port + PORT_OFFSETS[name] if base_port else 0
 
     sftp_root = directory / "sftp"
     onec_exchange = sftp_root / "onec"
     for folder in (sftp_root / "bridge", onec_exchange):
         folder.mkdir(parents=True, exist_ok=True)
 
-    onec = make_onec(host="127.0.0.1", port=0, db_path=directory / "onec.db", users={"ledgerlink": creds["onec"]},
+    onec = make_onec(host=host, port=port("onec"), db_path=directory / "onec.db", users={"ledgerlink": creds["onec"]},
                      base="/demo", exchange_dir=onec_exchange)
-    crm_server = crm.make_server("127.0.0.1", 0, directory / "crm.db", tokens={creds["crm"]: "ledgerlink"})
+    crm_server = crm.make_server(host, port("crm"), directory / "crm.db", tokens={creds["crm"]: "ledgerlink"})
     gib = gib_module.Gib(directory / "gib.db")
-    rest = rest_integrator.make_server("127.0.0.1", 0, gib, api_keys={creds["einvoice_rest"]: "ledgerlink"})
-    soap = soap_integrator.make_server("127.0.0.1", 0, gib, users={"ledgerlink": creds["einvoice_soap"]})
+    rest = rest_integrator.make_server(host, port("einvoice_rest"), gib, api_keys={creds["einvoice_rest"]: "ledgerlink"})
+    soap = soap_integrator.make_server(host, port("einvoice_soap"), gib, users={"ledgerlink": creds["einvoice_soap"]})
     http_servers = {"onec": onec, "crm": crm_server, "einvoice_rest": rest, "einvoice_soap": soap}
     for server in http_servers.values():
         server.start_in_thread()
-    sftp = SftpServer("127.0.0.1", 0, sftp_root, directory / "sftp_host_key",
+    sftp = SftpServer(host, port("sftp"), sftp_root, directory / "sftp_host_key",
                       users={"ledgerlink": {"password": creds["sftp"]}})
     sftp.start()
-    smtp = SmtpSink("127.0.0.1", 0, directory / "mail")
+    smtp = SmtpSink(host, port("smtp"), directory / "mail")
     smtp.start()
 
     def http_conn(server, login: str | None, password: str, extra: dict | None = None) -> str:
@@ -174,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (serve only)")
+    parser.add_argument("--base-port", type=int, default=0, help="fixed ports from here (serve only); 0: any free")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.dir, args.seed, args.customers)
+        serve(args.dir, args.seed, args.customers, args.host, args.base_port)
     elif args.command == "up":
         world = up(args.dir, args.seed, args.customers)
         sys.stdout.write(f"sandbox up: {json.dumps(world['urls'])}; connections in {args.dir / 'connections.env'}\n")
