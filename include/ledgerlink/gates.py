@@ -118,7 +118,8 @@ def suite_for(entity: str, max_rows: int | None = None) -> Suite:
                   {"column": "vat_rate", "value_set": ["0", "10", "20", "22"]}, True),
             Check("issue date in the period (2000-01-01 to a month ahead)", "ExpectColumnValuesToBeInSet",
                   {"column": "issue_date_in_period", "value_set": [True]}, True),
-            Check("description present", "ExpectColumnValuesToNotBeNull", {"column": "description"}, False),
+            Check("description present", "ExpectColumnValueLengthsToBeBetween",
+                  {"column": "description", "min_value": 1}, False),
         ))
     raise ConfigurationError(f"no gate suite for entity {entity!r}")
 

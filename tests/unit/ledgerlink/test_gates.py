@@ -1,0 +1,81 @@
+"""Gates on the invoice-line flow: a blocking failure loads nothing; a warning failure holds rows back."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+from openpyxl import load_workbook
+
+from ledgerlink import cli
+from ledgerlink.erp import invoice_lines as erp_lines
+from ledgerlink.errors import GateFailed
+from ledgerlink.flows import invoice_lines_to_erp as flow
+from ledgerlink.ledger import Ledger
+from sandbox.generator import generate_billing
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEDGERLINK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LEDGERLINK_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    generate_billing(tmp_path / "billing.db", seed=5, customers=8)
+    return {"billing": sa.create_engine(f"sqlite:///{tmp_path / 'billing.db'}"),
+            "erp": sa.create_engine(f"sqlite:///{tmp_path / 'erp.db'}"), "ledger": Ledger(), "path": tmp_path}
+
+
+def _edit(world, sql: str, *params) -> None:
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        db.execute(sql, params)
+
+
+def test_a_blocking_failure_loads_nothing_and_names_the_rows(world):
+    _edit(world, "UPDATE invoice_lines SET vat_minor = vat_minor + 1 WHERE line_id = "
+                 "(SELECT min(line_id) FROM invoice_lines WHERE vat_minor > 0)")
+    with pytest.raises(GateFailed) as caught:
+        flow.run_all("blocked", world["billing"], world["erp"], world["ledger"])
+    message = str(caught.value)
+    assert "VAT matches the line's rate" in message and "gross = net + VAT" in message
+    assert "'line_id': 'IN" in message, "the first offending rows are shown"
+    assert erp_lines.count_loaded(world["erp"]) == 0
+    assert world["ledger"].items() == [], "nothing planned, nothing sent"
+    validation = world["ledger"].validations()[-1]
+    assert not validation["success"]
+    assert json.loads((open(validation["report_json"]).read()))["success"] is False
+    assert "BLOCKS the load" in open(validation["report_html"]).read()
+
+
+def test_a_warning_failure_holds_rows_back_and_loads_the_rest(world, capsys):
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        held = db.execute("SELECT line_id FROM invoice_lines ORDER BY line_id LIMIT 2").fetchall()
+        db.executemany("UPDATE invoice_lines SET description = '' WHERE line_id = ?", held)
+        total = db.execute("SELECT count(*) FROM invoice_lines").fetchone()[0]
+    held_keys = {key for (key,) in held}
+
+    summary = flow.run_all("warned", world["billing"], world["erp"], world["ledger"])
+    assert summary.quarantined == 2 and summary.reconciliation == []
+    assert erp_lines.count_loaded(world["erp"]) == total - 2
+    quarantined = world["ledger"].quarantined()
+    assert {q["source_key"] for q in quarantined} == held_keys
+    assert all(q["reasons"] == "description present" for q in quarantined)
+
+    assert cli.main(["quarantine", "--json"]) == 0
+    assert {row["source_key"] for row in json.loads(capsys.readouterr().out)} == held_keys
+
+    book = load_workbook(summary.workbook, read_only=True)
+    held_sheet = list(book["Held back"].iter_rows(values_only=True))
+    assert held_sheet[0] == ("Key", "Status", "Reasons", "Row")
+    assert {row[0] for row in held_sheet[1:]} == held_keys
+    summary_sheet = dict(row[:2] for row in book["Summary"].iter_rows(values_only=True))
+    assert summary_sheet["Quarantined"] == 2 and summary_sheet["Reconciliation"] == "OK"
+    totals = [row for row in book["Totals"].iter_rows(values_only=True) if row[0] == "sent this run"]
+    assert totals == [("sent this run", t["currency"], t["vat_rate"], str(t["net"]), str(t["vat"]), str(t["gross"]))
+                      for t in summary.totals], "the workbook's totals are the log's totals"
+
+    # Fixed at the source, the held-back lines travel on the next run, though older than the watermark.
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        db.executemany("UPDATE invoice_lines SET description = 'fixed' WHERE line_id = ?", held)
+    again = flow.run_all("fixed", world["billing"], world["erp"], world["ledger"])
+    assert again.sent == 2 and again.quarantined == 0
+    assert erp_lines.count_loaded(world["erp"]) == total

@@ -1,0 +1,75 @@
+"""The ledger: items stay open until acknowledged, retries continue them, and the CLI answers from it."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ledgerlink import cli
+from ledgerlink.ledger import ACKNOWLEDGED, MIGRATIONS, PLANNED, REJECTED, SENT, Ledger, PlannedChange
+
+
+@pytest.fixture
+def ledger(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEDGERLINK_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    return Ledger()
+
+
+def test_migrations_are_recorded_and_idempotent(ledger):
+    assert ledger.migrate() == MIGRATIONS[-1][0]
+    assert Ledger(ledger.url).migrate() == MIGRATIONS[-1][0]
+
+
+def test_an_item_is_open_until_acknowledged_and_a_retry_continues_it(ledger):
+    change = PlannedChange("C1", "ref-1", "h1", "create")
+    ids = ledger.plan("run-1", "flow", "onec", "customer", [change])
+    assert ledger.items()[0]["status"] == PLANNED
+    ledger.mark_sent([ids["C1"]])
+    ledger.record_failure(ids["C1"], "1C did not answer", terminal=False)
+    assert [i["status"] for i in ledger.planned()] == [SENT]
+    assert ledger.snapshot("flow") == {}, "nothing moves before the receiver confirms"
+
+    again = ledger.plan("run-1-retry", "flow", "onec", "customer", [change])
+    assert again == ids, "the retry continues the same item"
+    ledger.mark_sent([ids["C1"]])
+    ledger.acknowledge("flow", [(ids["C1"], "C1", "h1", "ref-1", "create")])
+    item = ledger.items()[0]
+    assert (item["status"], item["attempts"], item["last_error"]) == (ACKNOWLEDGED, 2, None)
+    assert ledger.snapshot("flow") == {"C1": ("h1", "ref-1")}
+    assert ledger.planned() == []
+
+    ids = ledger.plan("run-2", "flow", "onec", "customer", [PlannedChange("C1", "ref-1", None, "delete")])
+    ledger.acknowledge("flow", [(ids["C1"], "C1", None, "ref-1", "delete")])
+    assert ledger.snapshot("flow") == {}
+
+
+def test_superseded_and_terminal_items_are_closed(ledger):
+    ids = ledger.plan("r", "flow", "onec", "customer", [PlannedChange("A", "a", "1", "create"),
+                                                        PlannedChange("B", "b", "2", "create")])
+    ledger.record_failure(ids["A"], "HTTP 400: bad ИНН", terminal=True)
+    assert ledger.close_superseded("flow", still_wanted=set()) == 1
+    statuses = {i["source_key"]: (i["status"], i["last_error"]) for i in ledger.items()}
+    assert statuses["A"] == (REJECTED, "HTTP 400: bad ИНН")
+    assert statuses["B"][0] == REJECTED and statuses["B"][1].startswith("superseded")
+
+
+def test_cli_history_planned_and_quarantine(ledger, capsys):
+    ids = ledger.plan("r1", "billing_customers_to_onec", "onec", "customer",
+                      [PlannedChange("C1", "ref-1", "h", "create"), PlannedChange("C2", "ref-2", "h", "create")])
+    ledger.mark_sent([ids["C1"]])
+    ledger.acknowledge("billing_customers_to_onec", [(ids["C1"], "C1", "h", "ref-1", "create")])
+    ledger.quarantine("r1", "billing_customers_to_onec", "customer", [("C3", ["email looks like an address"],
+                                                                      {"email": "nope"})])
+    assert cli.main(["history", "--target", "onec", "--since", "2026-01-01", "--json"]) == 0
+    history = json.loads(capsys.readouterr().out)
+    assert [(h["source_key"], h["status"]) for h in history] == [("C1", ACKNOWLEDGED)]
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date().isoformat()
+    assert cli.main(["history", "--since", tomorrow, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+    assert cli.main(["planned", "--json"]) == 0
+    assert [p["source_key"] for p in json.loads(capsys.readouterr().out)] == ["C2"]
+    assert cli.main(["quarantine"]) == 0
+    out = capsys.readouterr().out
+    assert "C3" in out and "email looks like an address" in out
