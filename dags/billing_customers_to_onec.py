@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
 
 from ledgerlink.tasks import DEFAULT_ARGS, fail_fast_on_terminal
+
+# Downstream DAGs can run when this table is loaded (schedule=[ONEC_COUNTERPARTIES]).
+ONEC_COUNTERPARTIES = Asset(name="onec_counterparties", uri="onec://default/Catalog_Kontragenty")
 
 
 @dag(
@@ -45,7 +48,7 @@ def billing_customers_to_onec():
 
         return customers_to_onec.gate(meta, tasks.ledger())
 
-    @task
+    @task(outlets=[ONEC_COUNTERPARTIES])
     @fail_fast_on_terminal
     def load(meta: dict) -> dict:
         from ledgerlink import tasks

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
 
 from ledgerlink.tasks import DEFAULT_ARGS, fail_fast_on_terminal
+
+# Downstream DAGs can run when this table is loaded (schedule=[ERP_BILLED_INVOICE_LINES]).
+ERP_BILLED_INVOICE_LINES = Asset(name="erp_billed_invoice_lines", uri="erp://default/billed_invoice_lines")
 
 
 @dag(
@@ -47,7 +50,7 @@ def billing_invoice_lines_to_erp():
 
         return invoice_lines_to_erp.gate(meta, tasks.ledger())
 
-    @task
+    @task(outlets=[ERP_BILLED_INVOICE_LINES])
     @fail_fast_on_terminal
     def load(meta: dict) -> dict:
         from ledgerlink import tasks

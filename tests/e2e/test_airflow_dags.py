@@ -5,6 +5,7 @@ blocked by the gate and nothing of it reaches 1C.
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sqlite3
@@ -80,6 +81,8 @@ def test_first_exchange_then_a_rerun_that_changes_nothing(world):
     first = _dags_test(world, "billing_customers_to_onec")
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     assert "===== Ledgerlink: billing_customers_to_onec =====" in first.stdout + first.stderr
+    password = json.loads(world["env"]["AIRFLOW_CONN_ONEC_DEFAULT"])["password"]
+    assert password not in first.stdout + first.stderr, "a connection secret reached the log"
 
     client = _client(world)
     in_onec = counterparties.read_ours(client)
