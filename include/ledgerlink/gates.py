@@ -60,6 +60,8 @@ class GateResult:
 def _derive_customer(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     out["tax_id_check_digits_ok"] = [is_valid_tax_id(c, t) for c, t in zip(df["country"], df["tax_id"])]
+    russian_company = (df["country"] == "RU") & (df["entity_kind"] == "company")
+    out["kpp_well_formed"] = ~russian_company | df["kpp"].fillna("").str.fullmatch(r"\d{9}")
     return out
 
 
@@ -95,8 +97,8 @@ def suite_for(entity: str, max_rows: int | None = None) -> Suite:
             Check("country is TR or RU", "ExpectColumnValuesToBeInSet", {"column": "country", "value_set": ["TR", "RU"]}, True),
             Check("currency is TRY or RUB", "ExpectColumnValuesToBeInSet",
                   {"column": "currency", "value_set": ["TRY", "RUB"]}, True),
-            Check("email looks like an address", "ExpectColumnValuesToMatchRegex",
-                  {"column": "email", "regex": r"^[^@\s]+@[^@\s]+\.[^@\s]+$"}, False),
+            Check("KPP is 9 digits for a Russian company", "ExpectColumnValuesToBeInSet",
+                  {"column": "kpp_well_formed", "value_set": [True]}, False),
             Check("address present", "ExpectColumnValuesToNotBeNull", {"column": "address"}, False),
             Check("legal name fits 1C (150 characters)", "ExpectColumnValueLengthsToBeBetween",
                   {"column": "legal_name", "min_value": 1, "max_value": 150}, False),

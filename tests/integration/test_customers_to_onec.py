@@ -128,19 +128,27 @@ def test_changes_after_the_watermark_and_late_commits_within_the_overlap_are_sen
     assert watermark == max(row["updated_at"] for row in customers.values())
     first, second = sorted(customers)[1], sorted(customers)[5]
 
-    # A change made after the watermark was read: e-mail only (1C keeps no e-mail, so nothing is written there)
-    changed_at = later(watermark, minutes=5)
+    # An e-mail change alone has nothing to write in 1C (the map carries no e-mail there): it does not travel.
+    email_at = later(watermark, minutes=2)
     world.sql("UPDATE customers SET email = 'finance@example.org', updated_at = :at WHERE customer_id = :key",
-              at=changed_at, key=first)
+              at=email_at, key=first)
     versions = {o["Ref_Key"]: o["DataVersion"] for o in world.dump()}
+    quiet = world.run("run-2a")
+    assert items_of(world, "run-2a") == [] and quiet.sent == 0
+    assert {o["Ref_Key"]: o["DataVersion"] for o in world.dump()} == versions
+
+    # A change made after the watermark was read: it travels on the next run.
+    changed_at = later(watermark, minutes=5)
+    world.sql("UPDATE customers SET city = 'Kazan', updated_at = :at WHERE customer_id = :key",
+              at=changed_at, key=first)
     summary = world.run("run-2")
 
     assert [(i["source_key"], i["operation"], i["status"]) for i in items_of(world, "run-2")] == [
         (first, "update", ACKNOWLEDGED)]
-    assert summary.reconciliation == [] and summary.updated == 0  # 1C already held every field it keeps
-    assert {o["Ref_Key"]: o["DataVersion"] for o in world.dump()} == versions
+    assert summary.reconciliation == [] and summary.updated == 1
+    assert world.by_ref()[ref_key(first)]["ЮридическийАдрес"].endswith("Kazan")
     assert world.watermark() == changed_at
-    rerun = world.run("run-2b")  # acknowledged: the new e-mail's hash is in the snapshot
+    rerun = world.run("run-2b")  # acknowledged: the new content's hash is in the snapshot
     assert items_of(world, "run-2b") == [] and rerun.sent == 0
 
     # A transaction that committed late: its updated_at is OLDER than the stored watermark, within the overlap
@@ -225,26 +233,28 @@ def test_a_timeout_is_transient_and_the_retry_converges(world):
 
 
 # 5. gates ------------------------------------------------------------------------------------------------
-def test_a_malformed_email_is_held_back_and_the_rest_reconciles(world):
-    bad = sorted(world.customers())[2]
-    world.sql("UPDATE customers SET email = 'accounts at example dot com' WHERE customer_id = :key", key=bad)
+def test_a_malformed_kpp_is_held_back_and_the_rest_reconciles(world):
+    customers = world.customers()
+    bad = sorted(k for k, row in customers.items() if row["country"] == "RU" and row["entity_kind"] == "company")[0]
+    good_kpp = customers[bad]["kpp"]
+    world.sql("UPDATE customers SET kpp = '77-01' WHERE customer_id = :key", key=bad)
 
     summary = world.run("run-1")
 
+    reason = "KPP is 9 digits for a Russian company"
     assert summary.quarantined == 1 and summary.created == CUSTOMERS - 1 and summary.reconciliation == []
     assert ref_key(bad) not in world.by_ref() and len(world.dump()) == CUSTOMERS - 1
     held = world.ledger.quarantined(flow=flow.FLOW)
-    assert [(q["run_id"], q["source_key"], q["reasons"]) for q in held] == [
-        ("run-1", bad, "email looks like an address")]
+    assert [(q["run_id"], q["source_key"], q["reasons"]) for q in held] == [("run-1", bad, reason)]
     sheet = openpyxl.load_workbook(summary.workbook, read_only=True)["Held back"]
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0] == ("Key", "Status", "Reasons", "Row")
-    assert [r[:3] for r in rows[1:]] == [(bad, "quarantined", "email looks like an address")]
-    assert json.loads(rows[1][3])["email"] == "accounts at example dot com"
+    assert [r[:3] for r in rows[1:]] == [(bad, "quarantined", reason)]
+    assert json.loads(rows[1][3])["kpp"] == "77-01"
 
-    # Fixed in billing: the watermark was held at the held-back row, so the fix is read and sent.
-    world.sql("UPDATE customers SET email = 'accounts@example.com', updated_at = :at WHERE customer_id = :key",
-              at=later(world.watermark(), minutes=1), key=bad)
+    # Fixed in billing: the held-back customer is read again and sent.
+    world.sql("UPDATE customers SET kpp = :kpp, updated_at = :at WHERE customer_id = :key",
+              kpp=good_kpp, at=later(world.watermark(), minutes=1), key=bad)
     summary = world.run("run-2")
     assert summary.created == 1 and summary.quarantined == 0 and summary.reconciliation == []
     assert content_differences(world) == []

@@ -15,10 +15,9 @@ ENTITY_SET = "Catalog_Контрагенты"
 # Fixed namespace: Ref_Keys derived from it must never change, or every counterparty would be created twice.
 LEDGERLINK_NAMESPACE = uuid.UUID("6f1c2a1e-4a57-5b1e-9d2c-6c6564676572")
 COMMENT_PREFIX = "Ledgerlink: billing customer "
-# Columns the flow reads from billing and hashes: a change in any of them travels.
-SOURCE_COLUMNS = ["customer_id", "legal_name", "country", "entity_kind", "tax_id", "kpp", "address", "city",
-                  "email", "currency", "updated_at"]
-CONTENT_COLUMNS = [c for c in SOURCE_COLUMNS if c != "updated_at"]
+# What 1C's counterparty holds of a billing customer (the exchange map's fields for this flow): a change in
+# any of these travels; a change elsewhere (e-mail, segment) has nothing to write in 1C and does not.
+CONTENT_COLUMNS = ["customer_id", "legal_name", "country", "entity_kind", "tax_id", "kpp", "address", "city"]
 
 
 def ref_key(customer_id: str) -> str:
