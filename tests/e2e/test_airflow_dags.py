@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sqlite3
 import subprocess
 import sys
@@ -22,37 +21,6 @@ from ledgerlink.onec.client import ODataClient
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _read_env_file(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        env[name] = shlex.split(value)[0]
-    return env
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    base = tmp_path_factory.mktemp("e2e")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update({
-        "PYTHONPATH": str(REPO / "include"), "AIRFLOW_HOME": str(base / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "LEDGERLINK_HOME": str(base / "home"),
-    })
-    sandbox = base / "sandbox"
-    subprocess.run([sys.executable, "-m", "sandbox", "up", "--dir", str(sandbox), "--customers", "40"],
-                   env=env, check=True, cwd=REPO, capture_output=True, timeout=120)
-    try:
-        env.update(_read_env_file(sandbox / "connections.env"))
-        migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, cwd=REPO,
-                                 capture_output=True, text=True, timeout=300)
-        assert migrate.returncode == 0, migrate.stderr[-3000:]
-        yield {"env": env, "sandbox": sandbox, "home": base / "home"}
-    finally:
-        subprocess.run([sys.executable, "-m", "sandbox", "down", "--dir", str(sandbox)], env=env, cwd=REPO,
-                       capture_output=True, timeout=60)
 
 
 def _dags_test(world, dag_id: str) -> subprocess.CompletedProcess:
