@@ -382,7 +382,7 @@ def targets(results: dict) -> list[dict]:
         dlt_s / full > 1 if dlt_s and full else None)
     rss = p["ledgerlink_full"].get("peak_rss_mb")
     add("peak RSS of the full run (MB)", rss, "≤ 1536 MB", rss <= 1536 if rss else None)
-    if growth and _seconds(growth):
+    if growth and _seconds(growth) and rss:
         grow = growth["peak_rss_mb"] / rss - 1
         add(f"peak RSS growth, {results['invoice_lines']:,} → {growth.get('rows', 0):,} lines", grow, "< 20%",
             grow < 0.20)

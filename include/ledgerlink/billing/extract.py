@@ -152,5 +152,5 @@ def key_fingerprint(engine: sa.Engine, keys: list[str]) -> int:
     if not keys or engine.dialect.name != "postgresql":
         return 0
     with engine.connect() as conn:
-        return int(conn.scalar(sa.text("SELECT coalesce(sum(hashtextextended(k, 0)), 0) FROM unnest(:keys) AS k"),
+        return int(conn.scalar(sa.text("SELECT coalesce(sum(hashtextextended(k, 0)), 0) FROM unnest(CAST(:keys AS text[])) AS k"),
                                {"keys": list(keys)}))

@@ -15,7 +15,7 @@ from ledgerlink.billing.extract import (key_fingerprint, read_invoice_line_keys,
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.errors import ReconciliationError
 from ledgerlink.exchange_map import default_map
-from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
+from ledgerlink.flows.staging import read_column, read_frame, read_json, stage_frame, stage_json
 from ledgerlink.gates import run_gate, suite_for
 from ledgerlink.ledger import CREATE, DELETE, UPDATE, Ledger, PlannedChange
 from ledgerlink.loads.sql import delete_keys, upsert_frame
@@ -102,6 +102,11 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
     """Upsert each gated chunk in one transaction, then acknowledge its items; delete what billing deleted."""
     run_id = meta["run_id"]
     erp_lines.ensure_table(erp)
+    deleted_keys = read_json(meta["deletions"])
+    wanted = set(deleted_keys)
+    for part in meta["parts"]:
+        wanted.update(read_column(part, KEY_COLUMN))
+    ledger.close_superseded(FLOW, wanted)
     created = updated = 0
     sent = Figures(count=0)  # summed chunk by chunk: memory stays one chunk
     for part in meta["parts"]:
@@ -109,8 +114,7 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         if batch.empty:
             continue
         planned = [PlannedChange(k, k, h, op) for k, h, op in zip(batch[KEY_COLUMN], batch[HASH_COLUMN], batch["_op"])]
-        item_ids = ledger.plan(run_id, FLOW, "erp", "invoice_line", planned)
-        ledger.mark_sent(item_ids[c.source_key] for c in planned)
+        item_ids = ledger.plan_and_mark_sent(run_id, FLOW, "erp", "invoice_line", planned)
         rows = batch.rename(columns={HASH_COLUMN: "content_hash"})
         upsert_frame(erp, erp_lines.TABLE, rows, [erp_lines.KEY], erp_lines.COLUMNS)
         ledger.acknowledge(FLOW, [(item_ids[c.source_key], c.source_key, c.content_hash, c.target_key, c.operation)
@@ -118,11 +122,9 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         created += int((batch["_op"] == CREATE).sum())
         updated += int((batch["_op"] == UPDATE).sum())
         sent = _add_figures(sent, figures(batch))
-    deleted_keys = read_json(meta["deletions"])
     if deleted_keys:
         planned = [PlannedChange(k, k, None, DELETE) for k in deleted_keys]
-        item_ids = ledger.plan(run_id, FLOW, "erp", "invoice_line", planned)
-        ledger.mark_sent(item_ids[c.source_key] for c in planned)
+        item_ids = ledger.plan_and_mark_sent(run_id, FLOW, "erp", "invoice_line", planned)
         delete_keys(erp, erp_lines.TABLE, erp_lines.KEY, deleted_keys)
         ledger.acknowledge(FLOW, [(item_ids[c.source_key], c.source_key, None, c.target_key, DELETE) for c in planned])
     candidates = [c for c in (meta["watermark_read"], meta.get("quarantined_since")) if c]
