@@ -188,3 +188,28 @@ def run_all(run_id: str, billing: sa.Engine, client: ODataClient, ledger: Ledger
     meta = gate(meta, ledger)
     meta = load(meta, client, ledger)
     return reconcile_and_report(meta, billing, client, ledger)
+
+
+# The four Airflow tasks (ledgerlink.spine), each opening the connections it needs.
+def task_extract(run_id: str) -> dict:
+    from ledgerlink import tasks
+
+    return extract(run_id, tasks.billing_engine(), tasks.ledger())
+
+
+def task_gate(meta: dict) -> dict:
+    from ledgerlink import tasks
+
+    return gate(meta, tasks.ledger())
+
+
+def task_load(meta: dict) -> dict:
+    from ledgerlink import tasks
+
+    return load(meta, tasks.onec_client(), tasks.ledger())
+
+
+def task_reconcile_and_report(meta: dict) -> dict:
+    from ledgerlink import tasks
+
+    return reconcile_and_report(meta, tasks.billing_engine(), tasks.onec_client(), tasks.ledger()).as_dict()

@@ -176,3 +176,28 @@ def run_all(run_id: str, billing: sa.Engine, erp: sa.Engine, ledger: Ledger, chu
     meta = gate(meta, ledger)
     meta = load(meta, erp, ledger)
     return reconcile_and_report(meta, billing, erp, ledger)
+
+
+# The four Airflow tasks (ledgerlink.spine), each opening the connections it needs.
+def task_extract(run_id: str) -> dict:
+    from ledgerlink import tasks
+
+    return extract(run_id, tasks.billing_engine(), tasks.ledger())
+
+
+def task_gate(meta: dict) -> dict:
+    from ledgerlink import tasks
+
+    return gate(meta, tasks.ledger())
+
+
+def task_load(meta: dict) -> dict:
+    from ledgerlink import tasks
+
+    return load(meta, tasks.erp_engine(), tasks.ledger())
+
+
+def task_reconcile_and_report(meta: dict) -> dict:
+    from ledgerlink import tasks
+
+    return reconcile_and_report(meta, tasks.billing_engine(), tasks.erp_engine(), tasks.ledger()).as_dict()
