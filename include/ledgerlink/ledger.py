@@ -374,17 +374,12 @@ class Ledger:
                             "source_key text, target_key text, content_hash text, operation text",
                             ((c.source_key, c.target_key, c.content_hash, c.operation) for c in changes))
             params = {"flow": flow, "run_id": run_id, "target": target, "entity": entity, "now": now,
-                      "planned": PLANNED, "rejected": REJECTED,
-                      "superseded": "superseded: no longer differs from the target", "sent": SENT,
+                      "planned": PLANNED, "sent": SENT,
                       "message_no": message_no}
             # sent=True: the same rows as plan() followed by mark_sent() of every planned item
             also_sent = (", status = :sent, sent_at = :now, attempts = i.attempts + 1, message_no = :message_no"
                          if sent else "")
-            # An open item whose record no longer needs sending (changed back, say) is closed as superseded.
-            conn.execute(sa.text(
-                f"UPDATE items i SET status = :rejected, last_error = :superseded, updated_at = :now "
-                f"WHERE i.flow = :flow AND i.status IN {open_list} "
-                f"AND NOT EXISTS (SELECT 1 FROM ledgerlink_plan p WHERE p.source_key = i.source_key)"), params)
+            # Superseding open items is close_superseded's job, once per run: a plan is often one chunk of it.
             conn.execute(sa.text(
                 f"UPDATE items i SET run_id = :run_id, content_hash = p.content_hash, operation = p.operation, "
                 f"target_key = p.target_key, updated_at = :now{also_sent} FROM ledgerlink_plan p "

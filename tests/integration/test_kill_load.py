@@ -84,8 +84,10 @@ def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch):
         target = sorted(db.execute(f"SELECT {', '.join(columns)} FROM {erp_lines.TABLE}"))
     assert source == target
 
-    items = {i["source_key"]: i for i in ledger.items(flow=flow.FLOW)}
-    assert len(items) == len(source), "one item per line: the retry continued the open items, not doubled them"
+    all_items = ledger.items(flow=flow.FLOW)
+    items = {i["source_key"]: i for i in all_items}
+    assert len(all_items) == len(items) == len(source), \
+        "one item per line: the retry continued the open items and did not send the acknowledged ones again"
     assert all(i["status"] == ACKNOWLEDGED for i in items.values())
     retried = [i for i in items.values() if i["attempts"] == 2]
     assert {i["source_key"] for i in retried} == {i["source_key"] for i in in_flight}

@@ -85,7 +85,13 @@ def test_crash_after_the_upsert_committed_then_retry_on_postgres(world, monkeypa
     with pytest.raises(SimulatedCrash):
         flow.load(meta, world["erp"], world["ledger"])
     monkeypatch.setattr(flow, "upsert_frame", real)
+    in_flight = {i["source_key"] for i in world["ledger"].items() if i["status"] == "sent"}
+    assert in_flight
     flow.reconcile_and_report(flow.load(meta, world["erp"], world["ledger"]), world["billing"], world["erp"],
                               world["ledger"])
     _equal(world)
     assert world["ledger"].planned() == []
+    items = world["ledger"].items()
+    assert all(i["status"] == "acknowledged" for i in items), "a retry continues its items, never supersedes them"
+    assert len(items) == len({i["source_key"] for i in items})
+    assert {i["source_key"] for i in items if i["attempts"] == 2} == in_flight

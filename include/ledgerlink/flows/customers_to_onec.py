@@ -79,8 +79,15 @@ def load(meta: dict, client: ODataClient, ledger: Ledger) -> dict:
     planned += [PlannedChange(key, target_key or counterparties.ref_key(key), None, DELETE)
                 for key, target_key in deletions.items()]
     ledger.close_superseded(FLOW, {c.source_key for c in planned})
-    item_ids = ledger.plan(run_id, FLOW, "onec", "customer", planned)
     outcomes = {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "rejected": 0}
+    # A retry does not send again what an earlier attempt of this run got acknowledged: it counts it.
+    acknowledged = ledger.snapshot_hashes(FLOW, [c.source_key for c in planned])
+    done = [c for c in planned if (c.source_key not in acknowledged if c.operation == DELETE
+                                   else acknowledged.get(c.source_key) == c.content_hash)]
+    for change in done:
+        outcomes[{CREATE: "created", UPDATE: "updated", DELETE: "deleted"}[change.operation]] += 1
+    planned = [c for c in planned if c not in done]
+    item_ids = ledger.plan(run_id, FLOW, "onec", "customer", planned)
     rejected_since = None
     rows = {row[KEY_COLUMN]: row for row in batch.to_dict("records")}
     for change in planned:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+import pandas as pd
 import sqlalchemy as sa
 
 from ledgerlink import settings
@@ -113,25 +114,40 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         batch = read_frame(part)
         if batch.empty:
             continue
+        # The run's figures count the whole batch; a retry only sends what an earlier attempt of it did not
+        # get acknowledged (the ledger then shows one item per line, its attempts counted).
+        created += int((batch["_op"] == CREATE).sum())
+        updated += int((batch["_op"] == UPDATE).sum())
+        sent = _add_figures(sent, figures(batch))
+        batch = _not_yet_acknowledged(batch, ledger)
+        if batch.empty:
+            continue
         planned = [PlannedChange(k, k, h, op) for k, h, op in zip(batch[KEY_COLUMN], batch[HASH_COLUMN], batch["_op"])]
         item_ids = ledger.plan_and_mark_sent(run_id, FLOW, "erp", "invoice_line", planned)
         rows = batch.rename(columns={HASH_COLUMN: "content_hash"})
         upsert_frame(erp, erp_lines.TABLE, rows, [erp_lines.KEY], erp_lines.COLUMNS)
         ledger.acknowledge(FLOW, [(item_ids[c.source_key], c.source_key, c.content_hash, c.target_key, c.operation)
                                   for c in planned])
-        created += int((batch["_op"] == CREATE).sum())
-        updated += int((batch["_op"] == UPDATE).sum())
-        sent = _add_figures(sent, figures(batch))
-    if deleted_keys:
-        planned = [PlannedChange(k, k, None, DELETE) for k in deleted_keys]
+    still_acknowledged = sorted(ledger.snapshot_hashes(FLOW, deleted_keys))  # deletions a retry has not done yet
+    if still_acknowledged:
+        planned = [PlannedChange(k, k, None, DELETE) for k in still_acknowledged]
         item_ids = ledger.plan_and_mark_sent(run_id, FLOW, "erp", "invoice_line", planned)
-        delete_keys(erp, erp_lines.TABLE, erp_lines.KEY, deleted_keys)
+        delete_keys(erp, erp_lines.TABLE, erp_lines.KEY, still_acknowledged)
         ledger.acknowledge(FLOW, [(item_ids[c.source_key], c.source_key, None, c.target_key, DELETE) for c in planned])
     candidates = [c for c in (meta["watermark_read"], meta.get("quarantined_since")) if c]
     if candidates:
         ledger.set_watermark(FLOW, WATERMARK, min(candidates))
     log.info("Loaded into the ERP: %d created, %d updated, %d deleted", created, updated, len(deleted_keys))
     return {**meta, "created": created, "updated": updated, "rejected": 0, "sent_totals": sent.as_rows()}
+
+
+def _not_yet_acknowledged(batch: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
+    """Rows whose content the ERP has not acknowledged yet (all of them, unless this is a retry)."""
+    acknowledged = ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist())
+    if not acknowledged:
+        return batch
+    done = batch[KEY_COLUMN].map(acknowledged) == batch[HASH_COLUMN]
+    return batch[~done.fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
 
 
 def _add_figures(left: Figures, right: Figures) -> Figures:
