@@ -138,7 +138,9 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
     if candidates:
         ledger.set_watermark(FLOW, WATERMARK, min(candidates))
     log.info("Loaded into the ERP: %d created, %d updated, %d deleted", created, updated, len(deleted_keys))
-    return {**meta, "created": created, "updated": updated, "rejected": 0, "sent_totals": sent.as_rows()}
+    return {**meta, "created": created, "updated": updated, "rejected": 0,
+            # Amounts cross XCom as exact decimal text: Airflow's serialiser would turn a Decimal into a float.
+            "sent_totals": [{k: str(v) for k, v in row.items()} for row in sent.as_rows()]}
 
 
 def _not_yet_acknowledged(batch: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:

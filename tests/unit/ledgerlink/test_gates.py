@@ -79,3 +79,14 @@ def test_a_warning_failure_holds_rows_back_and_loads_the_rest(world, capsys):
     again = flow.run_all("fixed", world["billing"], world["erp"], world["ledger"])
     assert again.sent == 2 and again.quarantined == 0
     assert erp_lines.count_loaded(world["erp"]) == total
+
+
+def test_money_crosses_task_boundaries_as_exact_text(world):
+    """What a task returns goes through XCom; amounts must survive it exactly (no float on the way)."""
+    meta = flow.load(flow.gate(flow.extract("xcom", world["billing"], world["ledger"]), world["ledger"]),
+                     world["erp"], world["ledger"])
+    assert meta["sent_totals"], "the run sent money"
+    for row in meta["sent_totals"]:
+        for column in ("net", "vat", "gross"):
+            assert isinstance(row[column], str) and row[column].count(".") == 1 and len(row[column].split(".")[1]) == 2
+    assert json.loads(json.dumps(meta)) == meta
