@@ -346,14 +346,67 @@ class Ledger:
                     status=ACKNOWLEDGED, acknowledged_at=now, updated_at=now, last_error=None,
                     target_key=sa.bindparam("b_tk")),
                     [{"b_id": item_id, "b_tk": target_key} for item_id, _, _, target_key, _ in chunk])
-                deleted_keys = [key for _, key, _, _, op in chunk if op == DELETE]
-                upserts = [(key, h, tk) for _, key, h, tk, op in chunk if op != DELETE]
-                keys = [key for key, _, _ in upserts] + deleted_keys
-                conn.execute(sa.delete(Snapshot).where(Snapshot.flow == flow, Snapshot.source_key.in_(keys)))
-                if upserts:
-                    conn.execute(sa.insert(Snapshot), [
-                        {"flow": flow, "source_key": key, "content_hash": h, "target_key": tk, "acknowledged_at": now}
-                        for key, h, tk in upserts])
+                self._move_snapshot(conn, flow, [(key, h, tk, op) for _, key, h, tk, op in chunk], now)
+
+    def record_confirmed_chunk(self, flow: str, chunk_item_id: int, run_id: str, target: str, entity: str,
+                               changes: Sequence[PlannedChange]) -> None:
+        """A transactional target committed a chunk: its lines are recorded as acknowledged, the snapshot moves,
+        and the chunk's own item closes, all in one ledger transaction.
+
+        A SQL target takes a chunk in one commit, so no line of it can be sent-but-unconfirmed on its own: the
+        chunk's item carries that state while the chunk is in flight, and each line is written once, confirmed.
+        """
+        now = utcnow()
+        close_chunk = sa.update(Item).where(Item.id == chunk_item_id).values(
+            status=ACKNOWLEDGED, acknowledged_at=now, updated_at=now, last_error=None)
+        if self._postgres:
+            with self.engine.begin() as conn:
+                self._copy_rows(conn, "ledgerlink_ack", "source_key text, target_key text, content_hash text, "
+                                "operation text", ((c.source_key, c.target_key, c.content_hash, c.operation)
+                                                   for c in changes))
+                conn.execute(sa.text(
+                    "INSERT INTO items (run_id, flow, target, entity, source_key, target_key, content_hash, "
+                    "operation, status, attempts, planned_at, sent_at, acknowledged_at, updated_at) "
+                    "SELECT CAST(:run_id AS text), CAST(:flow AS text), CAST(:target AS text), CAST(:entity AS text), "
+                    "source_key, target_key, content_hash, operation, CAST(:acknowledged AS text), 1, "
+                    "CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz), "
+                    "CAST(:now AS timestamptz) FROM ledgerlink_ack"),
+                    {"run_id": run_id, "flow": flow, "target": target, "entity": entity, "now": now,
+                     "acknowledged": ACKNOWLEDGED})
+                self._move_snapshot_postgres(conn, flow, now)
+                conn.execute(close_chunk)
+            return
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(changes), 5000):
+                conn.execute(sa.insert(Item), [
+                    {"run_id": run_id, "flow": flow, "target": target, "entity": entity, "source_key": c.source_key,
+                     "target_key": c.target_key, "content_hash": c.content_hash, "operation": c.operation,
+                     "status": ACKNOWLEDGED, "attempts": 1, "planned_at": now, "sent_at": now,
+                     "acknowledged_at": now, "updated_at": now} for c in chunk])
+                self._move_snapshot(conn, flow, [(c.source_key, c.content_hash, c.target_key, c.operation)
+                                                 for c in chunk], now)
+            conn.execute(close_chunk)
+
+    @staticmethod
+    def _move_snapshot(conn: sa.Connection, flow: str, rows: Sequence[tuple[str, str | None, str | None, str]],
+                       now: datetime) -> None:
+        """Snapshot after an acknowledgement: (source_key, content_hash, target_key, operation) rows."""
+        conn.execute(sa.delete(Snapshot).where(Snapshot.flow == flow, Snapshot.source_key.in_([r[0] for r in rows])))
+        upserts = [{"flow": flow, "source_key": key, "content_hash": h, "target_key": tk, "acknowledged_at": now}
+                   for key, h, tk, op in rows if op != DELETE]
+        if upserts:
+            conn.execute(sa.insert(Snapshot), upserts)
+
+    @staticmethod
+    def _move_snapshot_postgres(conn: sa.Connection, flow: str, now: datetime) -> None:
+        """The same from the temporary table ``ledgerlink_ack`` (source_key, content_hash, target_key, operation)."""
+        params = {"flow": flow, "now": now, "delete": DELETE}
+        conn.execute(sa.text("DELETE FROM snapshots s USING ledgerlink_ack a "
+                             "WHERE s.flow = :flow AND s.source_key = a.source_key"), params)
+        conn.execute(sa.text(
+            "INSERT INTO snapshots (flow, source_key, content_hash, target_key, acknowledged_at) "
+            "SELECT DISTINCT ON (source_key) CAST(:flow AS text), source_key, content_hash, target_key, "
+            "CAST(:now AS timestamptz) FROM ledgerlink_ack WHERE operation <> :delete"), params)
 
     # PostgreSQL bulk paths: the same statements' effect as the generic code, set-based --------------
     @staticmethod
@@ -403,17 +456,11 @@ class Ledger:
             self._copy_rows(conn, "ledgerlink_ack",
                             "item_id bigint, source_key text, content_hash text, target_key text, operation text",
                             acknowledged)
-            params = {"flow": flow, "now": now, "acknowledged": ACKNOWLEDGED, "delete": DELETE}
             conn.execute(sa.text(
                 "UPDATE items i SET status = :acknowledged, acknowledged_at = :now, updated_at = :now, "
-                "last_error = NULL, target_key = a.target_key FROM ledgerlink_ack a WHERE i.id = a.item_id"), params)
-            conn.execute(sa.text("DELETE FROM snapshots s USING ledgerlink_ack a "
-                                 "WHERE s.flow = :flow AND s.source_key = a.source_key"), params)
-            conn.execute(sa.text(
-                "INSERT INTO snapshots (flow, source_key, content_hash, target_key, acknowledged_at) "
-                "SELECT DISTINCT ON (source_key) CAST(:flow AS text), source_key, content_hash, target_key, "
-                "CAST(:now AS timestamptz) "
-                "FROM ledgerlink_ack WHERE operation <> :delete"), params)
+                "last_error = NULL, target_key = a.target_key FROM ledgerlink_ack a WHERE i.id = a.item_id"),
+                {"now": now, "acknowledged": ACKNOWLEDGED})
+            self._move_snapshot_postgres(conn, flow, now)
 
     def snapshot_fingerprint(self, flow: str) -> tuple[int, int | None]:
         """(count, sum of 64-bit key hashes) of a flow's snapshot; the sum is None unless PostgreSQL."""

@@ -1,6 +1,7 @@
 """SIGKILL the load task half-way (a real process, killed for real), rerun it: the ERP is exactly right.
 
-The ledger shows the second attempt on the items that were in flight when the process died.
+The ledger shows the second attempt on the chunk that was in flight when the process died, and one
+acknowledged item per line.
 """
 from __future__ import annotations
 
@@ -70,7 +71,9 @@ def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch):
     assert process.returncode == -signal.SIGKILL
 
     in_flight = [i for i in ledger.items(flow=flow.FLOW) if i["status"] == "sent"]
-    assert in_flight, "the killed attempt left its chunk sent and unacknowledged"
+    assert [i["source_key"] for i in in_flight] == ["nightly chunk 0001"], \
+        "the killed attempt left its second chunk sent and unacknowledged"
+    acknowledged_before = {i["source_key"] for i in ledger.items(flow=flow.FLOW) if i["status"] == ACKNOWLEDGED}
 
     # Airflow's retry runs the same task again with the same input.
     summary = flow.reconcile_and_report(flow.load(meta, erp, ledger), billing, erp, ledger)
@@ -85,9 +88,11 @@ def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch):
     assert source == target
 
     all_items = ledger.items(flow=flow.FLOW)
-    items = {i["source_key"]: i for i in all_items}
-    assert len(all_items) == len(items) == len(source), \
-        "one item per line: the retry continued the open items and did not send the acknowledged ones again"
-    assert all(i["status"] == ACKNOWLEDGED for i in items.values())
-    retried = [i for i in items.values() if i["attempts"] == 2]
-    assert {i["source_key"] for i in retried} == {i["source_key"] for i in in_flight}
+    lines = [i for i in all_items if " chunk " not in i["source_key"]]
+    chunks = {i["source_key"]: i for i in all_items if " chunk " in i["source_key"]}
+    assert len(lines) == len({i["source_key"] for i in lines}) == len(source), \
+        "one item per line: the retry did not send the acknowledged chunk again"
+    assert all(i["status"] == ACKNOWLEDGED and i["attempts"] == 1 for i in all_items if i["source_key"] != "nightly chunk 0001")
+    assert chunks["nightly chunk 0001"]["status"] == ACKNOWLEDGED and chunks["nightly chunk 0001"]["attempts"] == 2
+    assert len(chunks) == len(meta["parts"])
+    assert acknowledged_before <= {i["source_key"] for i in all_items}

@@ -104,13 +104,13 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
     run_id = meta["run_id"]
     erp_lines.ensure_table(erp)
     deleted_keys = read_json(meta["deletions"])
-    wanted = set(deleted_keys)
+    wanted = set(deleted_keys) | {_chunk_key(run_id, i) for i in range(len(meta["parts"]))} | {_chunk_key(run_id, -1)}
     for part in meta["parts"]:
         wanted.update(read_column(part, KEY_COLUMN))
     ledger.close_superseded(FLOW, wanted)
     created = updated = 0
     sent = Figures(count=0)  # summed chunk by chunk: memory stays one chunk
-    for part in meta["parts"]:
+    for index, part in enumerate(meta["parts"]):
         batch = read_frame(part)
         if batch.empty:
             continue
@@ -122,18 +122,17 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         batch = _not_yet_acknowledged(batch, ledger)
         if batch.empty:
             continue
-        planned = [PlannedChange(k, k, h, op) for k, h, op in zip(batch[KEY_COLUMN], batch[HASH_COLUMN], batch["_op"])]
-        item_ids = ledger.plan_and_mark_sent(run_id, FLOW, "erp", "invoice_line", planned)
-        rows = batch.rename(columns={HASH_COLUMN: "content_hash"})
-        upsert_frame(erp, erp_lines.TABLE, rows, [erp_lines.KEY], erp_lines.COLUMNS)
-        ledger.acknowledge(FLOW, [(item_ids[c.source_key], c.source_key, c.content_hash, c.target_key, c.operation)
-                                  for c in planned])
+        lines = [PlannedChange(k, k, h, op) for k, h, op in zip(batch[KEY_COLUMN], batch[HASH_COLUMN], batch["_op"])]
+        chunk_item = _chunk_in_flight(ledger, run_id, index, len(lines), "upsert")
+        upsert_frame(erp, erp_lines.TABLE, batch.rename(columns={HASH_COLUMN: "content_hash"}), [erp_lines.KEY],
+                     erp_lines.COLUMNS)
+        ledger.record_confirmed_chunk(FLOW, chunk_item, run_id, "erp", "invoice_line", lines)
     still_acknowledged = sorted(ledger.snapshot_hashes(FLOW, deleted_keys))  # deletions a retry has not done yet
     if still_acknowledged:
-        planned = [PlannedChange(k, k, None, DELETE) for k in still_acknowledged]
-        item_ids = ledger.plan_and_mark_sent(run_id, FLOW, "erp", "invoice_line", planned)
+        lines = [PlannedChange(k, k, None, DELETE) for k in still_acknowledged]
+        chunk_item = _chunk_in_flight(ledger, run_id, -1, len(lines), DELETE)
         delete_keys(erp, erp_lines.TABLE, erp_lines.KEY, still_acknowledged)
-        ledger.acknowledge(FLOW, [(item_ids[c.source_key], c.source_key, None, c.target_key, DELETE) for c in planned])
+        ledger.record_confirmed_chunk(FLOW, chunk_item, run_id, "erp", "invoice_line", lines)
     candidates = [c for c in (meta["watermark_read"], meta.get("quarantined_since")) if c]
     if candidates:
         ledger.set_watermark(FLOW, WATERMARK, min(candidates))
@@ -141,6 +140,18 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
     return {**meta, "created": created, "updated": updated, "rejected": 0,
             # Amounts cross XCom as exact decimal text: Airflow's serialiser would turn a Decimal into a float.
             "sent_totals": [{k: str(v) for k, v in row.items()} for row in sent.as_rows()]}
+
+
+def _chunk_key(run_id: str, index: int) -> str:
+    return f"{run_id} chunk {'deletions' if index < 0 else f'{index:04d}'}"
+
+
+def _chunk_in_flight(ledger: Ledger, run_id: str, index: int, lines: int, operation: str) -> int:
+    """The chunk's own ledger item, sent before the target's transaction; a retry continues it."""
+    key = _chunk_key(run_id, index)
+    item_ids = ledger.plan_and_mark_sent(run_id, FLOW, "erp", "invoice_line",
+                                         [PlannedChange(key, None, f"{lines} lines", operation)])
+    return item_ids[key]
 
 
 def _not_yet_acknowledged(batch: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:

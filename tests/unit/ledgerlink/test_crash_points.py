@@ -16,9 +16,9 @@ from ledgerlink.ledger import Ledger
 from ledgerlink.reconcile import compare
 from sandbox.generator import generate_billing, mutate_billing
 
-CRASH_POINTS = [("flow", "upsert_frame", "before"), ("flow", "upsert_frame", "after"),
-                ("ledger", "plan", "after"), ("ledger", "mark_sent", "after"),
-                ("ledger", "acknowledge", "before"), ("ledger", "acknowledge", "after"),
+CRASH_POINTS = [("ledger", "close_superseded", "after"), ("ledger", "plan", "after"), ("ledger", "mark_sent", "after"),
+                ("flow", "upsert_frame", "before"), ("flow", "upsert_frame", "after"),
+                ("ledger", "record_confirmed_chunk", "before"), ("ledger", "record_confirmed_chunk", "after"),
                 ("flow", "delete_keys", "before"), ("flow", "delete_keys", "after"),
                 ("ledger", "set_watermark", "before")]
 
