@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 install: $(STAMP)
 
 $(STAMP): requirements.txt
-	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(VENV)/bin/pip || { rm -rf $(VENV); python3 -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	rm -f $(VENV)/.installed-* && touch $@

@@ -144,7 +144,7 @@ def default_ledger_url() -> str:
     if os.environ.get("AIRFLOW_CONN_LEDGERLINK_LEDGER"):
         from ledgerlink.connections import sqlalchemy_url_from_connection
 
-        return sqlalchemy_url_from_connection("ledgerlink_ledger")
+        return sqlalchemy_url_from_connection("ledgerlink_ledger").render_as_string(hide_password=False)
     return f"sqlite:///{settings.home() / 'ledger.db'}"
 
 
@@ -157,7 +157,11 @@ class PlannedChange:
 
 
 def _make_engine(url: str) -> sa.Engine:
-    if url.startswith("sqlite"):
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
+        # The bulk paths use psycopg 3's COPY; "postgresql://" alone would pick psycopg2.
+        url = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
         engine = sa.create_engine(url, connect_args={"timeout": 60})
 
         @sa.event.listens_for(engine, "connect")
@@ -531,13 +535,15 @@ class Ledger:
             return
         now = utcnow()
         with self.engine.begin() as conn:
-            # A retry of the same run must not list the same row twice.
-            conn.execute(sa.delete(QuarantinedRow).where(QuarantinedRow.run_id == run_id,
-                                                         QuarantinedRow.flow == flow))
             conn.execute(sa.insert(QuarantinedRow), [
                 {"run_id": run_id, "flow": flow, "entity": entity, "source_key": key,
                  "reasons": "; ".join(reasons), "row": json.dumps(row, default=str, ensure_ascii=False),
                  "created_at": now} for key, reasons, row in rows])
+
+    def clear_quarantine(self, run_id: str, flow: str) -> None:
+        """Forget what an earlier attempt of this run held back: the gate is about to decide again."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(QuarantinedRow).where(QuarantinedRow.run_id == run_id, QuarantinedRow.flow == flow))
 
     def quarantined(self, flow: str | None = None, run_id: str | None = None) -> list[dict]:
         query = sa.select(QuarantinedRow).order_by(QuarantinedRow.id)

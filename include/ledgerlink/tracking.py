@@ -7,7 +7,7 @@ taken next run, never lost.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -101,12 +101,24 @@ def _known_hashes(batch: pd.DataFrame, snapshot) -> pd.Series:
     return pd.Series(batch[KEY_COLUMN].astype("string").map(lookup).to_numpy(), index=batch.index, dtype="string")
 
 
+def _moment(value: str) -> datetime:
+    moment = datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def earliest(*values: str | None) -> str | None:
+    """The earliest of ISO timestamps, compared as moments (text order is wrong across offsets)."""
+    present = [v for v in values if v]
+    return min(present, key=_moment) if present else None
+
+
 def next_watermark(batch: pd.DataFrame, column: str, previous: str | None) -> str | None:
     """The highest source timestamp actually read (never "now"): a later change is still ahead of it."""
     if batch.empty or column not in batch:
         return previous
-    highest = str(batch[column].max())
-    if previous is None or highest > previous:
+    moments = pd.to_datetime(batch[column], utc=True, format="ISO8601")
+    highest = str(batch[column].iloc[int(moments.to_numpy().argmax())])
+    if previous is None or _moment(highest) > _moment(previous):
         return highest
     return previous
 
@@ -115,5 +127,5 @@ def read_from(watermark: str | None) -> str | None:
     """The lower bound to read from: the watermark minus the overlap, as an ISO string."""
     if watermark is None:
         return None
-    moment = datetime.fromisoformat(watermark)
-    return (moment - WATERMARK_OVERLAP).isoformat()
+    # In UTC, as the sources store it: ISO text compares correctly only between values of one offset.
+    return (_moment(watermark).astimezone(timezone.utc) - WATERMARK_OVERLAP).isoformat()

@@ -18,7 +18,8 @@ from ledgerlink.onec import counterparties
 from ledgerlink.onec.client import ODataClient
 from ledgerlink.reconcile import assert_reconciled
 from ledgerlink.report import RunSummary, write_workbook
-from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, next_watermark, read_from, with_keys_and_hashes
+from ledgerlink.tracking import (HASH_COLUMN, KEY_COLUMN, diff, earliest, next_watermark, read_from,
+                                 with_keys_and_hashes)
 
 log = logging.getLogger(__name__)
 FLOW = "billing_customers_to_onec"
@@ -29,8 +30,10 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger) -> dict:
     """Read what changed in billing since the watermark and diff it against what 1C acknowledged."""
     ledger.start_run(run_id, FLOW)
     watermark = ledger.watermark(FLOW, WATERMARK)
-    rows = read_customers(billing, read_from(watermark))
+    # Keys first: a customer deleted between the two reads is then only a deletion, never also an update.
     source_keys = read_customer_keys(billing)
+    rows = read_customers(billing, read_from(watermark))
+    rows = rows[rows["customer_id"].isin(source_keys)].reset_index(drop=True)
     snapshot = ledger.snapshot(FLOW)
     # A customer 1C has not acknowledged is read whatever its updated_at: reconciliation drops a customer
     # that 1C no longer matches from the snapshot, and its row is usually older than the watermark.
@@ -57,9 +60,10 @@ def gate(meta: dict, ledger: Ledger) -> dict:
     run_id = meta["run_id"]
     batch = read_frame(meta["batch"])
     volume = default_map().entities["customer"].volume_total
+    ledger.clear_quarantine(run_id, FLOW)
     result = run_gate(batch, suite_for("customer", max_rows=volume), run_id=run_id, flow=FLOW,
                       report_dir=settings.reports_dir(FLOW, run_id), ledger=ledger)
-    held_back_since = min((row["updated_at"] for _, _, row in result.quarantined), default=None)
+    held_back_since = earliest(*(row["updated_at"] for _, _, row in result.quarantined))
     return {**meta, "batch": stage_frame(FLOW, run_id, "gated", result.passed),
             "quarantined": len(result.quarantined), "quarantined_since": held_back_since,
             "gate_report": str(result.report_html)}
@@ -86,7 +90,8 @@ def load(meta: dict, client: ODataClient, ledger: Ledger) -> dict:
                                    else acknowledged.get(c.source_key) == c.content_hash)]
     for change in done:
         outcomes[{CREATE: "created", UPDATE: "updated", DELETE: "deleted"}[change.operation]] += 1
-    planned = [c for c in planned if c not in done]
+    done_keys = {c.source_key for c in done}
+    planned = [c for c in planned if c.source_key not in done_keys]
     item_ids = ledger.plan(run_id, FLOW, "onec", "customer", planned)
     rejected_since = None
     rows = {row[KEY_COLUMN]: row for row in batch.to_dict("records")}
@@ -105,8 +110,7 @@ def load(meta: dict, client: ODataClient, ledger: Ledger) -> dict:
             ledger.record_failure(item_id, str(e), terminal=True)
             outcomes["rejected"] += 1
             if change.operation != DELETE:
-                updated_at = rows[change.source_key]["updated_at"]
-                rejected_since = min(filter(None, [rejected_since, updated_at]))
+                rejected_since = earliest(rejected_since, rows[change.source_key]["updated_at"])
             log.warning("1C refused customer %s: %s", change.source_key, e)
             continue
         except TransientError as e:
@@ -115,8 +119,7 @@ def load(meta: dict, client: ODataClient, ledger: Ledger) -> dict:
         ledger.acknowledge(FLOW, [(item_id, change.source_key, change.content_hash, change.target_key, change.operation)])
         outcomes[outcome] += 1
     # Never move the watermark past a row that was held back or refused: it must be read again.
-    candidates = [meta["watermark_read"], meta.get("quarantined_since"), rejected_since]
-    watermark = min(c for c in candidates if c) if any(candidates) else None
+    watermark = earliest(meta["watermark_read"], meta.get("quarantined_since"), rejected_since)
     if watermark:
         ledger.set_watermark(FLOW, WATERMARK, watermark)
     log.info("Loaded into 1C: %s", outcomes)

@@ -5,6 +5,7 @@ run per chunk, COPY + one upsert per chunk, bulk ledger writes, and reconciliati
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import pandas as pd
@@ -12,9 +13,10 @@ import sqlalchemy as sa
 
 from ledgerlink import settings
 from ledgerlink.billing.extract import (key_fingerprint, read_invoice_line_keys, read_invoice_lines,
+                                       read_invoice_lines_by_key,
                                        source_key_fingerprint)
 from ledgerlink.erp import invoice_lines as erp_lines
-from ledgerlink.errors import ReconciliationError
+from ledgerlink.errors import GateFailed, ReconciliationError
 from ledgerlink.exchange_map import default_map
 from ledgerlink.flows.staging import read_column, read_frame, read_json, stage_frame, stage_json
 from ledgerlink.gates import run_gate, suite_for
@@ -22,7 +24,7 @@ from ledgerlink.ledger import CREATE, DELETE, UPDATE, Ledger, PlannedChange
 from ledgerlink.loads.sql import delete_keys, upsert_frame
 from ledgerlink.reconcile import Figures, compare, figures
 from ledgerlink.report import RunSummary, write_workbook
-from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, next_watermark, read_from, with_keys_and_hashes
+from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, earliest, next_watermark, read_from, with_keys_and_hashes
 
 log = logging.getLogger(__name__)
 FLOW = "billing_invoice_lines_to_erp"
@@ -41,7 +43,7 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
     watermark = ledger.watermark(FLOW, WATERMARK)
     snapshot_size, snapshot_print = ledger.snapshot_fingerprint(FLOW)
     parts, counts, highest = [], {"read": 0, "new": 0, "changed": 0, "unchanged": 0}, watermark
-    new_print = 0
+    new_print, new_keys = 0, set()
     for index, chunk in enumerate(read_invoice_lines(billing, read_from(watermark), chunk_rows)):
         batch = with_keys_and_hashes(chunk, ["line_id"], CONTENT_COLUMNS)
         known = ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()) if snapshot_size else {}
@@ -53,10 +55,20 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
             counts[name] += changes.counts()[name]
         if snapshot_size and len(changes.new):
             new_print += key_fingerprint(billing, changes.new[KEY_COLUMN].tolist())
+            new_keys.update(changes.new[KEY_COLUMN])
         highest = next_watermark(batch, WATERMARK, highest)
         if len(to_send):
             parts.append(stage_frame(FLOW, run_id, f"changes_{index:04d}", to_send))
-    deleted, source_count = _deleted_keys(billing, ledger, snapshot_size, snapshot_print, counts["new"], new_print)
+    deleted, source_count, unseen = _deleted_keys(billing, ledger, snapshot_size, snapshot_print, counts["new"],
+                                                  new_print, new_keys)
+    if unseen:
+        # Committed late, with an updated_at behind the watermark's overlap: read them by key.
+        late = with_keys_and_hashes(read_invoice_lines_by_key(billing, sorted(unseen)), ["line_id"], CONTENT_COLUMNS)
+        late["_op"] = CREATE
+        counts["read"] += len(late)
+        counts["new"] += len(late)
+        parts.append(stage_frame(FLOW, run_id, "changes_late", late))
+        log.info("Billing invoice lines: %d line(s) committed behind the watermark, read by key", len(late))
     log.info("Billing invoice lines: %d read since %s; %d new, %d changed, %d deleted",
              counts["read"], watermark or "the beginning", counts["new"], counts["changed"], len(deleted))
     return {"run_id": run_id, **counts, "deleted": len(deleted), "source_keys": source_count, "parts": parts,
@@ -64,8 +76,9 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
 
 
 def _deleted_keys(billing: sa.Engine, ledger: Ledger, snapshot_size: int, snapshot_print: int | None,
-                  new_count: int, new_print: int) -> tuple[list[str], int]:
-    """Snapshot keys billing no longer has, and how many keys billing holds.
+                  new_count: int, new_print: int, new_keys: set[str]) -> tuple[list[str], int, set[str]]:
+    """Snapshot keys billing no longer has, how many keys billing holds, and billing keys neither in the
+    snapshot nor read this run (committed late, behind the watermark).
 
     Billing's keys = (snapshot − deleted) + (keys not in the snapshot). When billing's key count and key
     fingerprint (a sum of 64-bit key hashes, computed by PostgreSQL on both sides) equal the snapshot's plus
@@ -74,26 +87,37 @@ def _deleted_keys(billing: sa.Engine, ledger: Ledger, snapshot_size: int, snapsh
     """
     source_count, source_print = source_key_fingerprint(billing)
     if snapshot_size == 0:
-        return [], source_count
+        return [], source_count, set()  # a first run reads everything
     if (snapshot_print is not None and source_print is not None
             and source_count == snapshot_size + new_count and source_print == snapshot_print + new_print):
-        return [], source_count
+        return [], source_count, set()
     source_keys = read_invoice_line_keys(billing)
-    return sorted(k for k in ledger.snapshot_keys(FLOW) if k not in source_keys), len(source_keys)
+    deleted, acknowledged = [], set()
+    for key in ledger.snapshot_keys(FLOW):
+        acknowledged.add(key)
+        if key not in source_keys:
+            deleted.append(key)
+    return sorted(deleted), len(source_keys), source_keys - acknowledged - new_keys
 
 
 def gate(meta: dict, ledger: Ledger) -> dict:
     """Gate every staged chunk; a blocking failure in any chunk stops the run before anything is loaded."""
     run_id = meta["run_id"]
     volume = default_map().entities["invoice_line"].volume_per_run
-    suite = suite_for("invoice_line", max_rows=volume)
+    to_send = meta["new"] + meta["changed"]
+    if volume is not None and to_send > volume:
+        # Chunks are gated one by one; the run's volume is checked once, over all of them.
+        raise GateFailed("invoice_line", [f"batch size within the expected volume: {to_send} lines to send, "
+                                          f"the exchange map expects at most {volume} per run"], [], None)
+    suite = suite_for("invoice_line", max_rows=None)
+    ledger.clear_quarantine(run_id, FLOW)
     gated, quarantined, held_since, report = [], 0, None, ""
     for index, part in enumerate(meta["parts"]):
         result = run_gate(read_frame(part), suite, run_id=run_id, flow=FLOW,
                           report_dir=settings.reports_dir(FLOW, run_id) / f"part_{index:04d}", ledger=ledger)
         quarantined += len(result.quarantined)
         for _, _, row in result.quarantined:
-            held_since = min(filter(None, [held_since, row["updated_at"]]))
+            held_since = earliest(held_since, row["updated_at"])
         report = str(result.report_html)
         gated.append(stage_frame(FLOW, run_id, f"gated_{index:04d}", result.passed))
     return {**meta, "parts": gated, "quarantined": quarantined, "quarantined_since": held_since, "gate_report": report}
@@ -133,9 +157,9 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         chunk_item = _chunk_in_flight(ledger, run_id, -1, len(lines), DELETE)
         delete_keys(erp, erp_lines.TABLE, erp_lines.KEY, still_acknowledged)
         ledger.record_confirmed_chunk(FLOW, chunk_item, run_id, "erp", "invoice_line", lines)
-    candidates = [c for c in (meta["watermark_read"], meta.get("quarantined_since")) if c]
-    if candidates:
-        ledger.set_watermark(FLOW, WATERMARK, min(candidates))
+    watermark = earliest(meta["watermark_read"], meta.get("quarantined_since"))
+    if watermark:
+        ledger.set_watermark(FLOW, WATERMARK, watermark)
     log.info("Loaded into the ERP: %d created, %d updated, %d deleted", created, updated, len(deleted_keys))
     return {**meta, "created": created, "updated": updated, "rejected": 0,
             # Amounts cross XCom as exact decimal text: Airflow's serialiser would turn a Decimal into a float.
@@ -143,7 +167,9 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
 
 
 def _chunk_key(run_id: str, index: int) -> str:
-    return f"{run_id} chunk {'deletions' if index < 0 else f'{index:04d}'}"
+    """Short and unique per run (the item's run_id column names the run; keys are limited to 200 characters)."""
+    run = hashlib.sha1(run_id.encode()).hexdigest()[:12]
+    return f"chunk {'deletions' if index < 0 else f'{index:04d}'} of run {run}"
 
 
 def _chunk_in_flight(ledger: Ledger, run_id: str, index: int, lines: int, operation: str) -> int:

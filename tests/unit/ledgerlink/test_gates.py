@@ -90,3 +90,25 @@ def test_money_crosses_task_boundaries_as_exact_text(world):
         for column in ("net", "vat", "gross"):
             assert isinstance(row[column], str) and row[column].count(".") == 1 and len(row[column].split(".")[1]) == 2
     assert json.loads(json.dumps(meta)) == meta
+
+
+def test_rows_held_back_in_several_chunks_are_all_kept(world):
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        keys = [k for (k,) in db.execute("SELECT line_id FROM invoice_lines ORDER BY line_id")]
+        held = {keys[0], keys[-1]}  # first and last chunk
+        db.executemany("UPDATE invoice_lines SET description = '' WHERE line_id = ?", [(k,) for k in held])
+    summary = flow.run_all("chunked", world["billing"], world["erp"], world["ledger"], chunk_rows=10)
+    assert {q["source_key"] for q in world["ledger"].quarantined()} == held
+    assert summary.quarantined == 2 and summary.reconciliation == []
+
+
+def test_a_run_larger_than_the_expected_volume_is_blocked(world, monkeypatch):
+    import dataclasses
+
+    from ledgerlink.exchange_map import default_map
+
+    entities = default_map().entities
+    monkeypatch.setitem(entities, "invoice_line", dataclasses.replace(entities["invoice_line"], volume_per_run=5))
+    with pytest.raises(GateFailed, match="at most 5 per run"):
+        flow.run_all("runaway", world["billing"], world["erp"], world["ledger"], chunk_rows=10)
+    assert erp_lines.count_loaded(world["erp"]) == 0

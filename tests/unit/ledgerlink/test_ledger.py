@@ -73,3 +73,11 @@ def test_cli_history_planned_and_quarantine(ledger, capsys):
     assert cli.main(["quarantine"]) == 0
     out = capsys.readouterr().out
     assert "C3" in out and "email looks like an address" in out
+
+
+def test_the_ledger_can_live_behind_an_airflow_connection(tmp_path, monkeypatch):
+    monkeypatch.delenv("LEDGERLINK_LEDGER_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_LEDGERLINK_LEDGER", f"sqlite:///{tmp_path / 'via-connection.db'}")
+    ledger = Ledger()
+    assert ledger.migrate() == MIGRATIONS[-1][0]
+    assert (tmp_path / "via-connection.db").exists()

@@ -48,3 +48,12 @@ def test_watermark_is_the_highest_value_read_and_reads_overlap():
         "2026-02-01T00:00:00+00:00", "an empty read never moves the watermark"
     assert tracking.read_from("2026-03-01T11:00:00+00:00") == "2026-03-01T10:50:00+00:00"
     assert tracking.read_from(None) is None
+
+
+def test_timestamps_compare_as_moments_not_text():
+    # 05:30+03:00 is 02:30 UTC: earlier than 04:00 UTC, though it sorts later as text.
+    assert tracking.earliest("2026-11-01T05:30:00+03:00", "2026-11-01T04:00:00+00:00", None) == \
+        "2026-11-01T05:30:00+03:00"
+    batch = _batch([("a", 1, "2026-11-01T05:30:00+03:00"), ("b", 2, "2026-11-01T04:00:00+00:00")])
+    assert tracking.next_watermark(batch, "updated_at", None) == "2026-11-01T04:00:00+00:00"
+    assert tracking.read_from("2026-11-01T05:30:00+03:00") == "2026-11-01T02:20:00+00:00"

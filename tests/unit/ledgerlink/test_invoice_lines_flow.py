@@ -1,0 +1,57 @@
+"""The nightly invoice-line flow's change tracking edge cases: late commits and changed invoice headers."""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+
+from ledgerlink.erp import invoice_lines as erp_lines
+from ledgerlink.flows import invoice_lines_to_erp as flow
+from ledgerlink.ledger import Ledger
+from sandbox.generator import generate_billing
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEDGERLINK_HOME", str(tmp_path / "home"))
+    generate_billing(tmp_path / "billing.db", seed=8, customers=6)
+    return {"billing": sa.create_engine(f"sqlite:///{tmp_path / 'billing.db'}"),
+            "erp": sa.create_engine(f"sqlite:///{tmp_path / 'erp.db'}"),
+            "ledger": Ledger(f"sqlite:///{tmp_path / 'ledger.db'}"), "path": tmp_path}
+
+
+def _erp_row(world, line_id: str) -> dict | None:
+    with world["erp"].connect() as conn:
+        row = conn.execute(sa.text(f"SELECT * FROM {erp_lines.TABLE} WHERE line_id = :k"), {"k": line_id}).first()
+    return dict(row._mapping) if row else None
+
+
+def test_a_line_committed_behind_the_watermark_is_still_sent(world):
+    flow.run_all("first", world["billing"], world["erp"], world["ledger"])
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        line = db.execute("SELECT * FROM invoice_lines ORDER BY line_id LIMIT 1").fetchone()
+        columns = [c[1] for c in db.execute("PRAGMA table_info(invoice_lines)")]
+        late = dict(zip(columns, line))
+        late.update(line_id=late["line_id"][:-4] + "0099", line_no=99, updated_at="2026-01-02T00:00:00+00:00")
+        db.execute(f"INSERT INTO invoice_lines ({', '.join(late)}) VALUES ({', '.join('?' for _ in late)})",
+                   list(late.values()))
+        # keep the invoice's totals equal to its lines, as billing would
+        db.execute("UPDATE invoices SET net_minor = net_minor + ?, vat_minor = vat_minor + ?, "
+                   "gross_minor = gross_minor + ? WHERE invoice_id = ?",
+                   (late["net_minor"], late["vat_minor"], late["gross_minor"], late["invoice_id"]))
+    summary = flow.run_all("second", world["billing"], world["erp"], world["ledger"])
+    assert summary.created == 1 and summary.reconciliation == []
+    assert _erp_row(world, late["line_id"]) is not None
+
+
+def test_a_changed_invoice_header_updates_its_lines(world):
+    flow.run_all("first", world["billing"], world["erp"], world["ledger"])
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        invoice_id, = db.execute("SELECT invoice_id FROM invoices ORDER BY invoice_id LIMIT 1").fetchone()
+        db.execute("UPDATE invoices SET issue_date = '2026-11-02', updated_at = '2026-11-22T10:00:00+00:00' "
+                   "WHERE invoice_id = ?", (invoice_id,))
+        lines = [k for (k,) in db.execute("SELECT line_id FROM invoice_lines WHERE invoice_id = ?", (invoice_id,))]
+    summary = flow.run_all("second", world["billing"], world["erp"], world["ledger"])
+    assert summary.updated == len(lines) and summary.reconciliation == []
+    assert {_erp_row(world, k)["issue_date"] for k in lines} == {"2026-11-02"}
