@@ -29,9 +29,11 @@ def tune_requests() -> None:
     paramiko.sftp_file.SFTPFile.MAX_REQUEST_SIZE = MAX_REQUEST_SIZE
 
 
-def connect_tuned(host: str, port: int, username: str, pkey=None, key_filename: str | None = None,
-                  host_key: paramiko.PKey | None = None) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
-    """A Transport with AES-GCM preferred, host key checked when given; returns (transport, sftp)."""
+def connect_tuned(host: str, port: int, username: str, *, host_key: paramiko.PKey, pkey=None,
+                  key_filename: str | None = None) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
+    """A Transport with AES-GCM preferred and the server's host key pinned; returns (transport, sftp)."""
+    if host_key is None:
+        raise ValueError(f"no pinned host key for {host}:{port}: an unknown server is never trusted")
     transport = paramiko.Transport((host, port))
     tune_transport(transport)
     if pkey is None and key_filename:
@@ -41,17 +43,21 @@ def connect_tuned(host: str, port: int, username: str, pkey=None, key_filename: 
 
 
 def tuned_sftp_put(sftp: paramiko.SFTPClient, local: str | os.PathLike, remote: str) -> int:
-    """Upload with pipelined 1 MiB writes; returns the bytes sent. Checks the remote size afterwards."""
+    """Upload with pipelined 1 MiB writes under a temporary name, renamed once complete (DESIGN §7: a reader
+    never takes a half-written file); returns the bytes sent. Checks the remote size before the rename."""
     tune_requests()
     sent = 0
-    with open(local, "rb") as source, sftp.open(remote, "wb") as target:
+    folder, _, name = remote.rpartition("/")
+    partial = f"{folder}/.{name}.part" if folder else f".{name}.part"
+    with open(local, "rb") as source, sftp.open(partial, "wb") as target:
         target.set_pipelined(True)
         while block := source.read(BLOCK):
             target.write(block)
             sent += len(block)
-    size = sftp.stat(remote).st_size
+    size = sftp.stat(partial).st_size
     if size != sent:
         raise OSError(f"upload of {local} to {remote}: {size} bytes arrived, {sent} sent")
+    sftp.posix_rename(partial, remote)
     return sent
 
 

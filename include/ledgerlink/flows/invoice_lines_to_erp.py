@@ -24,7 +24,7 @@ from ledgerlink.ledger import CREATE, DELETE, UPDATE, Ledger, PlannedChange
 from ledgerlink.loads.sql import delete_keys, upsert_frame
 from ledgerlink.reconcile import Figures, compare, figures
 from ledgerlink.report import RunSummary, write_workbook
-from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, earliest, next_watermark, read_from, with_keys_and_hashes
+from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, next_watermark, read_from, with_keys_and_hashes
 
 log = logging.getLogger(__name__)
 FLOW = "billing_invoice_lines_to_erp"
@@ -111,16 +111,14 @@ def gate(meta: dict, ledger: Ledger) -> dict:
                                           f"the exchange map expects at most {volume} per run"], [], None)
     suite = suite_for("invoice_line", max_rows=None)
     ledger.clear_quarantine(run_id, FLOW)
-    gated, quarantined, held_since, report = [], 0, None, ""
+    gated, quarantined, report = [], 0, ""
     for index, part in enumerate(meta["parts"]):
         result = run_gate(read_frame(part), suite, run_id=run_id, flow=FLOW,
                           report_dir=settings.reports_dir(FLOW, run_id) / f"part_{index:04d}", ledger=ledger)
         quarantined += len(result.quarantined)
-        for _, _, row in result.quarantined:
-            held_since = earliest(held_since, row["updated_at"])
         report = str(result.report_html)
         gated.append(stage_frame(FLOW, run_id, f"gated_{index:04d}", result.passed))
-    return {**meta, "parts": gated, "quarantined": quarantined, "quarantined_since": held_since, "gate_report": report}
+    return {**meta, "parts": gated, "quarantined": quarantined, "gate_report": report}
 
 
 def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
@@ -157,9 +155,10 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         chunk_item = _chunk_in_flight(ledger, run_id, -1, len(lines), DELETE)
         delete_keys(erp, erp_lines.TABLE, erp_lines.KEY, still_acknowledged)
         ledger.record_confirmed_chunk(FLOW, chunk_item, run_id, "erp", "invoice_line", lines)
-    watermark = earliest(meta["watermark_read"], meta.get("quarantined_since"))
-    if watermark:
-        ledger.set_watermark(FLOW, WATERMARK, watermark)
+    # Held-back lines do not hold the watermark: they are not in the snapshot, so the next extract finds
+    # them by key (see _deleted_keys) and gates them again, without rescanning everything after them.
+    if meta["watermark_read"]:
+        ledger.set_watermark(FLOW, WATERMARK, meta["watermark_read"])
     log.info("Loaded into the ERP: %d created, %d updated, %d deleted", created, updated, len(deleted_keys))
     return {**meta, "created": created, "updated": updated, "rejected": 0,
             # Amounts cross XCom as exact decimal text: Airflow's serialiser would turn a Decimal into a float.

@@ -28,7 +28,9 @@ def read_column(path: str, column: str) -> list:
 
 def stage_json(flow: str, run_id: str, name: str, data) -> str:
     path = settings.staging_dir(flow, run_id) / f"{name}.json"
-    path.write_text(json.dumps(data, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.replace(path)
     return str(path)
 
 
