@@ -127,7 +127,8 @@ def check_target(flow: str, ledger) -> tuple[str, bool]:
         from ledgerlink.onec import counterparties
         from ledgerlink.tasks import onec_client
 
-        target = counterparties.read_ours(onec_client())
+        known = {target_key for _, target_key in ledger.snapshot(flow).values() if target_key}
+        target = counterparties.read_ours(onec_client(), known)
         held = 0 if target.empty else int((target["DeletionMark"] == False).sum())  # noqa: E712
         what = "1C holds"
     elif flow == "billing_invoice_lines_to_erp":

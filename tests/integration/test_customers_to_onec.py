@@ -341,3 +341,30 @@ def test_an_edit_in_1c_is_reported_and_the_next_run_restores_billing(world):
     assert world.by_ref()[ref_key(marked)]["DeletionMark"] is False
     assert content_differences(world) == []
     assert world.run("run-4").sent == 0
+
+
+def test_a_counterparty_whose_comment_an_accountant_edited_is_still_ours(world):
+    """Ownership is by derived Ref_Key, not by the editable comment: the edit is drift, not a lost record."""
+    world.run("run-1")
+    key = sorted(world.customers())[4]
+    world.edit(ref_key(key), {"Комментарий": "checked by accounting, 2026-11"})
+    with pytest.raises(ReconciliationError) as caught:
+        world.run("run-2")
+    assert f"customer {key}: 1C differs in ['Комментарий']" in str(caught.value)
+    assert "missing" not in str(caught.value) and "in 1C only" not in str(caught.value)
+    restored = world.run("run-3")
+    assert restored.updated == 1 and restored.reconciliation == []
+
+
+def test_a_customer_changed_after_the_run_read_it_is_left_to_the_next_run(world):
+    world.run("run-1")
+    key = sorted(world.customers())[6]
+    meta = flow.load(flow.gate(flow.extract("run-2", world.billing, world.ledger), world.ledger), world.client,
+                     world.ledger)
+    # billing changes between this run's read and its reconciliation
+    world.sql("UPDATE customers SET city = 'Samara', updated_at = :at WHERE customer_id = :key",
+              at=later(world.watermark(), minutes=30), key=key)
+    summary = flow.reconcile_and_report(meta, world.billing, world.client, world.ledger)
+    assert summary.reconciliation == []
+    nxt = world.run("run-3")
+    assert nxt.updated == 1 and world.by_ref()[ref_key(key)]["ЮридическийАдрес"].endswith("Samara")

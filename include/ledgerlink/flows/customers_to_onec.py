@@ -130,19 +130,25 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, le
     """Compare billing with 1C, write the workbook, log the summary; fail on any difference or refusal."""
     run_id = meta["run_id"]
     source = read_customers(billing, None)
+    # A customer changed in billing after this run read it is the next run's work, not a difference.
+    late_keys: set[str] = set()
+    if meta.get("watermark_read") and not source.empty:
+        changed_after = pd.to_datetime(source["updated_at"], utc=True, format="ISO8601") > \
+            pd.Timestamp(meta["watermark_read"]).tz_convert("UTC")
+        late_keys = set(source.loc[changed_after.to_numpy(dtype=bool), "customer_id"])
     snapshot = ledger.snapshot(FLOW)
     held = ledger.quarantined(flow=FLOW, run_id=run_id)
     rejected = [i for i in ledger.items(flow=FLOW, run_id=run_id) if i["status"] == "rejected"
                 and i["last_error"] != SUPERSEDED]
     held_keys = {q["source_key"] for q in held} | {i["source_key"] for i in rejected}
-    target = counterparties.read_ours(client)
+    target = counterparties.read_ours(client, {counterparties.ref_key(k) for k in set(snapshot) | set(source["customer_id"])})
     active = target[target["DeletionMark"] == False] if not target.empty else target  # noqa: E712 - pandas mask
     target_by_key = {row["Ref_Key"]: row for row in active.to_dict("records")}
 
     differences = []
     drifted: list[str] = []  # acknowledged customers 1C no longer holds as billing has them
     source_keys = set(source["customer_id"])
-    missing = sorted(source_keys - set(snapshot) - held_keys)
+    missing = sorted(source_keys - set(snapshot) - held_keys - late_keys)
     if missing:
         differences.append(f"{len(missing)} billing customer(s) neither in 1C nor held back: {missing[:10]}")
     expected_refs = {counterparties.ref_key(k): k for k in snapshot if k in source_keys}
@@ -154,7 +160,7 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, le
                            f"; in 1C only: {extra[:5]}; missing or marked for deletion in 1C: customers {absent[:5]}")
     for row in source.to_dict("records"):
         key = row["customer_id"]
-        if key in held_keys or key not in snapshot:
+        if key in held_keys or key in late_keys or key not in snapshot:
             continue
         actual = target_by_key.get(counterparties.ref_key(key))
         if actual is not None:

@@ -84,9 +84,15 @@ def mark_deleted(client: ODataClient, key: str) -> str:
     return DELETED
 
 
-def read_ours(client: ODataClient) -> pd.DataFrame:
-    """Every counterparty Ledgerlink owns in 1C (by our comment marker), for reconciliation."""
-    rows = list(client.list(ENTITY_SET, filter=f"Комментарий ge '{COMMENT_PREFIX}' and Комментарий lt '{COMMENT_PREFIX}~'"))
+def read_ours(client: ODataClient, known_keys: set[str] = frozenset()) -> pd.DataFrame:
+    """Every counterparty Ledgerlink owns in 1C, for reconciliation: the Ref_Keys we derived (``known_keys``)
+    and any other still carrying our comment marker.
+
+    Ownership is decided here rather than by a ``$filter`` range on the comment: an accountant can edit the
+    comment, and 1C's collation need not order it as a byte range would.
+    """
+    rows = [row for row in client.list(ENTITY_SET)
+            if row.get("Ref_Key") in known_keys or str(row.get("Комментарий") or "").startswith(COMMENT_PREFIX)]
     return pd.DataFrame(rows)
 
 
