@@ -236,6 +236,16 @@ class Ledger:
                                                                   Snapshot.source_key.in_(chunk))).rowcount
         return dropped
 
+    def put_snapshot(self, flow: str, keys: Sequence[str], hashes: Sequence[str]) -> None:
+        """Record derived tracking state directly (no delivery items): what a flow last saw of related data."""
+        if not keys:
+            return
+        now = utcnow()
+        with self.engine.begin() as conn:
+            for start in range(0, len(keys), 5000):
+                chunk = list(zip(keys[start:start + 5000], hashes[start:start + 5000]))
+                self._move_snapshot(conn, flow, [(key, digest, None, UPDATE) for key, digest in chunk], now)
+
     def watermark(self, flow: str, name: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.scalar(sa.select(Watermark.value).where(Watermark.flow == flow, Watermark.name == name))

@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from airflow.sdk import BaseHook
 
 from ledgerlink.connections import sqlalchemy_url_from_connection
-
-try:
-    from airflow.sdk import BaseHook
-except ImportError:  # pragma: no cover
-    BaseHook = object  # type: ignore[misc,assignment]
 
 
 class SqlDatabaseHook(BaseHook):

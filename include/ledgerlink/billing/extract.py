@@ -54,8 +54,7 @@ def read_invoice_lines(engine: sa.Engine, changed_since: str | None, chunk_rows:
     sql = f"SELECT {columns} FROM invoice_lines l JOIN invoices i ON i.invoice_id = l.invoice_id"
     params = {}
     if changed_since:
-        # customer_id and issue_date come from the invoice: a changed header changes its lines' content too.
-        sql += " WHERE l.updated_at >= :since OR i.updated_at >= :since"
+        sql += " WHERE l.updated_at >= :since"
         params["since"] = changed_since
     if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
         yield from _copy_frames(engine, sql, changed_since, INVOICE_LINE_COLUMNS, chunk_rows)
@@ -66,11 +65,25 @@ def read_invoice_lines(engine: sa.Engine, changed_since: str | None, chunk_rows:
             yield _frame(rows, INVOICE_LINE_COLUMNS)
 
 
-def read_invoice_lines_by_key(engine: sa.Engine, keys: list[str]) -> pd.DataFrame:
-    """Invoice lines by key, whatever their updated_at (rows the watermark would never show again)."""
+HEADER_COLUMNS = ["invoice_id", "customer_id", "issue_date", "updated_at"]
+
+
+def read_invoice_headers(engine: sa.Engine, changed_since: str | None) -> pd.DataFrame:
+    """The invoice fields its lines carry (customer and date), for invoices changed since a point."""
+    sql = f"SELECT {', '.join(HEADER_COLUMNS)} FROM invoices"
+    params = {}
+    if changed_since:
+        sql += " WHERE updated_at >= :since"
+        params["since"] = changed_since
+    with engine.connect() as conn:
+        return _frame(conn.execute(sa.text(sql), params).all(), HEADER_COLUMNS)
+
+
+def read_invoice_lines_by_key(engine: sa.Engine, keys: list[str], key: str = "l.line_id") -> pd.DataFrame:
+    """Invoice lines by line key (or by ``key="l.invoice_id"``), whatever their updated_at."""
     columns = ", ".join(f"l.{c}" if c not in ("customer_id", "issue_date") else f"i.{c}" for c in INVOICE_LINE_COLUMNS)
     query = sa.text(f"SELECT {columns} FROM invoice_lines l JOIN invoices i ON i.invoice_id = l.invoice_id "
-                    "WHERE l.line_id IN :keys").bindparams(sa.bindparam("keys", expanding=True))
+                    f"WHERE {key} IN :keys").bindparams(sa.bindparam("keys", expanding=True))
     rows = []
     with engine.connect() as conn:
         for start in range(0, len(keys), 900):

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from ledgerlink import settings
 from ledgerlink.billing.extract import (key_fingerprint, read_invoice_line_keys, read_invoice_lines,
-                                       read_invoice_lines_by_key,
+                                       read_invoice_headers, read_invoice_lines_by_key,
                                        source_key_fingerprint)
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.errors import GateFailed, ReconciliationError
@@ -29,6 +29,7 @@ from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, next_watermark, r
 log = logging.getLogger(__name__)
 FLOW = "billing_invoice_lines_to_erp"
 WATERMARK = "updated_at"
+HEADER_FLOW = f"{FLOW}:invoice_headers"  # the invoice fields each line carries, as last loaded
 CONTENT_COLUMNS = [c for c in erp_lines.COLUMNS if c != "content_hash"]
 
 
@@ -59,6 +60,26 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
         highest = next_watermark(batch, WATERMARK, highest)
         if len(to_send):
             parts.append(stage_frame(FLOW, run_id, f"changes_{index:04d}", to_send))
+    # A line carries its invoice's customer and date: lines of invoices whose header moved are read too.
+    headers = with_keys_and_hashes(read_invoice_headers(billing, read_from(watermark)), ["invoice_id"],
+                                   ["invoice_id", "customer_id", "issue_date"])
+    acknowledged_headers = ledger.snapshot_hashes(HEADER_FLOW, headers[KEY_COLUMN].tolist())
+    moved = sorted(k for k, h in zip(headers[KEY_COLUMN], headers[HASH_COLUMN])
+                   if k in acknowledged_headers and acknowledged_headers[k] != h)
+    if moved:
+        staged = {k for part in parts for k in read_column(part, KEY_COLUMN)}
+        batch = with_keys_and_hashes(read_invoice_lines_by_key(billing, moved, key="l.invoice_id"), ["line_id"],
+                                     CONTENT_COLUMNS)
+        batch = batch[~batch[KEY_COLUMN].isin(staged)].reset_index(drop=True)
+        changes = diff(batch, ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()), None)
+        if len(changes.changed):
+            changes.changed["_op"] = UPDATE
+            counts["read"] += len(batch)
+            counts["changed"] += len(changes.changed)
+            counts["unchanged"] += changes.unchanged
+            parts.append(stage_frame(FLOW, run_id, "changes_headers", changes.changed))
+        log.info("Billing invoices: %d header(s) moved (customer or date); %d of their lines changed",
+                 len(moved), len(changes.changed))
     deleted, source_count, unseen = _deleted_keys(billing, ledger, snapshot_size, snapshot_print, counts["new"],
                                                   new_print, new_keys)
     if unseen:
@@ -71,7 +92,8 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
         log.info("Billing invoice lines: %d line(s) committed behind the watermark, read by key", len(late))
     log.info("Billing invoice lines: %d read since %s; %d new, %d changed, %d deleted",
              counts["read"], watermark or "the beginning", counts["new"], counts["changed"], len(deleted))
-    return {"run_id": run_id, **counts, "deleted": len(deleted), "source_keys": source_count, "parts": parts,
+    return {"run_id": run_id, **counts, "initial": snapshot_size == 0,
+            "headers": stage_frame(FLOW, run_id, "headers", headers[[KEY_COLUMN, HASH_COLUMN]]), "deleted": len(deleted), "source_keys": source_count, "parts": parts,
             "deletions": stage_json(FLOW, run_id, "deletions", deleted), "watermark_read": highest}
 
 
@@ -103,12 +125,14 @@ def _deleted_keys(billing: sa.Engine, ledger: Ledger, snapshot_size: int, snapsh
 def gate(meta: dict, ledger: Ledger) -> dict:
     """Gate every staged chunk; a blocking failure in any chunk stops the run before anything is loaded."""
     run_id = meta["run_id"]
-    volume = default_map().entities["invoice_line"].volume_per_run
+    entity = default_map().entities["invoice_line"]
+    # A first load brings the whole table; after it, a run far above the usual volume is a runaway extract.
+    volume, per = (entity.volume_total, "in total") if meta.get("initial") else (entity.volume_per_run, "per run")
     to_send = meta["new"] + meta["changed"]
     if volume is not None and to_send > volume:
         # Chunks are gated one by one; the run's volume is checked once, over all of them.
         raise GateFailed("invoice_line", [f"batch size within the expected volume: {to_send} lines to send, "
-                                          f"the exchange map expects at most {volume} per run"], [], None)
+                                          f"the exchange map expects at most {volume} {per}"], [], None)
     suite = suite_for("invoice_line", max_rows=None)
     ledger.clear_quarantine(run_id, FLOW)
     gated, quarantined, report = [], 0, ""
@@ -155,6 +179,8 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         chunk_item = _chunk_in_flight(ledger, run_id, -1, len(lines), DELETE)
         delete_keys(erp, erp_lines.TABLE, erp_lines.KEY, still_acknowledged)
         ledger.record_confirmed_chunk(FLOW, chunk_item, run_id, "erp", "invoice_line", lines)
+    headers = read_frame(meta["headers"])
+    ledger.put_snapshot(HEADER_FLOW, headers[KEY_COLUMN].tolist(), headers[HASH_COLUMN].tolist())
     # Held-back lines do not hold the watermark: they are not in the snapshot, so the next extract finds
     # them by key (see _deleted_keys) and gates them again, without rescanning everything after them.
     if meta["watermark_read"]:

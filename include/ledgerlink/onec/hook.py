@@ -5,13 +5,10 @@ Airflow), extra ``{"base": "/<infobase publication>", "timeout": 30}``.
 """
 from __future__ import annotations
 
+from airflow.sdk import BaseHook
+
 from ledgerlink.errors import ConfigurationError
 from ledgerlink.onec.client import ODataClient
-
-try:  # the hook is usable without a scheduler; Airflow is only needed to look up the connection
-    from airflow.sdk import BaseHook
-except ImportError:  # pragma: no cover - Airflow is always installed in this project
-    BaseHook = object  # type: ignore[misc,assignment]
 
 
 class OneCODataHook(BaseHook):

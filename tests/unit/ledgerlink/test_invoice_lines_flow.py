@@ -55,3 +55,11 @@ def test_a_changed_invoice_header_updates_its_lines(world):
     summary = flow.run_all("second", world["billing"], world["erp"], world["ledger"])
     assert summary.updated == len(lines) and summary.reconciliation == []
     assert {_erp_row(world, k)["issue_date"] for k in lines} == {"2026-11-02"}
+
+
+def test_an_invoice_total_change_alone_does_not_resend_its_lines(world):
+    flow.run_all("first", world["billing"], world["erp"], world["ledger"])
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        db.execute("UPDATE invoices SET status = 'paid', updated_at = '2026-11-22T10:00:00+00:00' "
+                   "WHERE invoice_id = (SELECT min(invoice_id) FROM invoices)")
+    assert flow.run_all("second", world["billing"], world["erp"], world["ledger"]).sent == 0
