@@ -188,6 +188,9 @@ class Ledger:
     def migrate(self) -> int:
         """Apply pending migrations; returns the schema version."""
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # Two DAGs starting at once on a fresh ledger would race to create the tables.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7470263)"))
             SchemaVersion.__table__.create(conn, checkfirst=True)
             done = set(conn.scalars(sa.select(SchemaVersion.version)))
             for version, description, apply in MIGRATIONS:

@@ -128,6 +128,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:  # alive, but someone else's: not our sandbox
+        return False
     return True
 
 
@@ -176,6 +178,8 @@ def down(directory: Path) -> None:
             if not _alive(pid):
                 break
             time.sleep(0.1)
+        else:
+            raise SystemExit(f"the sandbox (pid {pid}) did not stop within 10 s; {world_file} is kept")
     world_file.unlink(missing_ok=True)
 
 

@@ -50,7 +50,7 @@ class ODataClient:
         try:
             response = self.session.request(method, self.service_url + path, params=params, data=body,
                                             headers=request_headers, timeout=self.timeout)
-        except (requests.ConnectionError, requests.Timeout) as e:
+        except requests.RequestException as e:  # connection refused or reset, timeout, answer cut short
             raise TransientError(f"1C did not answer {method} {path}: {type(e).__name__}: {e}") from e
         if response.status_code < 400:
             return response
