@@ -6,6 +6,7 @@ from an executemany into a temporary table. One transaction per call: a crash le
 """
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Sequence
 
@@ -46,24 +47,15 @@ def _upsert_postgres(engine: sa.Engine, table: str, df: pd.DataFrame, key_column
     # Arrow's CSV writer: about 4x faster than DataFrame.to_csv (DESIGN §7); integers stay integers.
     pacsv.write_csv(pa.Table.from_pandas(df[list(columns)], preserve_index=False), buffer,
                     write_options=pacsv.WriteOptions(include_header=False))
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cursor:
-            cursor.execute(f"CREATE TEMP TABLE {staging} (LIKE {_quote(table)} INCLUDING DEFAULTS) ON COMMIT DROP")
-            cols = ", ".join(_quote(c) for c in columns)
-            with cursor.copy(f"COPY {staging} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
-                view = buffer.getbuffer()
-                for start in range(0, len(view), 1 << 20):
-                    copy.write(view[start:start + (1 << 20)])
-            cursor.execute(_conflict_sql(table, staging, key_columns, columns))
-            written = cursor.rowcount
-        raw.commit()
-    except Exception:
-        raw.rollback()  # all or nothing; the error itself propagates unchanged
-        raise
-    finally:
-        raw.close()
-    return written
+    with _raw_transaction(engine) as raw, raw.cursor() as cursor:
+        cursor.execute(f"CREATE TEMP TABLE {staging} (LIKE {_quote(table)} INCLUDING DEFAULTS) ON COMMIT DROP")
+        cols = ", ".join(_quote(c) for c in columns)
+        with cursor.copy(f"COPY {staging} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
+            view = buffer.getbuffer()
+            for start in range(0, len(view), 1 << 20):
+                copy.write(view[start:start + (1 << 20)])
+        cursor.execute(_conflict_sql(table, staging, key_columns, columns))
+        return cursor.rowcount
 
 
 def _upsert_generic(engine: sa.Engine, table: str, df: pd.DataFrame, key_columns, columns) -> int:
@@ -71,8 +63,7 @@ def _upsert_generic(engine: sa.Engine, table: str, df: pd.DataFrame, key_columns
     cols = ", ".join(_quote(c) for c in columns)
     placeholders = ", ".join("?" for _ in columns)
     records = list(df[list(columns)].astype(object).where(df[list(columns)].notna(), None).itertuples(index=False, name=None))
-    raw = engine.raw_connection()
-    try:
+    with _raw_transaction(engine) as raw:
         cursor = raw.cursor()
         cursor.execute(f"DROP TABLE IF EXISTS temp.{staging}")
         cursor.execute(f"CREATE TEMP TABLE {staging} AS SELECT {cols} FROM {_quote(table)} WHERE 0")
@@ -80,13 +71,22 @@ def _upsert_generic(engine: sa.Engine, table: str, df: pd.DataFrame, key_columns
         cursor.execute(_conflict_sql(table, staging, key_columns, columns))
         written = cursor.rowcount
         cursor.execute(f"DROP TABLE temp.{staging}")
+        return written
+
+
+@contextlib.contextmanager
+def _raw_transaction(engine: sa.Engine):
+    """A DBAPI connection whose work commits only if the block finishes: all or nothing, errors untouched."""
+    raw = engine.raw_connection()
+    committed = False
+    try:
+        yield raw
         raw.commit()
-    except Exception:
-        raw.rollback()  # all or nothing; the error itself propagates unchanged
-        raise
+        committed = True
     finally:
+        if not committed:
+            raw.rollback()
         raw.close()
-    return written
 
 
 def delete_keys(engine: sa.Engine, table: str, key_column: str, keys: Sequence[str]) -> int:
