@@ -27,8 +27,34 @@ def _env_line(name: str, value: str) -> str:
 
 
 # Offsets from --base-port when the ports must be known in advance (docker-compose); 0 means any free port.
-PORT_OFFSETS = {"onec": 1, "crm": 2, "einvoice_rest": 3, "einvoice_soap": 4, "sftp": 22, "smtp": 25}
+PORT_OFFSETS = {"onec": 1, "crm": 2, "einvoice_rest": 3, "einvoice_soap": 4, "control": 9, "sftp": 22, "smtp": 25}
 SECRET_NAMES = ("onec", "crm", "einvoice_rest", "einvoice_soap", "sftp")
+
+
+def make_control_server(host: str, port: int, plans: dict):
+    """The world's control point for stand-ins that do not speak HTTP: ``/_sandbox/faults/<sftp|smtp>``
+    takes the same rules (POST replaces, DELETE clears, GET shows) as any HTTP stand-in's ``/_sandbox/faults``."""
+    from sandbox.httpbase import Response, SandboxHandler, SandboxServer
+
+    class ControlHandler(SandboxHandler):
+        def admin_route(self, method, path, query, body):
+            name = path.removeprefix("/_sandbox/faults/")
+            if not path.startswith("/_sandbox/faults/") or name not in plans:
+                return None
+            plan = plans[name]
+            if method in ("POST", "PUT"):
+                try:
+                    plan.set(json.loads(body or b"[]"))
+                except (ValueError, TypeError) as e:
+                    return Response.json(400, {"error": str(e)})
+            elif method == "DELETE":
+                plan.clear()
+            return Response.json(200, plan.rules())
+
+        def route(self, method, path, query, body):
+            return Response.json(404, {"error": f"the control server has only /_sandbox/ endpoints, not {path}"})
+
+    return SandboxServer((host, port), ControlHandler)
 
 
 def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", base_port: int = 0) -> None:
@@ -80,6 +106,8 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
     sftp.start()
     smtp = SmtpSink(host, port("smtp"), directory / "mail")
     smtp.start()
+    control = make_control_server(host, port("control"), {"sftp": sftp.faults, "smtp": smtp.faults})
+    control.start_in_thread()
 
     def http_conn(server, login: str | None, password: str, extra: dict | None = None) -> str:
         host, port = server.server_address[:2]
@@ -107,7 +135,7 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
     env_file = directory / "connections.env"
     env_file.write_text("\n".join(_env_line(k, v) for k, v in connections.items()) + "\n")
     env_file.chmod(0o600)
-    world = {"pid": os.getpid(), "urls": {name: s.url for name, s in http_servers.items()},
+    world = {"pid": os.getpid(), "urls": {name: s.url for name, s in {**http_servers, "control": control}.items()},
              "sftp_port": sftp.port, "smtp_port": smtp.port, "directory": str(directory.resolve())}
     (directory / "world.json").write_text(json.dumps(world, indent=2))
 
@@ -115,7 +143,7 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
-    for server in http_servers.values():
+    for server in (*http_servers.values(), control):
         server.shutdown()
         server.server_close()
     sftp.stop()

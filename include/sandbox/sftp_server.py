@@ -22,6 +22,7 @@ import os
 import posixpath
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,6 +30,8 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paramiko.sftp import SFTP_FAILURE, SFTP_NO_SUCH_FILE, SFTP_OK, SFTP_OP_UNSUPPORTED, SFTP_PERMISSION_DENIED
+
+from sandbox.httpbase import FaultPlan
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +113,10 @@ class _Handle(paramiko.SFTPHandle):
 class _RootedSftp(paramiko.SFTPServerInterface):
     """SFTP operations on the local file system, confined to ``root``."""
 
-    def __init__(self, server, root: Path, *args, **kwargs):
+    def __init__(self, server, root: Path, faults: FaultPlan, *args, **kwargs):
         super().__init__(server, *args, **kwargs)
         self.root = Path(root).resolve()
+        self.faults = faults
 
     # Remote paths are POSIX paths relative to "/" = root; the session starts in "/".
     def canonicalize(self, path):
@@ -128,13 +132,25 @@ class _RootedSftp(paramiko.SFTPServerInterface):
             raise _RootEscape(path)
         return resolved
 
-    def _guard(self, action, *args):
+    def _guard(self, action, *args, operation: str):
+        """Run one operation, applying fault rules (``methods`` name operations: open, list, stat, remove,
+        rename, mkdir, rmdir, chattr; ``path`` is a prefix of the remote path)."""
+        fired = self.faults.fire(operation, self.canonicalize(args[0]))
+        for rule in fired:
+            if rule["mode"] in ("latency", "timeout"):
+                time.sleep(float(rule.get("seconds", 0.2 if rule["mode"] == "latency" else 30)))
+            if rule["mode"] in ("error", "timeout"):
+                return SFTP_FAILURE
         try:
-            return action(*args)
+            result = action(*args)
         except _RootEscape:
             return SFTP_PERMISSION_DENIED
         except OSError as e:
             return paramiko.SFTPServer.convert_errno(e.errno)
+        if any(rule["mode"] == "drop_after_apply" for rule in fired):
+            # Applied, then the session ends without an answer (paramiko's SFTP loop stops on EOFError).
+            raise EOFError(f"sandbox fault: dropped after {operation}")
+        return result
 
     def list_folder(self, path):
         def listing(path):
@@ -145,13 +161,15 @@ class _RootedSftp(paramiko.SFTPServerInterface):
                 attr.filename = name
                 entries.append(attr)
             return entries
-        return self._guard(listing, path)
+        return self._guard(listing, path, operation="list")
 
     def stat(self, path):
-        return self._guard(lambda p: paramiko.SFTPAttributes.from_stat(os.stat(self._local(p))), path)
+        return self._guard(lambda p: paramiko.SFTPAttributes.from_stat(os.stat(self._local(p))), path,
+                           operation="stat")
 
     def lstat(self, path):
-        return self._guard(lambda p: paramiko.SFTPAttributes.from_stat(os.lstat(self._local(p, False))), path)
+        return self._guard(lambda p: paramiko.SFTPAttributes.from_stat(os.lstat(self._local(p, False))), path,
+                           operation="stat")
 
     def open(self, path, flags, attr):
         def opening(path):
@@ -171,10 +189,10 @@ class _RootedSftp(paramiko.SFTPServerInterface):
             handle.filename = str(local)
             handle.readfile = handle.writefile = os.fdopen(descriptor, file_mode)
             return handle
-        return self._guard(opening, path)
+        return self._guard(opening, path, operation="open")
 
     def remove(self, path):
-        return self._guard(lambda p: os.remove(self._local(p, False)) or SFTP_OK, path)
+        return self._guard(lambda p: os.remove(self._local(p, False)) or SFTP_OK, path, operation="remove")
 
     def rename(self, oldpath, newpath):
         def renaming(old, new):
@@ -184,11 +202,11 @@ class _RootedSftp(paramiko.SFTPServerInterface):
                 return SFTP_FAILURE
             os.rename(source, target)
             return SFTP_OK
-        return self._guard(renaming, oldpath, newpath)
+        return self._guard(renaming, oldpath, newpath, operation="rename")
 
     def posix_rename(self, oldpath, newpath):
         return self._guard(lambda o, n: os.replace(self._local(o, False), self._local(n, False)) or SFTP_OK,
-                           oldpath, newpath)
+                           oldpath, newpath, operation="rename")
 
     def mkdir(self, path, attr):
         def making(path):
@@ -197,7 +215,7 @@ class _RootedSftp(paramiko.SFTPServerInterface):
             if attr is not None:
                 paramiko.SFTPServer.set_file_attr(str(local), attr)
             return SFTP_OK
-        return self._guard(making, path)
+        return self._guard(making, path, operation="mkdir")
 
     def rmdir(self, path):
         def removing(path):
@@ -206,13 +224,13 @@ class _RootedSftp(paramiko.SFTPServerInterface):
                 return SFTP_PERMISSION_DENIED
             os.rmdir(local)
             return SFTP_OK
-        return self._guard(removing, path)
+        return self._guard(removing, path, operation="rmdir")
 
     def chattr(self, path, attr):
         def changing(path):
             paramiko.SFTPServer.set_file_attr(str(self._local(path)), attr)
             return SFTP_OK
-        return self._guard(changing, path)
+        return self._guard(changing, path, operation="chattr")
 
     def symlink(self, target_path, path):
         return SFTP_OP_UNSUPPORTED
@@ -237,6 +255,7 @@ class SftpServer:
         self._transports: list[paramiko.Transport] = []
         self._transports_lock = threading.Lock()
         self._stopping = threading.Event()
+        self.faults = FaultPlan()  # same rules as the HTTP stand-ins; see _RootedSftp._guard
 
     @property
     def port(self) -> int:
@@ -296,7 +315,7 @@ class SftpServer:
         connection.settimeout(None)
         transport = paramiko.Transport(connection)
         transport.add_server_key(self.host_key)
-        transport.set_subsystem_handler("sftp", paramiko.SFTPServer, _RootedSftp, self.root)
+        transport.set_subsystem_handler("sftp", paramiko.SFTPServer, _RootedSftp, self.root, self.faults)
         with self._transports_lock:
             self._transports = [t for t in self._transports if t.is_active()] + [transport]
         try:

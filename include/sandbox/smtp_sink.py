@@ -22,10 +22,13 @@ import re
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
+
+from sandbox.httpbase import FaultPlan
 
 MAX_LINE = 4096
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
@@ -41,6 +44,8 @@ class _Session:
         self.greeted = False
         self.authenticated_as: str | None = None
         self.reset()
+
+    fired: list[dict] = []
 
     def reset(self) -> None:
         self.mail_from: str | None = None
@@ -72,6 +77,17 @@ class _Session:
             command = getattr(self, f"do_{verb}", None) if verb.isalpha() else None
             if command is None:
                 self.reply(500, f"command not recognised: {verb[:20]}")
+                continue
+            # Fault rules as the HTTP stand-ins take them; ``methods`` name SMTP verbs (MAIL, RCPT, DATA, ...).
+            self.fired = self.sink.faults.fire(verb, "")
+            for rule in self.fired:
+                if rule["mode"] in ("latency", "timeout"):
+                    time.sleep(float(rule.get("seconds", 0.2 if rule["mode"] == "latency" else 30)))
+                if rule["mode"] == "timeout":
+                    return  # the connection closes without an answer
+            error = next((r for r in self.fired if r["mode"] == "error"), None)
+            if error is not None:
+                self.reply(int(error.get("status", 451)), "sandbox fault: try again later")
                 continue
             command(argument.strip())
 
@@ -185,6 +201,8 @@ class _Session:
             return self.reply(552, f"message exceeds {MAX_MESSAGE_BYTES} bytes")
         name = self.sink.store(self.mail_from, self.recipients, b"".join(lines))
         self.reset()
+        if any(rule["mode"] == "drop_after_apply" for rule in self.fired):
+            raise ConnectionResetError("sandbox fault: stored, then dropped before the answer")
         self.reply(250, f"OK queued as {name}")
 
 
@@ -224,6 +242,7 @@ class SmtpSink:
         self._thread: threading.Thread | None = None
         self._sequence = itertools.count(1)
         self._lock = threading.Lock()
+        self.faults = FaultPlan()  # same rules as the HTTP stand-ins; methods name SMTP verbs
 
     @property
     def port(self) -> int:
