@@ -14,33 +14,57 @@ INVOICE_LINE_COLUMNS = ["line_id", "invoice_id", "line_no", "customer_id", "issu
 INT_COLUMNS = {"line_no", "unit_price_minor", "net_minor", "vat_minor", "gross_minor"}
 
 
-def _frame(rows, columns: list[str]) -> pd.DataFrame:
-    df = pd.DataFrame.from_records(rows, columns=columns)
+# The columns a line carries, with customer and date taken from its invoice.
+_INVOICE_LINE_SELECT = ("SELECT " + ", ".join(f"i.{c}" if c in ("customer_id", "issue_date") else f"l.{c}"
+                                              for c in INVOICE_LINE_COLUMNS)
+                        + " FROM invoice_lines l JOIN invoices i ON i.invoice_id = l.invoice_id")
+HEADER_COLUMNS = ["invoice_id", "customer_id", "issue_date", "updated_at"]
+KEYS_PER_QUERY = 900  # SQLite binds at most 999 parameters in one statement
+
+
+def _typed(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Money and counts as int64, everything else as (Arrow-backed) strings: one dtype per column, always."""
     for column in columns:
         df[column] = df[column].astype("int64" if column in INT_COLUMNS else "string")
     return df
 
 
-def read_customers(engine: sa.Engine, changed_since: str | None) -> pd.DataFrame:
-    sql = f"SELECT {', '.join(CUSTOMER_COLUMNS)} FROM customers"
-    params = {}
+def _frame(rows, columns: list[str]) -> pd.DataFrame:
+    return _typed(pd.DataFrame.from_records(rows, columns=columns), columns)
+
+
+def _select_since(engine: sa.Engine, select: str, columns: list[str], since_column: str, changed_since: str | None,
+                  order_by: str = "") -> pd.DataFrame:
+    """``select`` narrowed to rows changed since a point (all rows when ``changed_since`` is None)."""
+    sql, params = select, {}
     if changed_since:
-        sql += " WHERE updated_at >= :since"
+        sql += f" WHERE {since_column} >= :since"
         params["since"] = changed_since
     with engine.connect() as conn:
-        return _frame(conn.execute(sa.text(sql + " ORDER BY customer_id"), params).all(), CUSTOMER_COLUMNS)
+        return _frame(conn.execute(sa.text(sql + order_by), params).all(), columns)
+
+
+def _select_by_keys(engine: sa.Engine, select: str, columns: list[str], key_column: str, keys,
+                    order_by: str = "") -> pd.DataFrame:
+    """``select`` for these keys, whatever their updated_at, asked in slices."""
+    keys = sorted(keys)
+    query = sa.text(f"{select} WHERE {key_column} IN :keys{order_by}").bindparams(sa.bindparam("keys", expanding=True))
+    rows = []
+    with engine.connect() as conn:
+        for start in range(0, len(keys), KEYS_PER_QUERY):
+            rows += conn.execute(query, {"keys": keys[start:start + KEYS_PER_QUERY]}).all()
+    return _frame(rows, columns)
+
+
+def read_customers(engine: sa.Engine, changed_since: str | None) -> pd.DataFrame:
+    return _select_since(engine, f"SELECT {', '.join(CUSTOMER_COLUMNS)} FROM customers", CUSTOMER_COLUMNS,
+                         "updated_at", changed_since, " ORDER BY customer_id")
 
 
 def read_customers_by_key(engine: sa.Engine, keys) -> pd.DataFrame:
-    """These customers, whatever their ``updated_at`` (in chunks: SQLite takes at most 999 parameters)."""
-    keys = sorted(keys)
-    rows = []
-    query = sa.text(f"SELECT {', '.join(CUSTOMER_COLUMNS)} FROM customers WHERE customer_id IN :keys "
-                    "ORDER BY customer_id").bindparams(sa.bindparam("keys", expanding=True))
-    with engine.connect() as conn:
-        for start in range(0, len(keys), 900):
-            rows += conn.execute(query, {"keys": keys[start:start + 900]}).all()
-    return _frame(rows, CUSTOMER_COLUMNS)
+    """These customers, whatever their ``updated_at``."""
+    return _select_by_keys(engine, f"SELECT {', '.join(CUSTOMER_COLUMNS)} FROM customers", CUSTOMER_COLUMNS,
+                           "customer_id", keys, " ORDER BY customer_id")
 
 
 def read_customer_keys(engine: sa.Engine) -> set[str]:
@@ -50,9 +74,7 @@ def read_customer_keys(engine: sa.Engine) -> set[str]:
 
 def read_invoice_lines(engine: sa.Engine, changed_since: str | None, chunk_rows: int = 200_000):
     """Invoice lines with their invoice's customer and date, in chunks (memory stays flat)."""
-    columns = ", ".join(f"l.{c}" if c not in ("customer_id", "issue_date") else f"i.{c}" for c in INVOICE_LINE_COLUMNS)
-    sql = f"SELECT {columns} FROM invoice_lines l JOIN invoices i ON i.invoice_id = l.invoice_id"
-    params = {}
+    sql, params = _INVOICE_LINE_SELECT, {}
     if changed_since:
         sql += " WHERE l.updated_at >= :since"
         params["since"] = changed_since
@@ -65,30 +87,15 @@ def read_invoice_lines(engine: sa.Engine, changed_since: str | None, chunk_rows:
             yield _frame(rows, INVOICE_LINE_COLUMNS)
 
 
-HEADER_COLUMNS = ["invoice_id", "customer_id", "issue_date", "updated_at"]
-
-
 def read_invoice_headers(engine: sa.Engine, changed_since: str | None) -> pd.DataFrame:
     """The invoice fields its lines carry (customer and date), for invoices changed since a point."""
-    sql = f"SELECT {', '.join(HEADER_COLUMNS)} FROM invoices"
-    params = {}
-    if changed_since:
-        sql += " WHERE updated_at >= :since"
-        params["since"] = changed_since
-    with engine.connect() as conn:
-        return _frame(conn.execute(sa.text(sql), params).all(), HEADER_COLUMNS)
+    return _select_since(engine, f"SELECT {', '.join(HEADER_COLUMNS)} FROM invoices", HEADER_COLUMNS, "updated_at",
+                         changed_since)
 
 
 def read_invoice_lines_by_key(engine: sa.Engine, keys: list[str], key: str = "l.line_id") -> pd.DataFrame:
     """Invoice lines by line key (or by ``key="l.invoice_id"``), whatever their updated_at."""
-    columns = ", ".join(f"l.{c}" if c not in ("customer_id", "issue_date") else f"i.{c}" for c in INVOICE_LINE_COLUMNS)
-    query = sa.text(f"SELECT {columns} FROM invoice_lines l JOIN invoices i ON i.invoice_id = l.invoice_id "
-                    f"WHERE {key} IN :keys").bindparams(sa.bindparam("keys", expanding=True))
-    rows = []
-    with engine.connect() as conn:
-        for start in range(0, len(keys), 900):
-            rows += conn.execute(query, {"keys": keys[start:start + 900]}).all()
-    return _frame(rows, INVOICE_LINE_COLUMNS)
+    return _select_by_keys(engine, _INVOICE_LINE_SELECT, INVOICE_LINE_COLUMNS, key, keys)
 
 
 class _CopyStream(io.RawIOBase):
@@ -152,10 +159,7 @@ def _copy_frames(engine: sa.Engine, sql: str, changed_since: str | None, columns
 
 
 def _arrow_frame(table, columns: list[str]) -> pd.DataFrame:
-    df = table.to_pandas()
-    for column in columns:
-        df[column] = df[column].astype("int64" if column in INT_COLUMNS else "string")
-    return df
+    return _typed(table.to_pandas(), columns)
 
 
 def read_invoice_line_keys(engine: sa.Engine) -> set[str]:
