@@ -59,7 +59,7 @@ def make_control_server(host: str, port: int, plans: dict):
 
 def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", base_port: int = 0) -> None:
     """Run every stand-in in this process until SIGTERM/SIGINT."""
-    from sandbox import bridge, crm, generator
+    from sandbox import crm, generator
     from sandbox.einvoice import gib as gib_module
     from sandbox.einvoice import rest_integrator, soap_integrator
     from sandbox.onec.server import make_server as make_onec

@@ -6,7 +6,6 @@ blocked by the gate and nothing of it reaches 1C.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys

@@ -23,21 +23,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from ledgerlink.errors import TransientError
 from ledgerlink.flows import customers_to_onec as flow
 from ledgerlink.onec import counterparties
-from sandbox.generator import generate_billing, mutate_billing
+from sandbox.generator import mutate_billing
+from tests.support.crashes import seeded_billing
 from tests.support.onec_flow import OneCWorld, content_differences
 
-SEED_DB = None
 CLIENT_TIMEOUT = 0.3  # seconds; a "timeout" fault holds the answer for longer
 FAULT_TIMEOUT = 0.8
-
-
-def _seed_database() -> Path:
-    global SEED_DB
-    if SEED_DB is None:
-        folder = Path(tempfile.mkdtemp(prefix="ll-onec-prop-seed-"))
-        generate_billing(folder / "billing.db", seed=7, customers=15)
-        SEED_DB = folder / "billing.db"
-    return SEED_DB
 
 
 class OneCLoadMachine(RuleBasedStateMachine):
@@ -47,7 +38,7 @@ class OneCLoadMachine(RuleBasedStateMachine):
         self.monkey = pytest.MonkeyPatch()
         self.monkey.setenv("LEDGERLINK_HOME", str(self.folder / "home"))
         self.monkey.delenv("LEDGERLINK_LEDGER_URL", raising=False)
-        shutil.copy(_seed_database(), self.folder / "billing.db")
+        shutil.copy(seeded_billing(7, 15), self.folder / "billing.db")
         self.world = OneCWorld(self.folder, self.folder / "billing.db").start()
         self.world.client.timeout = CLIENT_TIMEOUT
         self.runs = 0

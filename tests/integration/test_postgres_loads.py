@@ -15,11 +15,8 @@ from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import Ledger
 from ledgerlink.reconcile import compare
 from sandbox.generator import generate_billing, mutate_billing
+from tests.support.crashes import SimulatedCrash
 from tests.support.pg import create_database, run_postgres
-
-
-class SimulatedCrash(BaseException):
-    pass
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,13 @@ from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import Ledger
 from ledgerlink.reconcile import compare
 from sandbox.generator import generate_billing, mutate_billing
+from tests.support.crashes import SimulatedCrash
 
 CRASH_POINTS = [("ledger", "close_superseded", "after"), ("ledger", "plan", "after"), ("ledger", "mark_sent", "after"),
                 ("flow", "upsert_frame", "before"), ("flow", "upsert_frame", "after"),
                 ("ledger", "record_confirmed_chunk", "before"), ("ledger", "record_confirmed_chunk", "after"),
                 ("flow", "delete_keys", "before"), ("flow", "delete_keys", "after"),
                 ("ledger", "set_watermark", "before")]
-
-
-class SimulatedCrash(BaseException):
-    """The process dying: a BaseException, so no handler can swallow it."""
 
 
 @pytest.fixture

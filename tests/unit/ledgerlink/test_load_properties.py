@@ -20,22 +20,9 @@ from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import Ledger
 from ledgerlink.reconcile import compare
-from sandbox.generator import generate_billing, mutate_billing
+from sandbox.generator import mutate_billing
+from tests.support.crashes import SimulatedCrash, seeded_billing
 
-SEED_DB = None
-
-
-class SimulatedCrash(BaseException):
-    """Stands for the process dying: not an Exception, so no handler of ours can swallow it."""
-
-
-def _seed_database() -> Path:
-    global SEED_DB
-    if SEED_DB is None:
-        folder = Path(tempfile.mkdtemp(prefix="ll-prop-seed-"))
-        generate_billing(folder / "billing.db", seed=7, customers=12)
-        SEED_DB = folder / "billing.db"
-    return SEED_DB
 
 
 class LoadMachine(RuleBasedStateMachine):
@@ -44,7 +31,7 @@ class LoadMachine(RuleBasedStateMachine):
         self.folder = Path(tempfile.mkdtemp(prefix="ll-prop-"))
         self.monkey = pytest.MonkeyPatch()
         self.monkey.setenv("LEDGERLINK_HOME", str(self.folder / "home"))
-        shutil.copy(_seed_database(), self.folder / "billing.db")
+        shutil.copy(seeded_billing(7, 12), self.folder / "billing.db")
         self.billing = sa.create_engine(f"sqlite:///{self.folder / 'billing.db'}")
         self.erp = sa.create_engine(f"sqlite:///{self.folder / 'erp.db'}")
         self.ledger = Ledger(f"sqlite:///{self.folder / 'ledger.db'}")
