@@ -12,11 +12,13 @@ import os
 import secrets
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from datetime import date
 from pathlib import Path
 
 DEFAULT_DIR = Path(".sandbox")
@@ -59,7 +61,7 @@ def make_control_server(host: str, port: int, plans: dict):
 
 def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", base_port: int = 0) -> None:
     """Run every stand-in in this process until SIGTERM/SIGINT."""
-    from sandbox import crm, generator
+    from sandbox import bridge, crm, generator
     from sandbox.einvoice import gib as gib_module
     from sandbox.einvoice import rest_integrator, soap_integrator
     from sandbox.onec.server import make_server as make_onec
@@ -91,6 +93,12 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
     onec_exchange = sftp_root / "onec"
     for folder in (sftp_root / "bridge", onec_exchange):
         folder.mkdir(parents=True, exist_ok=True)
+    if not any((sftp_root / "bridge").iterdir()):
+        # The conference bridge's drop for the world's last day: one file in cp1251, one late, one broken.
+        with sqlite3.connect(billing_db) as db:
+            customer_ids = [row[0] for row in db.execute("SELECT customer_id FROM customers ORDER BY customer_id")]
+        bridge.drop_cdr_files(sftp_root / "bridge", customer_ids, date(2026, 10, 31), seed=seed,
+                              cp1251_bridges=("BR02",), late_bridges=("BR03",), broken={"BR03": "bad_row"})
 
     onec = make_onec(host=host, port=port("onec"), db_path=directory / "onec.db", users={"ledgerlink": creds["onec"]},
                      base="/demo", exchange_dir=onec_exchange)
