@@ -39,7 +39,8 @@ def figures(df: pd.DataFrame, amount_columns=AMOUNT_COLUMNS) -> Figures:
     group_columns = ["currency"] + (["vat_rate"] if "vat_rate" in df.columns else [])
     sums = df.groupby(group_columns, dropna=False, observed=True)[present].sum()
     totals = {}
-    for index, row in sums.iterrows():
+    # to_dict keeps each column's own integers; iterrows would pass a row through one common (maybe float) dtype.
+    for index, row in sums.to_dict("index").items():
         currency, rate = (index if isinstance(index, tuple) else (index, "-"))
         totals[(str(currency), str(rate))] = {
             c.removesuffix("_minor"): to_major(int(row[c]), str(currency)) for c in present}
