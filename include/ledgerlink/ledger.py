@@ -116,6 +116,30 @@ class Validation(Base):
     created_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
 
 
+class Delivery(Base):
+    """One line a bulk (SQL) target committed, per run: the per-line history of chunked loads.
+
+    Append-only and indexed by time only (BRIN on PostgreSQL): a chunk of lines is in flight as one ``items``
+    row, and its lines are written here once, acknowledged, in the transaction that closes that item. The
+    snapshot keeps each line's latest acknowledged content, indexed by key.
+    """
+
+    __tablename__ = "deliveries"
+    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                            autoincrement=True)
+    run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250))
+    flow: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    target: orm.Mapped[str] = orm.mapped_column(sa.String(50))
+    entity: orm.Mapped[str] = orm.mapped_column(sa.String(50))
+    source_key: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    content_hash: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    operation: orm.Mapped[str] = orm.mapped_column(sa.String(10))
+    chunk_item_id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger)
+    acknowledged_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_deliveries_acknowledged_at", "acknowledged_at", postgresql_using="brin"),)
+
+
 class SchemaVersion(Base):
     __tablename__ = "ledger_schema_version"
     version: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True)
@@ -123,13 +147,21 @@ class SchemaVersion(Base):
     applied_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
 
 
+_TABLES_OF_MIGRATION_1 = ("runs", "items", "snapshots", "watermarks", "quarantine", "validations")
+
+
 def _migration_1_initial(connection: sa.Connection) -> None:
-    Base.metadata.create_all(connection)
+    Base.metadata.create_all(connection, tables=[Base.metadata.tables[name] for name in _TABLES_OF_MIGRATION_1])
+
+
+def _migration_2_deliveries(connection: sa.Connection) -> None:
+    Delivery.__table__.create(connection, checkfirst=True)
 
 
 # Ordered, append-only: a released migration is never edited, a new one is added with the next number.
 MIGRATIONS: list[tuple[int, str, callable]] = [
     (1, "runs, items, snapshots, watermarks, quarantine, validations", _migration_1_initial),
+    (2, "deliveries: per-line history of chunked loads, append-only", _migration_2_deliveries),
 ]
 
 
@@ -241,9 +273,24 @@ class Ledger:
 
     def put_snapshot(self, flow: str, keys: Sequence[str], hashes: Sequence[str]) -> None:
         """Record derived tracking state directly (no delivery items): what a flow last saw of related data."""
-        if not keys:
+        if not len(keys):
             return
         now = utcnow()
+        if self._postgres:
+            import pyarrow as pa
+
+            rows = pa.table({"source_key": _arrow_strings(keys), "content_hash": _arrow_strings(hashes)})
+            with self.engine.begin() as conn:
+                _copy_arrow(conn, "ledgerlink_put", "source_key text, content_hash text", rows)
+                params = {"flow": flow, "now": now}
+                conn.execute(sa.text("DELETE FROM snapshots s USING ledgerlink_put p "
+                                     "WHERE s.flow = :flow AND s.source_key = p.source_key"), params)
+                conn.execute(sa.text(
+                    "INSERT INTO snapshots (flow, source_key, content_hash, acknowledged_at) "
+                    "SELECT DISTINCT ON (source_key) CAST(:flow AS text), source_key, content_hash, "
+                    "CAST(:now AS timestamptz) FROM ledgerlink_put"), params)
+            return
+        keys, hashes = list(keys), list(hashes)
         with self.engine.begin() as conn:
             for start in range(0, len(keys), 5000):
                 chunk = list(zip(keys[start:start + 5000], hashes[start:start + 5000]))
@@ -365,44 +412,61 @@ class Ledger:
                     [{"b_id": item_id, "b_tk": target_key} for item_id, _, _, target_key, _ in chunk])
                 self._move_snapshot(conn, flow, [(key, h, tk, op) for _, key, h, tk, op in chunk], now)
 
-    def record_confirmed_chunk(self, flow: str, chunk_item_id: int, run_id: str, target: str, entity: str,
-                               changes: Sequence[PlannedChange]) -> None:
-        """A transactional target committed a chunk: its lines are recorded as acknowledged, the snapshot moves,
-        and the chunk's own item closes, all in one ledger transaction.
+    def record_confirmed_lines(self, flow: str, chunk_item_id: int, run_id: str, target: str, entity: str,
+                               keys: Sequence[str], hashes: Sequence[str | None], operations: Sequence[str]) -> None:
+        """A transactional target committed a chunk: its lines go into ``deliveries``, the snapshot moves, and
+        the chunk's own item closes, all in one ledger transaction.
 
         A SQL target takes a chunk in one commit, so no line of it can be sent-but-unconfirmed on its own: the
         chunk's item carries that state while the chunk is in flight, and each line is written once, confirmed.
+        Columns, not row objects: at a million lines a Python object per line costs more than the database.
         """
         now = utcnow()
         close_chunk = sa.update(Item).where(Item.id == chunk_item_id).values(
             status=ACKNOWLEDGED, acknowledged_at=now, updated_at=now, last_error=None)
+        params = {"run_id": run_id, "flow": flow, "target": target, "entity": entity, "now": now,
+                  "chunk": chunk_item_id, "delete": DELETE}
         if self._postgres:
+            import pyarrow as pa
+
+            lines = pa.table({"source_key": _arrow_strings(keys), "content_hash": _arrow_strings(hashes),
+                              "operation": _arrow_strings(operations)})
             with self.engine.begin() as conn:
-                self._copy_rows(conn, "ledgerlink_ack", "source_key text, target_key text, content_hash text, "
-                                "operation text", ((c.source_key, c.target_key, c.content_hash, c.operation)
-                                                   for c in changes))
+                _copy_arrow(conn, "ledgerlink_ack", "source_key text, content_hash text, operation text", lines)
                 conn.execute(sa.text(
-                    "INSERT INTO items (run_id, flow, target, entity, source_key, target_key, content_hash, "
-                    "operation, status, attempts, planned_at, sent_at, acknowledged_at, updated_at) "
-                    "SELECT CAST(:run_id AS text), CAST(:flow AS text), CAST(:target AS text), CAST(:entity AS text), "
-                    "source_key, target_key, content_hash, operation, CAST(:acknowledged AS text), 1, "
-                    "CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz), "
-                    "CAST(:now AS timestamptz) FROM ledgerlink_ack"),
-                    {"run_id": run_id, "flow": flow, "target": target, "entity": entity, "now": now,
-                     "acknowledged": ACKNOWLEDGED})
-                self._move_snapshot_postgres(conn, flow, now)
+                    "INSERT INTO deliveries (run_id, flow, target, entity, source_key, content_hash, operation, "
+                    "chunk_item_id, acknowledged_at) SELECT CAST(:run_id AS text), CAST(:flow AS text), "
+                    "CAST(:target AS text), CAST(:entity AS text), source_key, content_hash, operation, "
+                    "CAST(:chunk AS bigint), CAST(:now AS timestamptz) FROM ledgerlink_ack"), params)
+                conn.execute(sa.text("DELETE FROM snapshots s USING ledgerlink_ack a "
+                                     "WHERE s.flow = :flow AND s.source_key = a.source_key"), params)
+                # A chunk's keys are unique (one staged batch), so no DISTINCT ON sort is needed.
+                conn.execute(sa.text(
+                    "INSERT INTO snapshots (flow, source_key, content_hash, target_key, acknowledged_at) "
+                    "SELECT CAST(:flow AS text), source_key, content_hash, source_key, CAST(:now AS timestamptz) "
+                    "FROM ledgerlink_ack WHERE operation <> :delete"), params)
                 conn.execute(close_chunk)
             return
+        rows = list(zip(keys, hashes, operations))
         with self.engine.begin() as conn:
-            for chunk in _chunks(list(changes), 5000):
-                conn.execute(sa.insert(Item), [
-                    {"run_id": run_id, "flow": flow, "target": target, "entity": entity, "source_key": c.source_key,
-                     "target_key": c.target_key, "content_hash": c.content_hash, "operation": c.operation,
-                     "status": ACKNOWLEDGED, "attempts": 1, "planned_at": now, "sent_at": now,
-                     "acknowledged_at": now, "updated_at": now} for c in chunk])
-                self._move_snapshot(conn, flow, [(c.source_key, c.content_hash, c.target_key, c.operation)
-                                                 for c in chunk], now)
+            for chunk in _chunks(rows, 5000):
+                conn.execute(sa.insert(Delivery), [
+                    {"run_id": run_id, "flow": flow, "target": target, "entity": entity, "source_key": key,
+                     "content_hash": digest, "operation": operation, "chunk_item_id": chunk_item_id,
+                     "acknowledged_at": now} for key, digest, operation in chunk])
+                self._move_snapshot(conn, flow, [(key, digest, key, operation) for key, digest, operation in chunk],
+                                    now)
             conn.execute(close_chunk)
+
+    def deliveries(self, flow: str | None = None, run_id: str | None = None) -> list[dict]:
+        """The per-line history of chunked loads, oldest first."""
+        query = sa.select(Delivery).order_by(Delivery.id)
+        if flow:
+            query = query.where(Delivery.flow == flow)
+        if run_id:
+            query = query.where(Delivery.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     @staticmethod
     def _move_snapshot(conn: sa.Connection, flow: str, rows: Sequence[tuple[str, str | None, str | None, str]],
@@ -495,6 +559,15 @@ class Ledger:
         if not keys:
             return {}
         with self.engine.connect() as conn:
+            if self._postgres and len(keys) > 20_000:
+                # A big key list as one array parameter costs more to bind than COPY + join.
+                import pyarrow as pa
+
+                with conn.begin():
+                    _copy_arrow(conn, "ledgerlink_keys", "source_key text", pa.table({"source_key": _arrow_strings(keys)}))
+                    return dict(conn.execute(sa.text(
+                        "SELECT s.source_key, s.content_hash FROM snapshots s JOIN ledgerlink_keys k "
+                        "ON s.source_key = k.source_key WHERE s.flow = :flow"), {"flow": flow}).all())
             if self._postgres:
                 rows = conn.execute(sa.text("SELECT source_key, content_hash FROM snapshots "
                                             "WHERE flow = :flow AND source_key = ANY(:keys)"),
@@ -582,6 +655,25 @@ class Ledger:
             query = query.where(Validation.flow == flow)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _arrow_strings(values):
+    """A string column for Arrow from a list, a NumPy array or a pandas Series (Arrow-backed ones zero-copy)."""
+    import pyarrow as pa
+
+    if hasattr(values, "array") and hasattr(values.array, "__arrow_array__"):
+        return pa.array(values.array, type=pa.string())
+    return pa.array(values, type=pa.string(), from_pandas=True)
+
+
+def _copy_arrow(conn: sa.Connection, table: str, columns: str, rows) -> None:
+    """A temporary table (dropped at commit) filled from an Arrow table by COPY, its CSV written by Arrow."""
+    from ledgerlink.copyio import arrow_csv, copy_csv
+
+    cursor = conn.connection.driver_connection.cursor()
+    cursor.execute(f"CREATE TEMP TABLE {table} ({columns}) ON COMMIT DROP")
+    copy_csv(cursor, f"COPY {table} FROM STDIN WITH (FORMAT csv)", arrow_csv(rows))
+    cursor.execute(f"ANALYZE {table}")
 
 
 def _chunks(items: list, size: int):

@@ -117,7 +117,7 @@ def next_watermark(batch: pd.DataFrame, column: str, previous: str | None) -> st
     if batch.empty or column not in batch:
         return previous
     moments = pd.to_datetime(batch[column], utc=True, format="ISO8601")
-    highest = str(batch[column].iloc[int(moments.to_numpy().argmax())])
+    highest = str(batch[column].iloc[int(moments.argmax())])  # argmax on the datetime64 values, no objects
     if previous is None or _moment(highest) > _moment(previous):
         return highest
     return previous

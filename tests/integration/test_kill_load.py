@@ -88,12 +88,12 @@ def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch):
         target = sorted(db.execute(f"SELECT {', '.join(columns)} FROM {erp_lines.TABLE}"))
     assert source == target
 
-    all_items = ledger.items(flow=flow.FLOW)
-    lines = [i for i in all_items if not i["source_key"].startswith("chunk ")]
-    chunks = {i["source_key"]: i for i in all_items if i["source_key"].startswith("chunk ")}
-    assert len(lines) == len({i["source_key"] for i in lines}) == len(source), \
-        "one item per line: the retry did not send the acknowledged chunk again"
-    assert all(i["status"] == ACKNOWLEDGED and i["attempts"] == 1 for i in all_items if i["source_key"] != second_chunk)
+    chunks = {i["source_key"]: i for i in ledger.items(flow=flow.FLOW)}  # lines are never items, chunks are
+    lines = ledger.deliveries(flow=flow.FLOW)
+    assert len(lines) == len({d["source_key"] for d in lines}) == len(source), \
+        "one delivery per line: the retry did not send the acknowledged chunk again"
+    assert all(i["status"] == ACKNOWLEDGED and i["attempts"] == 1 for key, i in chunks.items() if key != second_chunk)
     assert chunks[second_chunk]["status"] == ACKNOWLEDGED and chunks[second_chunk]["attempts"] == 2
     assert len(chunks) == len(meta["parts"])
-    assert acknowledged_before <= {i["source_key"] for i in all_items}
+    assert acknowledged_before <= set(chunks)
+    assert {d["chunk_item_id"] for d in lines} <= {i["id"] for i in chunks.values()}, "every line belongs to a chunk"

@@ -92,3 +92,26 @@ def test_crash_after_the_upsert_committed_then_retry_on_postgres(world, monkeypa
     assert all(i["status"] == "acknowledged" for i in items), "a retry continues its items, never supersedes them"
     assert len(items) == len({i["source_key"] for i in items})
     assert {i["source_key"] for i in items if i["attempts"] == 2} == in_flight
+
+
+def test_a_night_with_only_deletions_reads_nothing_and_still_deletes_on_postgres(world):
+    """COPY returns no rows when nothing changed since the watermark: the extract yields no chunk (Arrow refuses
+    an empty CSV stream) and the deletions, found by key, still reach the ERP."""
+    from ledgerlink.billing.extract import read_invoice_lines
+    from ledgerlink.tracking import read_from
+
+    flow.run_all("pg-full", world["billing"], world["erp"], world["ledger"], chunk_rows=100)
+    since = read_from(world["ledger"].watermark(flow.FLOW, flow.WATERMARK))
+    with world["billing"].begin() as conn:
+        # every line the overlap would re-read goes, and every line of their invoices (no header moves either)
+        invoices = conn.execute(sa.text("SELECT DISTINCT invoice_id FROM invoice_lines WHERE updated_at >= :since"),
+                                {"since": since}).scalars().all()
+        gone = conn.execute(sa.text("DELETE FROM invoice_lines WHERE invoice_id = ANY(:ids)"),
+                            {"ids": invoices}).rowcount
+        conn.execute(sa.text("DELETE FROM invoices WHERE invoice_id = ANY(:ids)"), {"ids": invoices})
+    assert gone >= 1
+    assert list(read_invoice_lines(world["billing"], since)) == []
+
+    quiet = flow.run_all("pg-quiet", world["billing"], world["erp"], world["ledger"], chunk_rows=100)
+    assert quiet.sent == 0 and quiet.deleted == gone and quiet.reconciliation == []
+    _equal(world)

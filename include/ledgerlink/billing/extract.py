@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import pandas as pd
 import sqlalchemy as sa
@@ -126,7 +127,6 @@ def _copy_frames(engine: sa.Engine, sql: str, changed_since: str | None, columns
     About 4x faster than fetching rows through the driver (DESIGN §7); memory stays one chunk.
     """
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     types = {c: (pa.int64() if c in INT_COLUMNS else pa.string()) for c in columns}
     raw = engine.raw_connection()
@@ -137,25 +137,37 @@ def _copy_frames(engine: sa.Engine, sql: str, changed_since: str | None, columns
             statement = pgsql.SQL(f"COPY ({sql.replace(':since', '{since}')}) TO STDOUT WITH (FORMAT csv)")
             copy_sql = statement.format(since=pgsql.Literal(changed_since)) if changed_since else statement
             with cursor.copy(copy_sql) as copy:
-                reader = pacsv.open_csv(
-                    io.BufferedReader(_CopyStream(copy), buffer_size=1 << 20),
-                    read_options=pacsv.ReadOptions(column_names=columns, block_size=8 << 20),
-                    convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
-                                                         quoted_strings_can_be_null=False))
-                pending, pending_rows = [], 0
-                for record_batch in reader:
-                    pending.append(record_batch)
-                    pending_rows += record_batch.num_rows
-                    while pending_rows >= chunk_rows:
-                        table = pa.Table.from_batches(pending)
-                        yield _arrow_frame(table.slice(0, chunk_rows), columns)
-                        rest = table.slice(chunk_rows)
-                        pending, pending_rows = rest.to_batches(), rest.num_rows
-                if pending_rows:
-                    yield _arrow_frame(pa.Table.from_batches(pending), columns)
+                blocks = iter(copy)
+                first = next(blocks, None)
+                # Nothing changed: no reader is opened (Arrow refuses an empty CSV stream).
+                if first is not None:
+                    yield from _arrow_chunks(itertools.chain([first], blocks), columns, types, chunk_rows)
         raw.commit()
     finally:
         raw.close()
+
+
+def _arrow_chunks(blocks, columns: list[str], types: dict, chunk_rows: int):
+    """Frames of ``chunk_rows`` lines parsed by Arrow's streaming CSV reader from COPY's blocks."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    reader = pacsv.open_csv(
+        io.BufferedReader(_CopyStream(blocks), buffer_size=1 << 20),
+        read_options=pacsv.ReadOptions(column_names=columns, block_size=8 << 20),
+        convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                                             quoted_strings_can_be_null=False))
+    pending, pending_rows = [], 0
+    for record_batch in reader:
+        pending.append(record_batch)
+        pending_rows += record_batch.num_rows
+        while pending_rows >= chunk_rows:
+            table = pa.Table.from_batches(pending)
+            yield _arrow_frame(table.slice(0, chunk_rows), columns)
+            rest = table.slice(chunk_rows)
+            pending, pending_rows = rest.to_batches(), rest.num_rows
+    if pending_rows:
+        yield _arrow_frame(pa.Table.from_batches(pending), columns)
 
 
 def _arrow_frame(table, columns: list[str]) -> pd.DataFrame:

@@ -141,19 +141,22 @@ def gate(meta: dict, ledger: Ledger) -> dict:
                           report_dir=settings.reports_dir(FLOW, run_id) / f"part_{index:04d}", ledger=ledger)
         quarantined += len(result.quarantined)
         report = str(result.report_html)
-        gated.append(stage_frame(FLOW, run_id, f"gated_{index:04d}", result.passed))
+        # Nothing held back: the staged chunk is what passed, so it is not written a second time.
+        gated.append(stage_frame(FLOW, run_id, f"gated_{index:04d}", result.passed) if result.quarantined else part)
     return {**meta, "parts": gated, "quarantined": quarantined, "gate_report": report}
 
 
 def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
-    """Upsert each gated chunk in one transaction, then acknowledge its items; delete what billing deleted."""
+    """Upsert each gated chunk in one transaction, then acknowledge its lines; delete what billing deleted."""
     run_id = meta["run_id"]
     erp_lines.ensure_table(erp)
     deleted_keys = read_json(meta["deletions"])
-    wanted = set(deleted_keys) | {_chunk_key(run_id, i) for i in range(len(meta["parts"]))} | {_chunk_key(run_id, -1)}
-    for part in meta["parts"]:
-        wanted.update(read_column(part, KEY_COLUMN))
-    ledger.close_superseded(FLOW, wanted)
+    # Lines are never open items (each is written once, acknowledged): only chunks are, so only this run's
+    # chunk keys are still wanted; an open chunk of an abandoned run is closed as superseded.
+    chunk_keys = [_chunk_key(run_id, i) for i in range(len(meta["parts"]))] + [_chunk_key(run_id, -1)]
+    ledger.close_superseded(FLOW, set(chunk_keys))
+    # Chunks an earlier attempt of this run already started: only their lines can be acknowledged already.
+    attempted = {i["source_key"] for i in ledger.items(flow=FLOW, run_id=run_id)}
     created = updated = 0
     sent = Figures(count=0)  # summed chunk by chunk: memory stays one chunk
     for index, part in enumerate(meta["parts"]):
@@ -161,26 +164,27 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         if batch.empty:
             continue
         # The run's figures count the whole batch; a retry only sends what an earlier attempt of it did not
-        # get acknowledged (the ledger then shows one item per line, its attempts counted).
+        # get acknowledged (the ledger then shows one delivery per line, and the chunk's attempts counted).
         created += int((batch["_op"] == CREATE).sum())
         updated += int((batch["_op"] == UPDATE).sum())
         sent = _add_figures(sent, figures(batch))
-        batch = _not_yet_acknowledged(batch, ledger)
-        if batch.empty:
-            continue
-        lines = [PlannedChange(k, k, h, op) for k, h, op in zip(batch[KEY_COLUMN], batch[HASH_COLUMN], batch["_op"])]
-        chunk_item = _chunk_in_flight(ledger, run_id, index, len(lines), "upsert")
+        if _chunk_key(run_id, index) in attempted:
+            batch = _not_yet_acknowledged(batch, ledger)
+            if batch.empty:
+                continue
+        chunk_item = _chunk_in_flight(ledger, run_id, index, len(batch), "upsert")
         upsert_frame(erp, erp_lines.TABLE, batch.rename(columns={HASH_COLUMN: "content_hash"}), [erp_lines.KEY],
                      erp_lines.COLUMNS)
-        ledger.record_confirmed_chunk(FLOW, chunk_item, run_id, "erp", "invoice_line", lines)
+        ledger.record_confirmed_lines(FLOW, chunk_item, run_id, "erp", "invoice_line", batch[KEY_COLUMN],
+                                      batch[HASH_COLUMN], batch["_op"])
     still_acknowledged = sorted(ledger.snapshot_hashes(FLOW, deleted_keys))  # deletions a retry has not done yet
     if still_acknowledged:
-        lines = [PlannedChange(k, k, None, DELETE) for k in still_acknowledged]
-        chunk_item = _chunk_in_flight(ledger, run_id, -1, len(lines), DELETE)
+        chunk_item = _chunk_in_flight(ledger, run_id, -1, len(still_acknowledged), DELETE)
         delete_keys(erp, erp_lines.TABLE, erp_lines.KEY, still_acknowledged)
-        ledger.record_confirmed_chunk(FLOW, chunk_item, run_id, "erp", "invoice_line", lines)
+        ledger.record_confirmed_lines(FLOW, chunk_item, run_id, "erp", "invoice_line", still_acknowledged,
+                                      [None] * len(still_acknowledged), [DELETE] * len(still_acknowledged))
     headers = read_frame(meta["headers"])
-    ledger.put_snapshot(HEADER_FLOW, headers[KEY_COLUMN].tolist(), headers[HASH_COLUMN].tolist())
+    ledger.put_snapshot(HEADER_FLOW, headers[KEY_COLUMN], headers[HASH_COLUMN])
     # Held-back lines do not hold the watermark: they are not in the snapshot, so the next extract finds
     # them by key (see _deleted_keys) and gates them again, without rescanning everything after them.
     if meta["watermark_read"]:

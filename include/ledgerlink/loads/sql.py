@@ -7,13 +7,13 @@ from an executemany into a temporary table. One transaction per call: a crash le
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Sequence
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
+
+from ledgerlink.copyio import arrow_csv, copy_csv
 
 HASH = "content_hash"
 
@@ -43,17 +43,12 @@ def _conflict_sql(table: str, staging: str, key_columns, columns) -> str:
 
 def _upsert_postgres(engine: sa.Engine, table: str, df: pd.DataFrame, key_columns, columns) -> int:
     staging = "ledgerlink_staging"
-    buffer = io.BytesIO()
     # Arrow's CSV writer: about 4x faster than DataFrame.to_csv (DESIGN §7); integers stay integers.
-    pacsv.write_csv(pa.Table.from_pandas(df[list(columns)], preserve_index=False), buffer,
-                    write_options=pacsv.WriteOptions(include_header=False))
+    data = arrow_csv(pa.Table.from_pandas(df[list(columns)], preserve_index=False))
+    cols = ", ".join(_quote(c) for c in columns)
     with _raw_transaction(engine) as raw, raw.cursor() as cursor:
         cursor.execute(f"CREATE TEMP TABLE {staging} (LIKE {_quote(table)} INCLUDING DEFAULTS) ON COMMIT DROP")
-        cols = ", ".join(_quote(c) for c in columns)
-        with cursor.copy(f"COPY {staging} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
-            view = buffer.getbuffer()
-            for start in range(0, len(view), 1 << 20):
-                copy.write(view[start:start + (1 << 20)])
+        copy_csv(cursor, f"COPY {staging} ({cols}) FROM STDIN WITH (FORMAT csv)", data)
         cursor.execute(_conflict_sql(table, staging, key_columns, columns))
         return cursor.rowcount
 

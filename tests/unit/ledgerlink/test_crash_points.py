@@ -19,7 +19,7 @@ from tests.support.crashes import SimulatedCrash
 
 CRASH_POINTS = [("ledger", "close_superseded", "after"), ("ledger", "plan", "after"), ("ledger", "mark_sent", "after"),
                 ("flow", "upsert_frame", "before"), ("flow", "upsert_frame", "after"),
-                ("ledger", "record_confirmed_chunk", "before"), ("ledger", "record_confirmed_chunk", "after"),
+                ("ledger", "record_confirmed_lines", "before"), ("ledger", "record_confirmed_lines", "after"),
                 ("flow", "delete_keys", "before"), ("flow", "delete_keys", "after"),
                 ("ledger", "set_watermark", "before")]
 

@@ -72,8 +72,8 @@ class LoadMachine(RuleBasedStateMachine):
         mutate_billing(self.folder / "billing.db", seed=self.runs, changed_fraction=fraction, deleted=deleted,
                        added=added, as_of=self.clock)
 
-    @rule(where=st.sampled_from(["upsert:before", "upsert:after", "record_confirmed_chunk:before",
-                                 "record_confirmed_chunk:after", "delete_keys:before", "delete_keys:after",
+    @rule(where=st.sampled_from(["upsert:before", "upsert:after", "record_confirmed_lines:before",
+                                 "record_confirmed_lines:after", "delete_keys:before", "delete_keys:after",
                                  "mark_sent:after"]),
           nth=st.integers(1, 3), retry=st.booleans())
     def crash_during_load(self, where, nth, retry):
@@ -82,7 +82,7 @@ class LoadMachine(RuleBasedStateMachine):
         name, moment = where.split(":")
         calls = {"n": 0}
         targets = {"upsert": (flow, "upsert_frame"), "delete_keys": (flow, "delete_keys"),
-                   "record_confirmed_chunk": (self.ledger, "record_confirmed_chunk"),
+                   "record_confirmed_lines": (self.ledger, "record_confirmed_lines"),
                    "mark_sent": (self.ledger, "mark_sent")}
         owner, attribute = targets[name]
         real = getattr(owner, attribute)
