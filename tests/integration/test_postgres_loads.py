@@ -115,3 +115,14 @@ def test_a_night_with_only_deletions_reads_nothing_and_still_deletes_on_postgres
     quiet = flow.run_all("pg-quiet", world["billing"], world["erp"], world["ledger"], chunk_rows=100)
     assert quiet.sent == 0 and quiet.deleted == gone and quiet.reconciliation == []
     _equal(world)
+
+
+def test_a_first_load_into_an_erp_that_already_holds_the_lines_falls_back_to_the_upsert(world, server):
+    """A first load COPies straight into the table; when the ERP holds some keys already (here: a ledger that
+    was rebuilt from nothing), the COPY's transaction rolls back whole and the staged upsert runs instead."""
+    first = flow.run_all("pg-before", world["billing"], world["erp"], world["ledger"], chunk_rows=100)
+    fresh = create_database(server, "rebuilt_ledger")
+    rebuilt = Ledger(fresh.url)
+    again = flow.run_all("pg-rebuilt", world["billing"], world["erp"], rebuilt, chunk_rows=100)
+    assert again.created == first.created and again.reconciliation == []
+    _equal(world)  # every line once: the PRIMARY KEY would have refused a second copy

@@ -168,13 +168,14 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         created += int((batch["_op"] == CREATE).sum())
         updated += int((batch["_op"] == UPDATE).sum())
         sent = _add_figures(sent, figures(batch))
-        if _chunk_key(run_id, index) in attempted:
+        retry = _chunk_key(run_id, index) in attempted
+        if retry:
             batch = _not_yet_acknowledged(batch, ledger)
             if batch.empty:
                 continue
         chunk_item = _chunk_in_flight(ledger, run_id, index, len(batch), "upsert")
         upsert_frame(erp, erp_lines.TABLE, batch.rename(columns={HASH_COLUMN: "content_hash"}), [erp_lines.KEY],
-                     erp_lines.COLUMNS)
+                     erp_lines.COLUMNS, expect_new=not retry and bool((batch["_op"] == CREATE).all()))
         ledger.record_confirmed_lines(FLOW, chunk_item, run_id, "erp", "invoice_line", batch[KEY_COLUMN],
                                       batch[HASH_COLUMN], batch["_op"])
     still_acknowledged = sorted(ledger.snapshot_hashes(FLOW, deleted_keys))  # deletions a retry has not done yet

@@ -23,11 +23,18 @@ def _quote(name: str) -> str:
 
 
 def upsert_frame(engine: sa.Engine, table: str, df: pd.DataFrame, key_columns: Sequence[str],
-                 columns: Sequence[str]) -> int:
-    """Insert or update ``df[columns]`` into ``table`` by ``key_columns``; returns the rows written or changed."""
+                 columns: Sequence[str], *, expect_new: bool = False) -> int:
+    """Insert or update ``df[columns]`` into ``table`` by ``key_columns``; returns the rows written or changed.
+
+    ``expect_new``: the caller believes no row exists yet (a first load). On PostgreSQL the rows are then
+    COPied straight into the table, half the work of staging + upsert; if any key does exist after all, that
+    transaction rolls back whole and the staged upsert runs instead, so the result is the same either way.
+    """
     if df.empty:
         return 0
     if engine.dialect.name == "postgresql":
+        if expect_new and _copy_new_postgres(engine, table, df, columns):
+            return len(df)
         return _upsert_postgres(engine, table, df, key_columns, columns)
     return _upsert_generic(engine, table, df, key_columns, columns)
 
@@ -39,6 +46,20 @@ def _conflict_sql(table: str, staging: str, key_columns, columns) -> str:
     changed = f"{_quote(table)}.{HASH} IS DISTINCT FROM excluded.{HASH}" if HASH in columns else "TRUE"
     return (f"INSERT INTO {_quote(table)} ({cols}) SELECT {cols} FROM {staging} WHERE true "
             f"ON CONFLICT ({keys}) DO UPDATE SET {updates} WHERE {changed}")
+
+
+def _copy_new_postgres(engine: sa.Engine, table: str, df: pd.DataFrame, columns) -> bool:
+    """COPY straight into the table; False (nothing written) if a key already exists there."""
+    import psycopg
+
+    data = arrow_csv(pa.Table.from_pandas(df[list(columns)], preserve_index=False))
+    cols = ", ".join(_quote(c) for c in columns)
+    try:
+        with _raw_transaction(engine) as raw, raw.cursor() as cursor:
+            copy_csv(cursor, f"COPY {_quote(table)} ({cols}) FROM STDIN WITH (FORMAT csv)", data)
+    except psycopg.errors.UniqueViolation:
+        return False
+    return True
 
 
 def _upsert_postgres(engine: sa.Engine, table: str, df: pd.DataFrame, key_columns, columns) -> int:
