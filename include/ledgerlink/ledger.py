@@ -116,28 +116,19 @@ class Validation(Base):
     created_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
 
 
-class Delivery(Base):
-    """One line a bulk (SQL) target committed, per run: the per-line history of chunked loads.
-
-    Append-only and indexed by time only (BRIN on PostgreSQL): a chunk of lines is in flight as one ``items``
-    row, and its lines are written here once, acknowledged, in the transaction that closes that item. The
-    snapshot keeps each line's latest acknowledged content, indexed by key.
-    """
-
-    __tablename__ = "deliveries"
-    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                                            autoincrement=True)
-    run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250))
-    flow: orm.Mapped[str] = orm.mapped_column(sa.String(100))
-    target: orm.Mapped[str] = orm.mapped_column(sa.String(50))
-    entity: orm.Mapped[str] = orm.mapped_column(sa.String(50))
-    source_key: orm.Mapped[str] = orm.mapped_column(sa.String(200))
-    content_hash: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
-    operation: orm.Mapped[str] = orm.mapped_column(sa.String(10))
-    chunk_item_id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger)
-    acknowledged_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
-
-    __table_args__ = (sa.Index("ix_deliveries_acknowledged_at", "acknowledged_at", postgresql_using="brin"),)
+# One line a bulk (SQL) target committed: the per-line history of chunked loads. A chunk of lines is in flight
+# as one ``items`` row (which names the run, flow, target and time); its lines are written here once,
+# acknowledged, in the transaction that closes that item. Append-only, four narrow columns and a BRIN index:
+# at a million lines a night every byte and every B-tree costs. The snapshot keeps each line's latest
+# acknowledged content, indexed by key.
+deliveries = sa.Table(
+    "deliveries", Base.metadata,
+    sa.Column("chunk_item_id", sa.BigInteger, nullable=False),
+    sa.Column("source_key", sa.String(200), nullable=False),
+    sa.Column("content_hash", sa.String(64)),
+    sa.Column("operation", sa.String(10), nullable=False),
+    sa.Index("ix_deliveries_chunk_item", "chunk_item_id", postgresql_using="brin"),
+)
 
 
 class SchemaVersion(Base):
@@ -155,7 +146,7 @@ def _migration_1_initial(connection: sa.Connection) -> None:
 
 
 def _migration_2_deliveries(connection: sa.Connection) -> None:
-    Delivery.__table__.create(connection, checkfirst=True)
+    deliveries.create(connection, checkfirst=True)
 
 
 # Ordered, append-only: a released migration is never edited, a new one is added with the next number.
@@ -412,59 +403,72 @@ class Ledger:
                     [{"b_id": item_id, "b_tk": target_key} for item_id, _, _, target_key, _ in chunk])
                 self._move_snapshot(conn, flow, [(key, h, tk, op) for _, key, h, tk, op in chunk], now)
 
-    def record_confirmed_lines(self, flow: str, chunk_item_id: int, run_id: str, target: str, entity: str,
-                               keys: Sequence[str], hashes: Sequence[str | None], operations: Sequence[str]) -> None:
+    def record_confirmed_lines(self, flow: str, chunk_item_id: int, keys: Sequence[str],
+                               hashes: Sequence[str | None], operations: Sequence[str], *,
+                               expect_new: bool = False) -> None:
         """A transactional target committed a chunk: its lines go into ``deliveries``, the snapshot moves, and
         the chunk's own item closes, all in one ledger transaction.
 
         A SQL target takes a chunk in one commit, so no line of it can be sent-but-unconfirmed on its own: the
         chunk's item carries that state while the chunk is in flight, and each line is written once, confirmed.
         Columns, not row objects: at a million lines a Python object per line costs more than the database.
+        ``expect_new``: the caller believes none of the keys is in the snapshot yet (a first load), so the
+        snapshot rows are inserted without first deleting old ones; a key that is there after all rolls back
+        to a savepoint and takes the delete-then-insert path.
         """
         now = utcnow()
         close_chunk = sa.update(Item).where(Item.id == chunk_item_id).values(
             status=ACKNOWLEDGED, acknowledged_at=now, updated_at=now, last_error=None)
-        params = {"run_id": run_id, "flow": flow, "target": target, "entity": entity, "now": now,
-                  "chunk": chunk_item_id, "delete": DELETE}
+        params = {"flow": flow, "now": now, "chunk": chunk_item_id, "delete": DELETE}
         if self._postgres:
             import pyarrow as pa
 
             lines = pa.table({"source_key": _arrow_strings(keys), "content_hash": _arrow_strings(hashes),
                               "operation": _arrow_strings(operations)})
+            insert_snapshot = sa.text(
+                "INSERT INTO snapshots (flow, source_key, content_hash, acknowledged_at) "
+                "SELECT CAST(:flow AS text), source_key, content_hash, CAST(:now AS timestamptz) "
+                "FROM ledgerlink_ack WHERE operation <> :delete")  # a chunk's keys are unique: no DISTINCT ON
             with self.engine.begin() as conn:
                 _copy_arrow(conn, "ledgerlink_ack", "source_key text, content_hash text, operation text", lines)
-                conn.execute(sa.text(
-                    "INSERT INTO deliveries (run_id, flow, target, entity, source_key, content_hash, operation, "
-                    "chunk_item_id, acknowledged_at) SELECT CAST(:run_id AS text), CAST(:flow AS text), "
-                    "CAST(:target AS text), CAST(:entity AS text), source_key, content_hash, operation, "
-                    "CAST(:chunk AS bigint), CAST(:now AS timestamptz) FROM ledgerlink_ack"), params)
-                conn.execute(sa.text("DELETE FROM snapshots s USING ledgerlink_ack a "
-                                     "WHERE s.flow = :flow AND s.source_key = a.source_key"), params)
-                # A chunk's keys are unique (one staged batch), so no DISTINCT ON sort is needed.
-                conn.execute(sa.text(
-                    "INSERT INTO snapshots (flow, source_key, content_hash, target_key, acknowledged_at) "
-                    "SELECT CAST(:flow AS text), source_key, content_hash, source_key, CAST(:now AS timestamptz) "
-                    "FROM ledgerlink_ack WHERE operation <> :delete"), params)
+                conn.execute(sa.text("INSERT INTO deliveries (chunk_item_id, source_key, content_hash, operation) "
+                                     "SELECT CAST(:chunk AS bigint), source_key, content_hash, operation "
+                                     "FROM ledgerlink_ack"), params)
+                moved = False
+                if expect_new:
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(insert_snapshot, params)
+                        moved = True
+                    except sa.exc.IntegrityError:
+                        pass
+                if not moved:
+                    conn.execute(sa.text("DELETE FROM snapshots s USING ledgerlink_ack a "
+                                         "WHERE s.flow = :flow AND s.source_key = a.source_key"), params)
+                    conn.execute(insert_snapshot, params)
                 conn.execute(close_chunk)
             return
         rows = list(zip(keys, hashes, operations))
         with self.engine.begin() as conn:
             for chunk in _chunks(rows, 5000):
-                conn.execute(sa.insert(Delivery), [
-                    {"run_id": run_id, "flow": flow, "target": target, "entity": entity, "source_key": key,
-                     "content_hash": digest, "operation": operation, "chunk_item_id": chunk_item_id,
-                     "acknowledged_at": now} for key, digest, operation in chunk])
-                self._move_snapshot(conn, flow, [(key, digest, key, operation) for key, digest, operation in chunk],
+                conn.execute(sa.insert(deliveries), [
+                    {"chunk_item_id": chunk_item_id, "source_key": key, "content_hash": digest, "operation": operation}
+                    for key, digest, operation in chunk])
+                self._move_snapshot(conn, flow, [(key, digest, None, operation) for key, digest, operation in chunk],
                                     now)
             conn.execute(close_chunk)
 
     def deliveries(self, flow: str | None = None, run_id: str | None = None) -> list[dict]:
-        """The per-line history of chunked loads, oldest first."""
-        query = sa.select(Delivery).order_by(Delivery.id)
+        """The per-line history of chunked loads, each line with its chunk's run, target and time."""
+        query = (sa.select(Item.run_id, Item.flow, Item.target, Item.entity, deliveries.c.source_key,
+                           deliveries.c.content_hash, deliveries.c.operation, deliveries.c.chunk_item_id,
+                           Item.acknowledged_at)
+                 .join(Item, Item.id == deliveries.c.chunk_item_id)
+                 .order_by(deliveries.c.chunk_item_id, deliveries.c.source_key))
         if flow:
-            query = query.where(Delivery.flow == flow)
+            query = query.where(Item.flow == flow)
         if run_id:
-            query = query.where(Delivery.run_id == run_id)
+            query = query.where(Item.run_id == run_id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 

@@ -174,16 +174,17 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
             if batch.empty:
                 continue
         chunk_item = _chunk_in_flight(ledger, run_id, index, len(batch), "upsert")
-        upsert_frame(erp, erp_lines.TABLE, batch.rename(columns={HASH_COLUMN: "content_hash"}), [erp_lines.KEY],
-                     erp_lines.COLUMNS, expect_new=not retry and bool((batch["_op"] == CREATE).all()))
-        ledger.record_confirmed_lines(FLOW, chunk_item, run_id, "erp", "invoice_line", batch[KEY_COLUMN],
-                                      batch[HASH_COLUMN], batch["_op"])
+        first_load = not retry and bool((batch["_op"] == CREATE).all())  # none of these keys was ever loaded
+        upsert_frame(erp, erp_lines.TABLE, batch.rename(columns={HASH_COLUMN: "content_hash"}),
+                     [erp_lines.KEY], erp_lines.COLUMNS, expect_new=first_load)
+        ledger.record_confirmed_lines(FLOW, chunk_item, batch[KEY_COLUMN], batch[HASH_COLUMN], batch["_op"],
+                                      expect_new=first_load)
     still_acknowledged = sorted(ledger.snapshot_hashes(FLOW, deleted_keys))  # deletions a retry has not done yet
     if still_acknowledged:
         chunk_item = _chunk_in_flight(ledger, run_id, -1, len(still_acknowledged), DELETE)
         delete_keys(erp, erp_lines.TABLE, erp_lines.KEY, still_acknowledged)
-        ledger.record_confirmed_lines(FLOW, chunk_item, run_id, "erp", "invoice_line", still_acknowledged,
-                                      [None] * len(still_acknowledged), [DELETE] * len(still_acknowledged))
+        ledger.record_confirmed_lines(FLOW, chunk_item, still_acknowledged, [None] * len(still_acknowledged),
+                                      [DELETE] * len(still_acknowledged))
     headers = read_frame(meta["headers"])
     ledger.put_snapshot(HEADER_FLOW, headers[KEY_COLUMN], headers[HASH_COLUMN])
     # Held-back lines do not hold the watermark: they are not in the snapshot, so the next extract finds
