@@ -31,6 +31,7 @@ FLOW = "billing_invoice_lines_to_erp"
 WATERMARK = "updated_at"
 HEADER_FLOW = f"{FLOW}:invoice_headers"  # the invoice fields each line carries, as last loaded
 CONTENT_COLUMNS = [c for c in erp_lines.COLUMNS if c != "content_hash"]
+BULK_LINES = 50_000  # a load this big refreshes the ledger's planner statistics
 
 
 def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 200_000) -> dict:
@@ -185,6 +186,8 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         delete_keys(erp, erp_lines.TABLE, erp_lines.KEY, still_acknowledged)
         ledger.record_confirmed_lines(FLOW, chunk_item, still_acknowledged, [None] * len(still_acknowledged),
                                       [DELETE] * len(still_acknowledged))
+    if created + updated >= BULK_LINES:
+        ledger.refresh_statistics()
     headers = read_frame(meta["headers"])
     ledger.put_snapshot(HEADER_FLOW, headers[KEY_COLUMN], headers[HASH_COLUMN])
     # Held-back lines do not hold the watermark: they are not in the snapshot, so the next extract finds
