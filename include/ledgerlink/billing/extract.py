@@ -88,10 +88,16 @@ def read_invoice_lines(engine: sa.Engine, changed_since: str | None, chunk_rows:
             yield _frame(rows, INVOICE_LINE_COLUMNS)
 
 
-def read_invoice_headers(engine: sa.Engine, changed_since: str | None) -> pd.DataFrame:
-    """The invoice fields its lines carry (customer and date), for invoices changed since a point."""
-    return _select_since(engine, f"SELECT {', '.join(HEADER_COLUMNS)} FROM invoices", HEADER_COLUMNS, "updated_at",
-                         changed_since)
+def read_invoice_headers(engine: sa.Engine, changed_since: str | None, chunk_rows: int = 200_000):
+    """The invoice fields its lines carry (customer and date), for invoices changed since a point, in chunks."""
+    sql, params = f"SELECT {', '.join(HEADER_COLUMNS)} FROM invoices", {}
+    if changed_since:
+        sql += " WHERE updated_at >= :since"
+        params["since"] = changed_since
+    with engine.connect().execution_options(stream_results=True) as conn:
+        result = conn.execute(sa.text(sql), params)
+        while rows := result.fetchmany(chunk_rows):
+            yield _frame(rows, HEADER_COLUMNS)
 
 
 def read_invoice_lines_by_key(engine: sa.Engine, keys: list[str], key: str = "l.line_id") -> pd.DataFrame:

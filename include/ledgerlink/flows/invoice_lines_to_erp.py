@@ -62,11 +62,15 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
         if len(to_send):
             parts.append(stage_frame(FLOW, run_id, f"changes_{index:04d}", to_send))
     # A line carries its invoice's customer and date: lines of invoices whose header moved are read too.
-    headers = with_keys_and_hashes(read_invoice_headers(billing, read_from(watermark)), ["invoice_id"],
-                                   ["invoice_id", "customer_id", "issue_date"])
-    acknowledged_headers = ledger.snapshot_hashes(HEADER_FLOW, headers[KEY_COLUMN].tolist())
-    moved = sorted(k for k, h in zip(headers[KEY_COLUMN], headers[HASH_COLUMN])
-                   if k in acknowledged_headers and acknowledged_headers[k] != h)
+    header_parts, moved = [], []
+    headers_known = ledger.snapshot_fingerprint(HEADER_FLOW)[0] > 0
+    for index, chunk in enumerate(read_invoice_headers(billing, read_from(watermark), chunk_rows)):
+        headers = with_keys_and_hashes(chunk, ["invoice_id"], ["invoice_id", "customer_id", "issue_date"])
+        acknowledged = ledger.snapshot_hashes(HEADER_FLOW, headers[KEY_COLUMN].tolist()) if headers_known else {}
+        moved += [k for k, h in zip(headers[KEY_COLUMN], headers[HASH_COLUMN])
+                  if k in acknowledged and acknowledged[k] != h]
+        header_parts.append(stage_frame(FLOW, run_id, f"headers_{index:04d}", headers[[KEY_COLUMN, HASH_COLUMN]]))
+    moved.sort()
     if moved:
         staged = {k for part in parts for k in read_column(part, KEY_COLUMN)}
         batch = with_keys_and_hashes(read_invoice_lines_by_key(billing, moved, key="l.invoice_id"), ["line_id"],
@@ -94,7 +98,7 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
     log.info("Billing invoice lines: %d read since %s; %d new, %d changed, %d deleted",
              counts["read"], watermark or "the beginning", counts["new"], counts["changed"], len(deleted))
     return {"run_id": run_id, **counts, "initial": snapshot_size == 0,
-            "headers": stage_frame(FLOW, run_id, "headers", headers[[KEY_COLUMN, HASH_COLUMN]]), "deleted": len(deleted), "source_keys": source_count, "parts": parts,
+            "headers": header_parts, "deleted": len(deleted), "source_keys": source_count, "parts": parts,
             "deletions": stage_json(FLOW, run_id, "deletions", deleted), "watermark_read": highest}
 
 
@@ -188,8 +192,9 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
                                       [DELETE] * len(still_acknowledged))
     if created + updated >= BULK_LINES:
         ledger.refresh_statistics()
-    headers = read_frame(meta["headers"])
-    ledger.put_snapshot(HEADER_FLOW, headers[KEY_COLUMN], headers[HASH_COLUMN])
+    for part in meta["headers"]:
+        headers = read_frame(part)
+        ledger.put_snapshot(HEADER_FLOW, headers[KEY_COLUMN], headers[HASH_COLUMN])
     # Held-back lines do not hold the watermark: they are not in the snapshot, so the next extract finds
     # them by key (see _deleted_keys) and gates them again, without rescanning everything after them.
     if meta["watermark_read"]:
