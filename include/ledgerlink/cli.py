@@ -3,6 +3,8 @@
     map                               the exchange map as a table
     history --target onec --since D   what went where, when, with what result
     planned                           what is waiting to go (or went without a confirmation yet)
+    lines --flow F [--run R] [--key K]  line by line, what a chunked (SQL) load delivered; ``history`` shows
+                                      its chunks
     quarantine                        what was held back, and why
     runs                              each run, with its status
     summary [--check-targets]         the last run of each flow as finance reads it; with --check-targets
@@ -43,7 +45,7 @@ def _print(rows: list[dict], columns: list[str], as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ledgerlink", description="Ledgerlink: exchange map and ledger.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("map", "history", "planned", "quarantine", "runs", "summary"):
+    for name in ("map", "history", "planned", "lines", "quarantine", "runs", "summary"):
         command = sub.add_parser(name)
         command.add_argument("--json", action="store_true", help="machine-readable output")
         if name in ("history", "planned"):
@@ -53,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--flow")
         if name in ("quarantine", "runs"):
             command.add_argument("--flow")
+        if name == "lines":
+            command.add_argument("--flow", required=True)
+            command.add_argument("--run", help="one run's lines")
+            command.add_argument("--key", help="one record's deliveries, run after run")
         if name == "summary":
             command.add_argument("--check-targets", action="store_true")
     args = parser.parse_args(argv)
@@ -75,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = ledger.planned(target=args.target)
         _print(rows, ["planned_at", "flow", "target", "source_key", "operation", "status", "attempts", "last_error"],
                args.json)
+    elif args.command == "lines":
+        rows = ledger.deliveries(flow=args.flow, run_id=args.run, key=args.key)
+        _print(rows, ["acknowledged_at", "run_id", "target", "source_key", "operation", "content_hash"], args.json)
     elif args.command == "quarantine":
         rows = ledger.quarantined(flow=args.flow)
         _print(rows, ["created_at", "flow", "entity", "source_key", "reasons"], args.json)

@@ -477,7 +477,7 @@ class Ledger:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("ANALYZE snapshots, deliveries, items"))
 
-    def deliveries(self, flow: str | None = None, run_id: str | None = None) -> list[dict]:
+    def deliveries(self, flow: str | None = None, run_id: str | None = None, key: str | None = None) -> list[dict]:
         """The per-line history of chunked loads, each line with its chunk's run, target and time."""
         query = (sa.select(Item.run_id, Item.flow, Item.target, Item.entity, deliveries.c.source_key,
                            deliveries.c.content_hash, deliveries.c.operation, deliveries.c.chunk_item_id,
@@ -488,6 +488,8 @@ class Ledger:
             query = query.where(Item.flow == flow)
         if run_id:
             query = query.where(Item.run_id == run_id)
+        if key:
+            query = query.where(deliveries.c.source_key == key)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 

@@ -63,3 +63,29 @@ def test_an_invoice_total_change_alone_does_not_resend_its_lines(world):
         db.execute("UPDATE invoices SET status = 'paid', updated_at = '2026-11-22T10:00:00+00:00' "
                    "WHERE invoice_id = (SELECT min(invoice_id) FROM invoices)")
     assert flow.run_all("second", world["billing"], world["erp"], world["ledger"]).sent == 0
+
+
+def test_each_line_has_its_delivery_history_under_its_chunk(world, capsys, monkeypatch):
+    """A chunk is one ledger item; its lines are deliveries, and a line changed later has two of them."""
+    import json
+
+    from ledgerlink import cli
+
+    first = flow.run_all("first", world["billing"], world["erp"], world["ledger"], chunk_rows=50)
+    chunks = world["ledger"].items(flow=flow.FLOW, run_id="first")
+    lines = world["ledger"].deliveries(flow=flow.FLOW, run_id="first")
+    assert len(lines) == first.created and {d["chunk_item_id"] for d in lines} == {c["id"] for c in chunks}
+    assert len(chunks) == -(-first.created // 50)
+
+    line_id = lines[0]["source_key"]
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        db.execute("UPDATE invoice_lines SET description = description || ' (corrected)', "
+                   "updated_at = '2099-01-01T00:00:00+00:00' WHERE line_id = ?", (line_id,))
+    second = flow.run_all("second", world["billing"], world["erp"], world["ledger"], chunk_rows=50)
+    assert second.updated == 1
+
+    monkeypatch.setenv("LEDGERLINK_LEDGER_URL", str(world["ledger"].url))
+    assert cli.main(["lines", "--flow", flow.FLOW, "--key", line_id, "--json"]) == 0
+    history = json.loads(capsys.readouterr().out)
+    assert [(d["run_id"], d["operation"]) for d in history] == [("first", "create"), ("second", "update")]
+    assert history[0]["content_hash"] != history[1]["content_hash"]
