@@ -75,6 +75,8 @@ def diff(batch: pd.DataFrame, snapshot: dict[str, tuple[str, str | None]],
     ``all_source_keys`` is every key that still exists at the source (a cheap keys-only read); when given,
     snapshot keys missing from it are deletions. Pass ``None`` for sources that cannot list keys.
     """
+    if not snapshot:  # nothing acknowledged yet (a first load): every row is new, nothing to look up
+        return ChangeSet(new=batch, changed=batch.iloc[0:0], deleted=[], unchanged=0)
     known = _known_hashes(batch, snapshot)
     is_new = known.isna().to_numpy(dtype=bool)
     is_changed = ~is_new & (known.fillna("") != batch[HASH_COLUMN].astype("string").fillna("")).to_numpy(dtype=bool)
