@@ -107,7 +107,7 @@ def worker_dlt(cfg: dict) -> dict:
     table = _read_csv_frame(cfg["csv"])
     # the throwaway cluster trusts local connections; dlt insists on a password in the credentials anyway
     dsn = cfg["dsn"].replace("postgresql://postgres@", "postgresql://postgres:unused@")
-    pipeline = dlt.pipeline(pipeline_name="bench_merge", pipelines_dir=str(Path(cfg["work"]) / "dlt_pipelines"),
+    pipeline = dlt.pipeline(pipeline_name=cfg.get("pipeline", "bench_merge"), pipelines_dir=str(Path(cfg["work"]) / "dlt_pipelines"),
                             destination=dlt.destinations.postgres(dsn), dataset_name="bench")
     started = time.perf_counter()
     pipeline.run(table, table_name="lines", write_disposition="merge", primary_key="line_id")
@@ -117,6 +117,12 @@ def worker_dlt(cfg: dict) -> dict:
     with psycopg.connect(cfg["dsn"]) as conn:
         rows = conn.execute("SELECT count(*) FROM bench.lines").fetchone()[0]
     return {"seconds": seconds, "rows": rows, "version": dlt.__version__}
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def worker_ledgerlink(cfg: dict) -> dict:
@@ -136,6 +142,7 @@ def worker_ledgerlink(cfg: dict) -> dict:
 
     gates._validation_for(gates.suite_for("invoice_line", max_rows=None))
     setup = time.perf_counter() - mark
+    setup_rss = _peak_rss_mb()
     billing, erp = sa.create_engine(cfg["billing_url"]), sa.create_engine(cfg["erp_url"])
     steps = {}
     started = time.perf_counter()
@@ -144,19 +151,24 @@ def worker_ledgerlink(cfg: dict) -> dict:
     mark = time.perf_counter()
     meta = flow.extract(cfg["run_id"], billing, ledger, cfg["chunk_rows"])
     steps["extract"] = time.perf_counter() - mark
+    peaks = {"setup": setup_rss, "extract": _peak_rss_mb()}
     mark = time.perf_counter()
     meta = flow.gate(meta, ledger)
     steps["gate"] = time.perf_counter() - mark
+    peaks["gate"] = _peak_rss_mb()
     mark = time.perf_counter()
     meta = flow.load(meta, erp, ledger)
     steps["load"] = time.perf_counter() - mark
+    peaks["load"] = _peak_rss_mb()
     mark = time.perf_counter()
     summary = flow.reconcile_and_report(meta, billing, erp, ledger)
     steps["reconcile_and_report"] = time.perf_counter() - mark
     seconds = time.perf_counter() - started
     with erp.connect() as conn:
         rows = conn.scalar(sa.text("SELECT count(*) FROM billed_invoice_lines"))
-    return {"seconds": seconds, "rows": rows, "steps": steps, "gx_setup_s": setup, "sent": summary.sent, "created": summary.created,
+    peaks["reconcile_and_report"] = _peak_rss_mb()
+    return {"seconds": seconds, "rows": rows, "steps": steps, "gx_setup_s": setup, "peak_rss_mb_after": peaks,
+            "sent": summary.sent, "created": summary.created,
             "updated": summary.updated, "deleted": summary.deleted, "read": meta["read"]}
 
 
@@ -295,8 +307,19 @@ def _export_csv(info, path: Path) -> None:
                 out.write(block)
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median time (its steps and counts), every run's time, and the highest peak RSS."""
+    timed = sorted((r for r in runs if _seconds(r) is not None), key=lambda r: r["seconds"])
+    if not timed:
+        return runs[0]
+    path = dict(timed[(len(timed) - 1) // 2])
+    path["runs_s"] = [round(r["seconds"], 3) for r in runs if _seconds(r) is not None]
+    path["peak_rss_mb"] = max(r["peak_rss_mb"] for r in timed)
+    return path
+
+
 def run_benchmark(rows: int, usage_rows: int | None, growth_factor: int, sftp_mb: float, out_dir: Path,
-                  work: Path, chunk_rows: int, to_sql_limit: int | None) -> dict:
+                  work: Path, chunk_rows: int, to_sql_limit: int | None, repeat: int = 3) -> dict:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(INCLUDE))
     from tests.support.pg import create_database, run_postgres
@@ -305,7 +328,8 @@ def run_benchmark(rows: int, usage_rows: int | None, growth_factor: int, sftp_mb
     results: dict = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "platform": platform.platform()},
-                     "invoice_lines": rows, "usage_rows": usage_rows, "chunk_rows": chunk_rows, "paths": {}}
+                     "invoice_lines": rows, "usage_rows": usage_rows, "chunk_rows": chunk_rows, "repeat": repeat,
+                     "paths": {}}
     paths = results["paths"]
     with run_postgres(work) as pg:
         billing, counts, seconds = _prepare_billing(pg, "billing", rows, usage_rows)
@@ -314,8 +338,16 @@ def run_benchmark(rows: int, usage_rows: int | None, growth_factor: int, sftp_mb
         _export_csv(billing, csv_path)
         print(f"billing generated: {counts} in {seconds:.1f} s", flush=True)
 
-        paths["raw_copy"] = run_worker("copy", {"dsn": create_database(pg, "t_copy").dsn, "csv": str(csv_path)}, work)
-        print("raw COPY:", paths["raw_copy"].get("seconds"), flush=True)
+        def repeated(label: str, run_once) -> dict:
+            """``repeat`` runs of one path (each on fresh databases): the median run, every time, the top RSS."""
+            runs = [run_once(i) for i in range(repeat)]
+            path = median_run(runs)
+            print(f"{label}:", path.get("runs_s") or path, flush=True)
+            return path
+
+        paths["raw_copy"] = repeated("raw COPY", lambda i: run_worker(
+            "copy", {"label": f"copy{i}", "dsn": create_database(pg, f"t_copy_{i}").dsn, "csv": str(csv_path)},
+            work))
 
         def ledgerlink(label: str, billing_info, erp_db: str, ledger_db: str, run_id: str, fresh: bool) -> dict:
             erp = create_database(pg, erp_db) if fresh else pg.with_database(erp_db)
@@ -324,24 +356,22 @@ def run_benchmark(rows: int, usage_rows: int | None, growth_factor: int, sftp_mb
                                              "ledger_url": ledger.url, "run_id": run_id, "chunk_rows": chunk_rows,
                                              "home": str(work / f"home_{label}")}, work)
 
-        paths["ledgerlink_full"] = ledgerlink("full", billing, "t_erp", "t_ledger", FLOW_RUN_FULL, True)
-        print("ledgerlink full:", paths["ledgerlink_full"].get("seconds"), paths["ledgerlink_full"].get("steps"),
-              flush=True)
-
-        paths["to_sql"] = run_worker("to_sql", {"url": create_database(pg, "t_to_sql").url, "csv": str(csv_path),
-                                                "limit": to_sql_limit}, work)
-        print("to_sql:", paths["to_sql"].get("seconds"), flush=True)
-        paths["dlt_merge"] = run_worker("dlt", {"dsn": create_database(pg, "t_dlt").dsn, "csv": str(csv_path),
-                                                "work": str(work)}, work)
-        print("dlt:", paths["dlt_merge"].get("seconds") or paths["dlt_merge"], flush=True)
+        paths["ledgerlink_full"] = repeated("ledgerlink full", lambda i: ledgerlink(
+            f"full{i}", billing, f"t_erp_{i}", f"t_ledger_{i}", FLOW_RUN_FULL, True))
+        paths["to_sql"] = repeated("to_sql", lambda i: run_worker(
+            "to_sql", {"label": f"to_sql{i}", "url": create_database(pg, f"t_to_sql_{i}").url, "csv": str(csv_path),
+                       "limit": to_sql_limit}, work))
+        paths["dlt_merge"] = repeated("dlt", lambda i: run_worker(
+            "dlt", {"label": f"dlt{i}", "dsn": create_database(pg, f"t_dlt_{i}").dsn, "csv": str(csv_path),
+                    "work": str(work), "pipeline": f"bench_merge_{i}"}, work))
 
         from sandbox.generator import mutate_billing
 
         touched = mutate_billing(billing.dsn, changed_fraction=0.01)
         results["mutated"] = {t: {k: len(v) for k, v in d.items()} for t, d in touched.items()}
-        paths["ledgerlink_incremental"] = ledgerlink("incremental", billing, "t_erp", "t_ledger",
-                                                     FLOW_RUN_INCREMENTAL, False)
-        print("ledgerlink incremental:", paths["ledgerlink_incremental"].get("seconds"), flush=True)
+        # each repeat of the full run left its own ERP and ledger: one incremental run on each
+        paths["ledgerlink_incremental"] = repeated("ledgerlink incremental", lambda i: ledgerlink(
+            f"incremental{i}", billing, f"t_erp_{i}", f"t_ledger_{i}", FLOW_RUN_INCREMENTAL, False))
 
         if growth_factor and growth_factor > 1:
             big_rows = rows * growth_factor
@@ -424,7 +454,8 @@ def markdown(results: dict) -> str:
     lines = [f"# Benchmark results ({results['started_at']})", "",
              f"{results['invoice_lines']:,} invoice lines, {results['machine']['cpus']} CPUs, "
              f"Python {results['machine']['python']}; throwaway PostgreSQL; each path in its own process "
-             "(peak RSS is that process's).", "",
+             f"(peak RSS is that process's). Times are the median of {results.get('repeat', 1)} runs, each on fresh "
+             "databases (every run's time in `results.json`); peak RSS is the highest of them.", "",
              "| path | wall time (s) | rows | rows/s | peak RSS (MB) | × raw COPY |", "|---|---|---|---|---|---|"]
     labels = {"raw_copy": "raw `COPY FROM STDIN`, primary key (the limit)",
               "ledgerlink_full": "Ledgerlink nightly run, end to end (empty ERP and ledger)",
@@ -444,9 +475,16 @@ def markdown(results: dict) -> str:
                      f"{_fmt(path.get('peak_rss_mb'), 0)} | {_fmt(seconds / copy) if copy else '—'} |")
     full = p["ledgerlink_full"]
     if full.get("steps"):
-        lines += ["", "Ledgerlink's full run, step by step:", "", "| step | seconds | share |", "|---|---|---|"]
+        growth = p.get("ledgerlink_full_growth") or {}
+        peaks, growth_peaks = full.get("peak_rss_mb_after", {}), growth.get("peak_rss_mb_after", {})
+        lines += ["", "Ledgerlink's full run, step by step (peak RSS so far, at 1× and at the growth size):", "",
+                  "| step | seconds | share | peak RSS (MB) | at growth size (MB) |", "|---|---|---|---|---|"]
+        if "setup" in peaks:
+            lines.append(f"| (GX import and setup, untimed) | | | {_fmt(peaks['setup'], 0)} | "
+                         f"{_fmt(growth_peaks.get('setup'), 0)} |")
         for step, seconds in full["steps"].items():
-            lines.append(f"| {step} | {_fmt(seconds)} | {seconds / full['seconds']:.0%} |")
+            lines.append(f"| {step} | {_fmt(seconds)} | {seconds / full['seconds']:.0%} | "
+                         f"{_fmt(peaks.get(step), 0)} | {_fmt(growth_peaks.get(step), 0)} |")
     if full.get("gx_setup_s") is not None:
         lines += ["", f"Not in these times, as the peers' library imports are not in theirs: importing Great "
                   f"Expectations and building the gate's ValidationDefinition, {full['gx_setup_s']:.2f} s once per "
@@ -497,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--growth-factor", type=int, default=int(os.environ.get("BENCH_GROWTH_FACTOR", 5)))
     parser.add_argument("--sftp-mb", type=float, default=float(os.environ.get("BENCH_SFTP_MB", 200)))
     parser.add_argument("--chunk-rows", type=int, default=int(os.environ.get("BENCH_CHUNK_ROWS", 200_000)))
+    parser.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", 3)),
+                        help="runs of each 1M-row path; the median is reported")
     parser.add_argument("--to-sql-limit", type=int, default=None, help="measure to_sql on the first N rows only")
     parser.add_argument("--out", default=str(ROOT / "bench"))
     parser.add_argument("--work", default=None, help="scratch folder (default: a new temp folder, removed after)")
@@ -509,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="ledgerlink-bench-"))
     try:
         results = run_benchmark(args.rows, args.usage_rows, args.growth_factor, args.sftp_mb, Path(args.out), work,
-                                args.chunk_rows, args.to_sql_limit)
+                                args.chunk_rows, args.to_sql_limit, args.repeat)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

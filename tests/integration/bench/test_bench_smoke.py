@@ -14,7 +14,7 @@ def test_benchmark_runs_every_path_at_a_tiny_size(tmp_path):
     find_sshd()  # skips (or, in CI, fails) when sshd is missing; run_postgres does the same for PostgreSQL
     out = tmp_path / "out"
     run_benchmark(rows=2000, usage_rows=None, growth_factor=2, sftp_mb=2, out_dir=out, work=tmp_path / "work",
-                  chunk_rows=700, to_sql_limit=None)
+                  chunk_rows=700, to_sql_limit=None, repeat=2)
     results = json.loads((out / "results.json").read_text())
     assert set(results["paths"]) == EXPECTED_PATHS
     for name, path in results["paths"].items():
@@ -26,6 +26,8 @@ def test_benchmark_runs_every_path_at_a_tiny_size(tmp_path):
         assert results["paths"][name]["rows"] > 0, name
     assert results["paths"]["raw_copy"]["rows"] == results["paths"]["ledgerlink_full"]["rows"]
     assert results["paths"]["ledgerlink_incremental"]["updated"] > 0
+    assert len(results["paths"]["ledgerlink_full"]["runs_s"]) == 2, "each repeat is run and kept"
+    assert len(results["paths"]["ledgerlink_incremental"]["runs_s"]) == 2
     assert {t["target"] for t in results["targets"]} and all("met" in t for t in results["targets"])
     markdown = (out / "RESULTS.md").read_text()
     assert "## Targets (issue 7)" in markdown and "raw `COPY FROM STDIN`" in markdown
