@@ -589,7 +589,8 @@ class Ledger:
                 import pyarrow as pa
 
                 with conn.begin():
-                    _copy_arrow(conn, "ledgerlink_keys", "source_key text", pa.table({"source_key": _arrow_strings(keys)}))
+                    _copy_arrow(conn, "ledgerlink_keys", "source_key text",
+                                pa.table({"source_key": _arrow_strings(keys)}))
                     return dict(conn.execute(sa.text(
                         "SELECT s.source_key, s.content_hash FROM snapshots s JOIN ledgerlink_keys k "
                         "ON s.source_key = k.source_key WHERE s.flow = :flow"), {"flow": flow}).all())

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
-from ledgerlink.ledger import Ledger
+from ledgerlink.ledger import Ledger, PlannedChange
 from ledgerlink.reconcile import compare
 from sandbox.generator import generate_billing, mutate_billing
 from tests.support.crashes import SimulatedCrash
@@ -126,3 +126,22 @@ def test_a_first_load_into_an_erp_that_already_holds_the_lines_falls_back_to_the
     again = flow.run_all("pg-rebuilt", world["billing"], world["erp"], rebuilt, chunk_rows=100)
     assert again.created == first.created and again.reconciliation == []
     _equal(world)  # every line once: the PRIMARY KEY would have refused a second copy
+
+
+def test_lines_expected_new_but_already_in_the_snapshot_still_move_it_once(world):
+    """``expect_new`` inserts snapshot rows without deleting first; a key acknowledged in the meantime (by
+    another run) rolls back to a savepoint and takes the delete-then-insert path: one row per key, newest hash."""
+    ledger = world["ledger"]
+
+    def chunk(name: str) -> int:
+        return ledger.plan_and_mark_sent("run", "lines", "erp", "invoice_line",
+                                         [PlannedChange(name, None, "2 lines", "upsert")])[name]
+
+    ledger.record_confirmed_lines("lines", chunk("chunk a"), ["A", "B"], ["1", "2"], ["create", "create"],
+                                  expect_new=True)
+    ledger.record_confirmed_lines("lines", chunk("chunk b"), ["B", "C"], ["20", "3"], ["create", "create"],
+                                  expect_new=True)
+    assert ledger.snapshot_hashes("lines", ["A", "B", "C"]) == {"A": "1", "B": "20", "C": "3"}
+    assert [(d["source_key"], d["content_hash"]) for d in ledger.deliveries(flow="lines")] == [
+        ("A", "1"), ("B", "2"), ("B", "20"), ("C", "3")]
+    assert all(i["status"] == "acknowledged" for i in ledger.items(flow="lines"))
