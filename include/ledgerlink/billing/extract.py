@@ -160,7 +160,9 @@ def _arrow_chunks(blocks, columns: list[str], types: dict, chunk_rows: int):
 
     reader = pacsv.open_csv(
         io.BufferedReader(_CopyStream(blocks), buffer_size=1 << 20),
-        read_options=pacsv.ReadOptions(column_names=columns, block_size=8 << 20),
+        # 1 MiB blocks: the streaming reader reads several blocks ahead, and with 8 MiB ones that read-ahead
+        # alone held ~400 MB (peak 654 MB reading 5M lines, against 335 MB with 1 MiB blocks, no slower).
+        read_options=pacsv.ReadOptions(column_names=columns, block_size=1 << 20),
         convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True,
                                              quoted_strings_can_be_null=False))
     pending, pending_rows = [], 0
