@@ -22,7 +22,6 @@ from ledgerlink.exchange_map import default_map
 from ledgerlink.flows.staging import read_column, read_frame, read_json, stage_frame, stage_json
 from ledgerlink.gates import run_gate, suite_for
 from ledgerlink.ledger import CREATE, DELETE, UPDATE, Ledger, PlannedChange
-from ledgerlink.memory import release_freed_memory
 from ledgerlink.loads.sql import delete_keys, upsert_frame
 from ledgerlink.reconcile import Figures, compare, figures
 from ledgerlink.report import RunSummary, write_workbook
@@ -63,8 +62,6 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
         highest = next_watermark(batch, WATERMARK, highest)
         if len(to_send):
             parts.append(stage_frame(FLOW, run_id, f"changes_{index:04d}", to_send))
-        del chunk, batch, changes, to_send
-        release_freed_memory()
     # A line carries its invoice's customer and date: lines of invoices whose header moved are read too.
     header_parts, moved = [], []
     headers_known = ledger.snapshot_fingerprint(HEADER_FLOW)[0] > 0
@@ -153,8 +150,6 @@ def gate(meta: dict, ledger: Ledger) -> dict:
         report = str(result.report_html)
         # Nothing held back: the staged chunk is what passed, so it is not written a second time.
         gated.append(stage_frame(FLOW, run_id, f"gated_{index:04d}", result.passed) if result.quarantined else part)
-        del result
-        release_freed_memory()
     return {**meta, "parts": gated, "quarantined": quarantined, "gate_report": report}
 
 
@@ -191,8 +186,6 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
                      [erp_lines.KEY], erp_lines.COLUMNS, expect_new=first_load)
         ledger.record_confirmed_lines(FLOW, chunk_item, batch[KEY_COLUMN], batch[HASH_COLUMN], batch["_op"],
                                       expect_new=first_load)
-        del batch
-        release_freed_memory()
     still_acknowledged = sorted(ledger.snapshot_hashes(FLOW, deleted_keys))  # deletions a retry has not done yet
     if still_acknowledged:
         chunk_item = _chunk_in_flight(ledger, run_id, -1, len(still_acknowledged), DELETE)
