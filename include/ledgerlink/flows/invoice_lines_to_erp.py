@@ -194,7 +194,8 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
                                       [DELETE] * len(still_acknowledged))
     if created + updated >= BULK_LINES:
         ledger.refresh_statistics()
-    for part in meta["headers"]:
+    header_parts = meta["headers"] if isinstance(meta["headers"], list) else [meta["headers"]]  # one file before
+    for part in header_parts:
         headers = read_frame(part)
         ledger.put_snapshot(HEADER_FLOW, headers[KEY_COLUMN], headers[HASH_COLUMN])
     # Held-back lines do not hold the watermark: they are not in the snapshot, so the next extract finds
