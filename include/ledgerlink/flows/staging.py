@@ -24,11 +24,15 @@ def stage_frame(flow: str, run_id: str, name: str, df: pd.DataFrame) -> str:
 
 
 def read_frame(path: str) -> pd.DataFrame:
+    if path.endswith(".parquet"):  # staged before the switch to Arrow IPC: a run retried across the upgrade
+        return pd.read_parquet(path)
     return feather.read_table(path).to_pandas()
 
 
 def read_column(path: str, column: str) -> list:
     """One column of a staged batch, without reading the rest."""
+    if path.endswith(".parquet"):
+        return pd.read_parquet(path, columns=[column])[column].tolist()
     return feather.read_table(path, columns=[column]).column(column).to_pylist()
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -89,3 +90,23 @@ def test_each_line_has_its_delivery_history_under_its_chunk(world, capsys, monke
     history = json.loads(capsys.readouterr().out)
     assert [(d["run_id"], d["operation"]) for d in history] == [("first", "create"), ("second", "update")]
     assert history[0]["content_hash"] != history[1]["content_hash"]
+
+
+def test_a_load_retried_across_the_upgrade_reads_what_the_old_extract_staged(world):
+    """Before this version a run staged Parquet files and one header file; its retry still loads them."""
+    meta = flow.gate(flow.extract("old", world["billing"], world["ledger"]), world["ledger"])
+    from ledgerlink.flows.staging import read_frame
+
+    def as_parquet(path: str) -> str:
+        old = path.replace(".arrow", ".parquet")
+        read_frame(path).to_parquet(old, index=False)
+        return old
+
+    headers = pd.concat([read_frame(p) for p in meta["headers"]], ignore_index=True)
+    meta["headers"] = as_parquet(meta["headers"][0])
+    headers.to_parquet(meta["headers"], index=False)
+    meta["parts"] = [as_parquet(p) for p in meta["parts"]]
+    summary = flow.reconcile_and_report(flow.load(meta, world["erp"], world["ledger"]), world["billing"],
+                                        world["erp"], world["ledger"])
+    assert summary.created > 0 and summary.reconciliation == []
+    assert len(world["ledger"].snapshot_hashes(flow.HEADER_FLOW, headers["_key"].tolist())) == len(headers)
