@@ -284,13 +284,7 @@ class Ledger:
             rows = pa.table({"source_key": _arrow_strings(keys), "content_hash": _arrow_strings(hashes)})
             with self.engine.begin() as conn:
                 _copy_arrow(conn, "ledgerlink_put", "source_key text, content_hash text", rows)
-                params = {"flow": flow, "now": now}
-                conn.execute(sa.text("DELETE FROM snapshots s USING ledgerlink_put p "
-                                     "WHERE s.flow = :flow AND s.source_key = p.source_key"), params)
-                conn.execute(sa.text(
-                    "INSERT INTO snapshots (flow, source_key, content_hash, acknowledged_at) "
-                    "SELECT DISTINCT ON (source_key) CAST(:flow AS text), source_key, content_hash, "
-                    "CAST(:now AS timestamptz) FROM ledgerlink_put"), params)
+                _replace_snapshot_rows(conn, "ledgerlink_put", flow, now, distinct=True, has_operation=False)
             return
         keys, hashes = list(keys), list(hashes)
         with self.engine.begin() as conn:
@@ -430,33 +424,26 @@ class Ledger:
         now = utcnow()
         close_chunk = sa.update(Item).where(Item.id == chunk_item_id).values(
             status=ACKNOWLEDGED, acknowledged_at=now, updated_at=now, last_error=None)
-        params = {"flow": flow, "now": now, "chunk": chunk_item_id, "delete": DELETE}
         if self._postgres:
             import pyarrow as pa
 
             lines = pa.table({"source_key": _arrow_strings(keys), "content_hash": _arrow_strings(hashes),
                               "operation": _arrow_strings(operations)})
-            insert_snapshot = sa.text(
-                "INSERT INTO snapshots (flow, source_key, content_hash, acknowledged_at) "
-                "SELECT CAST(:flow AS text), source_key, content_hash, CAST(:now AS timestamptz) "
-                "FROM ledgerlink_ack WHERE operation <> :delete")  # a chunk's keys are unique: no DISTINCT ON
             with self.engine.begin() as conn:
                 _copy_arrow(conn, "ledgerlink_ack", "source_key text, content_hash text, operation text", lines)
                 conn.execute(sa.text("INSERT INTO deliveries (chunk_item_id, source_key, content_hash, operation) "
                                      "SELECT CAST(:chunk AS bigint), source_key, content_hash, operation "
-                                     "FROM ledgerlink_ack"), params)
+                                     "FROM ledgerlink_ack"), {"chunk": chunk_item_id})
                 moved = False
                 if expect_new:
                     try:
                         with conn.begin_nested():
-                            conn.execute(insert_snapshot, params)
+                            _replace_snapshot_rows(conn, "ledgerlink_ack", flow, now, delete_first=False)
                         moved = True
                     except sa.exc.IntegrityError:
                         pass
                 if not moved:
-                    conn.execute(sa.text("DELETE FROM snapshots s USING ledgerlink_ack a "
-                                         "WHERE s.flow = :flow AND s.source_key = a.source_key"), params)
-                    conn.execute(insert_snapshot, params)
+                    _replace_snapshot_rows(conn, "ledgerlink_ack", flow, now)
                 conn.execute(close_chunk)
             return
         rows = list(zip(keys, hashes, operations))
@@ -690,6 +677,22 @@ def _arrow_strings(values):
     if hasattr(values, "array") and hasattr(values.array, "__arrow_array__"):
         return pa.array(values.array, type=pa.string())
     return pa.array(values, type=pa.string(), from_pandas=True)
+
+
+def _replace_snapshot_rows(conn: sa.Connection, table: str, flow: str, now: datetime, *, delete_first: bool = True,
+                           distinct: bool = False, has_operation: bool = True) -> None:
+    """The snapshot rows of the keys in temporary ``table`` (source_key, content_hash[, operation]) become its
+    rows: old ones deleted (unless the caller knows there are none), rows with operation 'delete' left out.
+    ``distinct``: the table may hold a key twice (the first wins); a chunk's keys are unique, so it needs no sort.
+    """
+    params = {"flow": flow, "now": now, "delete": DELETE}
+    if delete_first:
+        conn.execute(sa.text(f"DELETE FROM snapshots s USING {table} t "
+                             f"WHERE s.flow = :flow AND s.source_key = t.source_key"), params)
+    conn.execute(sa.text(
+        f"INSERT INTO snapshots (flow, source_key, content_hash, acknowledged_at) "
+        f"SELECT {'DISTINCT ON (source_key) ' if distinct else ''}CAST(:flow AS text), source_key, content_hash, "
+        f"CAST(:now AS timestamptz) FROM {table}{' WHERE operation <> :delete' if has_operation else ''}"), params)
 
 
 def _copy_arrow(conn: sa.Connection, table: str, columns: str, rows) -> None:
