@@ -16,22 +16,24 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from hypothesis import HealthCheck, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis import strategies as st
+from hypothesis.stateful import invariant, rule
 
 from ledgerlink.errors import TransientError
 from ledgerlink.flows import customers_to_onec as flow
 from ledgerlink.onec import counterparties
 from sandbox.generator import mutate_billing
 from tests.support.crashes import seeded_billing
+from tests.support.machines import RedeliveryMachine, settling_test_case
 from tests.support.onec_flow import OneCWorld, content_differences
 
 CLIENT_TIMEOUT = 0.3  # seconds; a "timeout" fault holds the answer for longer
 FAULT_TIMEOUT = 0.8
 
 
-class OneCLoadMachine(RuleBasedStateMachine):
+class OneCLoadMachine(RedeliveryMachine):
+    flow = flow
+
     def __init__(self):
         super().__init__()
         self.folder = Path(tempfile.mkdtemp(prefix="ll-onec-prop-"))
@@ -41,6 +43,7 @@ class OneCLoadMachine(RuleBasedStateMachine):
         shutil.copy(seeded_billing(7, 15), self.folder / "billing.db")
         self.world = OneCWorld(self.folder, self.folder / "billing.db").start()
         self.world.client.timeout = CLIENT_TIMEOUT
+        self.ledger = self.world.ledger
         self.runs = 0
         self.added = 0
         self.clock = datetime(2026, 11, 16, tzinfo=timezone.utc)  # after everything generated
@@ -60,13 +63,12 @@ class OneCLoadMachine(RuleBasedStateMachine):
         self.old_metas.append(meta)
         return meta
 
-    @initialize()
-    def first_load(self):
-        self.settle()
+    def load(self, meta: dict) -> dict:
+        return flow.load(meta, self.world.client, self.world.ledger)
 
     @rule()
     def settle(self):
-        meta = flow.load(self._staged(), self.world.client, self.world.ledger)
+        meta = self.load(self._staged())
         flow.reconcile_and_report(meta, self.world.billing, self.world.client, self.world.ledger)
 
     @rule(fraction=st.sampled_from([0.1, 0.4]), deleted=st.integers(0, 2), added=st.integers(0, 2),
@@ -119,19 +121,6 @@ class OneCLoadMachine(RuleBasedStateMachine):
         finally:
             self.world.faults([])
 
-    @rule()
-    def replay_interval(self):
-        """Someone resets the watermark: the same interval is read again."""
-        with self.world.ledger.engine.begin() as conn:
-            conn.execute(sa.text("DELETE FROM watermarks WHERE flow = :f"), {"f": flow.FLOW})
-        self.settle()
-
-    @rule(back=st.integers(1, 3))
-    def redeliver_old_batch(self, back):
-        """An old staged batch is loaded again (a duplicate delivery)."""
-        if len(self.old_metas) >= back:
-            flow.load(self.old_metas[-back], self.world.client, self.world.ledger)
-
     @invariant()
     def each_customer_at_most_once_in_1c(self):
         codes = Counter(row["Code"] for row in self.world.dump())
@@ -153,15 +142,4 @@ class OneCLoadMachine(RuleBasedStateMachine):
         assert self.world.ledger.planned() == []  # nothing left open
 
 
-class SettlingOneCLoadMachine(OneCLoadMachine):
-    def teardown(self):
-        try:
-            self.check_settled()
-        finally:
-            super().teardown()
-
-
-SettlingOneCLoadMachine.TestCase.settings = settings(
-    max_examples=10, stateful_step_count=6, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-TestOneCLoadProperties = SettlingOneCLoadMachine.TestCase
+TestOneCLoadProperties = settling_test_case(OneCLoadMachine, max_examples=10)

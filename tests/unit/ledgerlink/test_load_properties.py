@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis import strategies as st
+from hypothesis.stateful import invariant, rule
 
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
@@ -22,10 +22,13 @@ from ledgerlink.ledger import Ledger
 from ledgerlink.reconcile import compare
 from sandbox.generator import mutate_billing
 from tests.support.crashes import SimulatedCrash, seeded_billing
+from tests.support.machines import RedeliveryMachine, settling_test_case
 
 
 
-class LoadMachine(RuleBasedStateMachine):
+class LoadMachine(RedeliveryMachine):
+    flow = flow
+
     def __init__(self):
         super().__init__()
         self.folder = Path(tempfile.mkdtemp(prefix="ll-prop-"))
@@ -56,14 +59,12 @@ class LoadMachine(RuleBasedStateMachine):
         self.old_metas.append(meta)
         return meta
 
-    @initialize()
-    def first_load(self):
-        self.settle()
+    def load(self, meta: dict) -> dict:
+        return flow.load(meta, self.erp, self.ledger)
 
     @rule()
     def settle(self):
-        meta = self._staged()
-        meta = flow.load(meta, self.erp, self.ledger)
+        meta = self.load(self._staged())
         flow.reconcile_and_report(meta, self.billing, self.erp, self.ledger)
 
     @rule(fraction=st.sampled_from([0.05, 0.3]), deleted=st.integers(0, 3), added=st.integers(0, 3))
@@ -105,19 +106,6 @@ class LoadMachine(RuleBasedStateMachine):
         if retry:
             flow.load(meta, self.erp, self.ledger)
 
-    @rule()
-    def replay_interval(self):
-        """Someone resets the watermark: the same interval is read again."""
-        with self.ledger.engine.begin() as conn:
-            conn.execute(sa.text("DELETE FROM watermarks WHERE flow = :f"), {"f": flow.FLOW})
-        self.settle()
-
-    @rule(back=st.integers(1, 3))
-    def redeliver_old_batch(self, back):
-        """An old staged batch is loaded again (a duplicate delivery)."""
-        if len(self.old_metas) >= back:
-            flow.load(self.old_metas[-back], self.erp, self.ledger)
-
     @invariant()
     def each_key_at_most_once(self):
         erp_lines.ensure_table(self.erp)
@@ -143,15 +131,4 @@ class LoadMachine(RuleBasedStateMachine):
             return sorted(tuple(str(v) for v in row) for row in conn.execute(sql))
 
 
-class SettlingLoadMachine(LoadMachine):
-    def teardown(self):
-        try:
-            self.check_settled()
-        finally:
-            super().teardown()
-
-
-SettlingLoadMachine.TestCase.settings = settings(
-    max_examples=12, stateful_step_count=6, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-TestLoadProperties = SettlingLoadMachine.TestCase
+TestLoadProperties = settling_test_case(LoadMachine, max_examples=12)

@@ -1,0 +1,50 @@
+"""What the stateful load-path tests share: replaying an interval, redelivering an old batch, and a final
+clean run that must settle everything.
+
+A machine names its flow module (``flow``), sets ``self.ledger``, keeps its staged batches in
+``self.old_metas``, and defines ``settle`` (a rule: stage, load, reconcile), ``load(meta)`` and
+``check_settled``.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+
+
+class RedeliveryMachine(RuleBasedStateMachine):
+    flow = None  # the flow module under test
+
+    @initialize()
+    def first_load(self):
+        self.settle()
+
+    @rule()
+    def replay_interval(self):
+        """Someone resets the watermark: the same interval is read again."""
+        with self.ledger.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM watermarks WHERE flow = :f"), {"f": self.flow.FLOW})
+        self.settle()
+
+    @rule(back=st.integers(1, 3))
+    def redeliver_old_batch(self, back):
+        """An old staged batch is loaded again (a duplicate delivery)."""
+        if len(self.old_metas) >= back:
+            self.load(self.old_metas[-back])
+
+
+def settling_test_case(machine: type[RedeliveryMachine], max_examples: int):
+    """The machine as a test case whose every example ends with ``check_settled`` after its steps."""
+
+    class Settling(machine):
+        def teardown(self):
+            try:
+                self.check_settled()
+            finally:
+                super().teardown()
+
+    Settling.__name__ = Settling.__qualname__ = f"Settling{machine.__name__}"
+    Settling.TestCase.settings = settings(
+        max_examples=max_examples, stateful_step_count=6, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    return Settling.TestCase
