@@ -62,9 +62,11 @@ def content_hashes(df: pd.DataFrame, value_columns: list[str] | tuple[str, ...])
 
 def with_keys_and_hashes(df: pd.DataFrame, key_columns, value_columns) -> pd.DataFrame:
     """``df`` with its ``_key`` and ``_hash`` columns added, in place: at 200,000 lines a chunk, a copy per
-    step is what makes memory grow."""
+    step is what makes memory grow. A ``_hash`` the source already computed (PostgreSQL, in the query that
+    read the rows) is kept."""
     df[KEY_COLUMN] = record_keys(df, key_columns)
-    df[HASH_COLUMN] = content_hashes(df, value_columns)
+    if HASH_COLUMN not in df:
+        df[HASH_COLUMN] = content_hashes(df, value_columns)
     return df
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -95,8 +96,8 @@ def test_crash_after_the_upsert_committed_then_retry_on_postgres(world, monkeypa
 
 
 def test_a_night_with_only_deletions_reads_nothing_and_still_deletes_on_postgres(world):
-    """COPY returns no rows when nothing changed since the watermark: the extract yields no chunk (Arrow refuses
-    an empty CSV stream) and the deletions, found by key, still reach the ERP."""
+    """The read returns no rows when nothing changed since the watermark: the extract yields no chunk and the
+    deletions, found by key, still reach the ERP."""
     from ledgerlink.billing.extract import read_invoice_lines
     from ledgerlink.tracking import read_from
 
@@ -115,6 +116,30 @@ def test_a_night_with_only_deletions_reads_nothing_and_still_deletes_on_postgres
     quiet = flow.run_all("pg-quiet", world["billing"], world["erp"], world["ledger"], chunk_rows=100)
     assert quiet.sent == 0 and quiet.deleted == gone and quiet.reconciliation == []
     _equal(world)
+
+
+def test_postgres_hashes_a_line_the_same_whichever_way_it_is_read(world):
+    """The streaming read (ADBC) and the by-key read (the driver) get ``_hash`` from the same SQL expression: a
+    line read both ways must not look changed. The hash follows content."""
+    from ledgerlink.billing.extract import read_invoice_lines, read_invoice_lines_by_key
+
+    columns = flow.CONTENT_COLUMNS
+    streamed = pd.concat(list(read_invoice_lines(world["billing"], None, 7, columns)), ignore_index=True)
+    keys = streamed["line_id"].tolist()[:20]
+    by_key = read_invoice_lines_by_key(world["billing"], keys, hash_columns=columns)
+    read_by_key = dict(zip(by_key["line_id"], by_key["_hash"]))
+    assert read_by_key == dict(zip(streamed["line_id"][:20], streamed["_hash"][:20]))
+    assert streamed["_hash"].nunique() == len(streamed)
+
+    first = keys[0]
+    with world["billing"].begin() as conn:
+        conn.execute(sa.text("UPDATE invoice_lines SET description = description || '.' WHERE line_id = :k"),
+                     {"k": first})
+        # the row's text form, which is what is hashed, tells a NULL field from an empty one
+        assert conn.execute(sa.text("SELECT CAST(ROW(NULL::text, 'x') AS text), CAST(ROW(''::text, 'x') AS text)")
+                            ).one() == ("(,x)", '("",x)')
+    edited = read_invoice_lines_by_key(world["billing"], [first], hash_columns=columns)["_hash"][0]
+    assert edited != read_by_key[first]
 
 
 def test_a_first_load_into_an_erp_that_already_holds_the_lines_falls_back_to_the_upsert(world, server):

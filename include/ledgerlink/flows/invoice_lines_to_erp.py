@@ -47,7 +47,7 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
     snapshot_size, snapshot_print = ledger.snapshot_fingerprint(FLOW)
     parts, counts, highest = [], {"read": 0, "new": 0, "changed": 0, "unchanged": 0}, watermark
     new_print, new_keys = 0, set()
-    for index, chunk in enumerate(read_invoice_lines(billing, read_from(watermark), chunk_rows)):
+    for index, chunk in enumerate(read_invoice_lines(billing, read_from(watermark), chunk_rows, CONTENT_COLUMNS)):
         batch = with_keys_and_hashes(chunk, ["line_id"], CONTENT_COLUMNS)
         known = ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()) if snapshot_size else {}
         changes = diff(batch, known, None)
@@ -75,7 +75,8 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
     moved.sort()
     if moved:
         staged = {k for part in parts for k in read_column(part, KEY_COLUMN)}
-        batch = with_keys_and_hashes(read_invoice_lines_by_key(billing, moved, key="l.invoice_id"), ["line_id"],
+        batch = with_keys_and_hashes(read_invoice_lines_by_key(billing, moved, key="l.invoice_id",
+                                                               hash_columns=CONTENT_COLUMNS), ["line_id"],
                                      CONTENT_COLUMNS)
         batch = batch[~batch[KEY_COLUMN].isin(staged)].reset_index(drop=True)
         changes = diff(batch, ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()), None)
@@ -91,7 +92,8 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
                                                   new_print, new_keys)
     if unseen:
         # Committed late, with an updated_at behind the watermark's overlap: read them by key.
-        late = with_keys_and_hashes(read_invoice_lines_by_key(billing, sorted(unseen)), ["line_id"], CONTENT_COLUMNS)
+        late = with_keys_and_hashes(read_invoice_lines_by_key(billing, sorted(unseen), hash_columns=CONTENT_COLUMNS),
+                                    ["line_id"], CONTENT_COLUMNS)
         late["_op"] = CREATE
         counts["read"] += len(late)
         counts["new"] += len(late)
