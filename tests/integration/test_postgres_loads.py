@@ -120,8 +120,8 @@ def test_a_night_with_only_deletions_reads_nothing_and_still_deletes_on_postgres
 
 def test_postgres_hashes_a_line_the_same_whichever_way_it_is_read(world):
     """The streaming read (ADBC) and the by-key read (the driver) get ``_hash`` from the same SQL expression: a
-    line read both ways must not look changed. The hash follows content."""
-    from ledgerlink.billing.extract import read_invoice_lines, read_invoice_lines_by_key
+    line read both ways must not look changed. The hash follows content, NULL is not '', and a swap is a change."""
+    from ledgerlink.billing.extract import content_hash_sql, read_invoice_lines, read_invoice_lines_by_key
 
     columns = flow.CONTENT_COLUMNS
     streamed = pd.concat(list(read_invoice_lines(world["billing"], None, 7, columns)), ignore_index=True)
@@ -135,9 +135,14 @@ def test_postgres_hashes_a_line_the_same_whichever_way_it_is_read(world):
     with world["billing"].begin() as conn:
         conn.execute(sa.text("UPDATE invoice_lines SET description = description || '.' WHERE line_id = :k"),
                      {"k": first})
-        # the row's text form, which is what is hashed, tells a NULL field from an empty one
-        assert conn.execute(sa.text("SELECT CAST(ROW(NULL::text, 'x') AS text), CAST(ROW(''::text, 'x') AS text)")
-                            ).one() == ("(,x)", '("",x)')
+        # NULL is not '', and values swapped between two columns are a change
+        one = content_hash_sql(["tariff_id"])
+        two = content_hash_sql(["line_id", "invoice_id"])
+        hashes = conn.execute(sa.text(
+            f"SELECT (SELECT {one} FROM (SELECT NULL::text AS tariff_id) l), (SELECT {one} FROM (SELECT ''::text AS tariff_id) l), "
+            f"(SELECT {two} FROM (SELECT 'a' AS line_id, 'b' AS invoice_id) l), "
+            f"(SELECT {two} FROM (SELECT 'b' AS line_id, 'a' AS invoice_id) l)")).one()
+        assert len(set(hashes)) == 4
     edited = read_invoice_lines_by_key(world["billing"], [first], hash_columns=columns)["_hash"][0]
     assert edited != read_by_key[first]
 

@@ -21,10 +21,17 @@ def _qualified(column: str) -> str:
 
 
 def content_hash_sql(columns: list[str]) -> str:
-    """PostgreSQL hashes a line's content itself: ``hashtextextended`` (64 bits, the function hash partitioning
-    relies on, so stable across versions) of the row's text form, where NULL and '' differ. As decimal text,
-    like the hashes pandas computes for other sources; one flow always reads through one path."""
-    return f"CAST(hashtextextended(CAST(ROW({', '.join(_qualified(c) for c in columns)}) AS text), 0) AS text)"
+    """PostgreSQL hashes a line's content itself, on its own core while this process parses: the XOR of each
+    column's 64-bit hash seeded by its position (so equal or swapped values in two columns do not cancel),
+    a NULL standing for its seed. ``hashtextextended``/``hashint8extended`` are what hash partitioning relies
+    on, so stable across versions. As decimal text, like the hashes pandas computes for other sources; one
+    flow always reads through one path. (Hashing the row's text form instead cost the server 1.2 s per
+    million lines, this 0.5 s.)"""
+    terms = []
+    for seed, column in enumerate(columns, start=1):
+        function, cast = ("hashint8extended", "bigint") if column in INT_COLUMNS else ("hashtextextended", "text")
+        terms.append(f"coalesce({function}(CAST({_qualified(column)} AS {cast}), {seed}), {seed})")
+    return f"CAST(({' # '.join(terms)}) AS text)"
 
 
 def _line_select(hash_columns: list[str] | None = None) -> str:
@@ -133,7 +140,8 @@ def _arrow_frames(engine: sa.Engine, sql: str, params: dict, columns: list[str],
     same frames as ``_frame``, ``chunk_rows`` lines each.
 
     Measured on 1M lines (the benchmark's join): 1.3 s against 2.7 s for psycopg's ``COPY TO STDOUT`` parsed
-    by Arrow's CSV reader, whose cost was one Python call per row (COPY sends a message per row).
+    by Arrow's CSV reader, whose cost was one Python call per row (COPY sends a message per row). Batches are
+    fetched a little ahead in a thread, so the server keeps producing while the caller works on a chunk.
     """
     import adbc_driver_postgresql.dbapi as adbc_postgresql
     import pyarrow as pa
@@ -144,7 +152,7 @@ def _arrow_frames(engine: sa.Engine, sql: str, params: dict, columns: list[str],
     with adbc_postgresql.connect(postgres_uri(engine)) as conn, conn.cursor() as cursor:
         cursor.execute(sql)
         pending, pending_rows = [], 0
-        for record_batch in cursor.fetch_record_batch():
+        for record_batch in _read_ahead(cursor.fetch_record_batch()):
             pending.append(record_batch)
             pending_rows += record_batch.num_rows
             while pending_rows >= chunk_rows:
@@ -154,6 +162,48 @@ def _arrow_frames(engine: sa.Engine, sql: str, params: dict, columns: list[str],
                 pending, pending_rows = rest.to_batches(), rest.num_rows
         if pending_rows:
             yield _typed(pa.Table.from_batches(pending).to_pandas(), columns)
+
+
+_DONE = object()
+
+
+def _read_ahead(batches, depth: int = 2):
+    """``batches`` read by a thread up to ``depth`` ahead (Arrow releases the GIL while it reads). The reader's
+    error is raised here; a consumer that stops early stops the thread before the connection closes."""
+    import queue
+    import threading
+
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_DONE)
+        except BaseException as error:  # handed to the consumer, raised there
+            put(error)
+
+    reader = threading.Thread(target=read, name="ledgerlink-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while (item := ready.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def postgres_uri(engine: sa.Engine) -> str:
