@@ -139,7 +139,8 @@ def test_postgres_hashes_a_line_the_same_whichever_way_it_is_read(world):
         one = content_hash_sql(["tariff_id"])
         two = content_hash_sql(["line_id", "invoice_id"])
         hashes = conn.execute(sa.text(
-            f"SELECT (SELECT {one} FROM (SELECT NULL::text AS tariff_id) l), (SELECT {one} FROM (SELECT ''::text AS tariff_id) l), "
+            f"SELECT (SELECT {one} FROM (SELECT NULL::text AS tariff_id) l), "
+            f"(SELECT {one} FROM (SELECT ''::text AS tariff_id) l), "
             f"(SELECT {two} FROM (SELECT 'a' AS line_id, 'b' AS invoice_id) l), "
             f"(SELECT {two} FROM (SELECT 'b' AS line_id, 'a' AS invoice_id) l)")).one()
         assert len(set(hashes)) == 4
