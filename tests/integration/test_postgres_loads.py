@@ -176,3 +176,26 @@ def test_lines_expected_new_but_already_in_the_snapshot_still_move_it_once(world
     assert [(d["source_key"], d["content_hash"]) for d in ledger.deliveries(flow="lines")] == [
         ("A", "1"), ("B", "2"), ("B", "20"), ("C", "3")]
     assert all(i["status"] == "acknowledged" for i in ledger.items(flow="lines"))
+
+
+def test_lines_recorded_behind_keep_their_order_and_raise_their_errors(world):
+    """The ledger writes a chunk in a thread while the target takes the next: chunks land in order (the later
+    hash of a key wins), all are written when the block ends, and a failed record is raised to the caller."""
+    ledger = world["ledger"]
+
+    def chunk(name: str) -> int:
+        return ledger.plan_and_mark_sent("run", "lines", "erp", "invoice_line",
+                                         [PlannedChange(name, None, "2 lines", "upsert")])[name]
+
+    with ledger.lines_recorded_behind() as record:
+        record("lines", chunk("chunk a"), ["A", "B"], ["1", "2"], ["create", "create"], expect_new=True)
+        record("lines", chunk("chunk b"), ["B", "C"], ["20", "3"], ["update", "create"])
+    assert ledger.snapshot_hashes("lines", ["A", "B", "C"]) == {"A": "1", "B": "20", "C": "3"}
+    assert all(i["status"] == "acknowledged" for i in ledger.items(flow="lines"))
+
+    with pytest.raises(sa.exc.DBAPIError):
+        with ledger.lines_recorded_behind() as record:
+            # an operation too long for its column: the database refuses the record, in the thread
+            record("lines", chunk("chunk c"), ["D"], ["4"], ["x" * 50])
+    assert ledger.snapshot_hashes("lines", ["D"]) == {}
+    assert {i["source_key"]: i["status"] for i in ledger.items(flow="lines")}["chunk c"] == "sent"
