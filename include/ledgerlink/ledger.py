@@ -426,25 +426,35 @@ class Ledger:
         close_chunk = sa.update(Item).where(Item.id == chunk_item_id).values(
             status=ACKNOWLEDGED, acknowledged_at=now, updated_at=now, last_error=None)
         if self._postgres:
+            import numpy as np
             import pyarrow as pa
 
-            lines = pa.table({"source_key": _arrow_strings(keys), "content_hash": _arrow_strings(hashes),
+            from ledgerlink.copyio import arrow_csv, copy_csv
+
+            lines = pa.table({"chunk_item_id": np.full(len(keys), chunk_item_id, dtype=np.int64),
+                              "source_key": _arrow_strings(keys), "content_hash": _arrow_strings(hashes),
                               "operation": _arrow_strings(operations)})
+            # The lines are COPied once, into deliveries, and the snapshot is moved from there: a temporary
+            # table in between cost a third more (1M lines: 3.1 s against 2.45 s).
+            chunk_lines = "(SELECT source_key, content_hash, operation FROM deliveries WHERE chunk_item_id = :chunk)"
             with self.engine.begin() as conn:
-                _copy_arrow(conn, "ledgerlink_ack", "source_key text, content_hash text, operation text", lines)
-                conn.execute(sa.text("INSERT INTO deliveries (chunk_item_id, source_key, content_hash, operation) "
-                                     "SELECT CAST(:chunk AS bigint), source_key, content_hash, operation "
-                                     "FROM ledgerlink_ack"), {"chunk": chunk_item_id})
+                copy_csv(conn.connection.driver_connection.cursor(),
+                         "COPY deliveries (chunk_item_id, source_key, content_hash, operation) FROM STDIN WITH (FORMAT csv)",
+                         arrow_csv(lines))
+                # Found through the BRIN index, never by scanning every delivery ever made: before the table's
+                # first ANALYZE the planner would scan it, once per chunk.
+                conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
                 moved = False
                 if expect_new:
                     try:
                         with conn.begin_nested():
-                            _replace_snapshot_rows(conn, "ledgerlink_ack", flow, now, delete_first=False)
+                            _replace_snapshot_rows(conn, chunk_lines, flow, now, delete_first=False,
+                                                   params={"chunk": chunk_item_id})
                         moved = True
                     except sa.exc.IntegrityError:
                         pass
                 if not moved:
-                    _replace_snapshot_rows(conn, "ledgerlink_ack", flow, now)
+                    _replace_snapshot_rows(conn, chunk_lines, flow, now, params={"chunk": chunk_item_id})
                 conn.execute(close_chunk)
             return
         rows = list(zip(keys, hashes, operations))
@@ -710,19 +720,20 @@ def _arrow_strings(values):
 
 
 def _replace_snapshot_rows(conn: sa.Connection, table: str, flow: str, now: datetime, *, delete_first: bool = True,
-                           distinct: bool = False, has_operation: bool = True) -> None:
-    """The snapshot rows of the keys in temporary ``table`` (source_key, content_hash[, operation]) become its
-    rows: old ones deleted (unless the caller knows there are none), rows with operation 'delete' left out.
-    ``distinct``: the table may hold a key twice (the first wins); a chunk's keys are unique, so it needs no sort.
+                           distinct: bool = False, has_operation: bool = True, params: dict | None = None) -> None:
+    """The snapshot rows of the keys in ``table`` (a temporary table or a parenthesised query, with columns
+    source_key, content_hash[, operation]; ``params`` binds the query's parameters) become its rows: old ones
+    deleted (unless the caller knows there are none), rows with operation 'delete' left out. ``distinct``: the
+    table may hold a key twice (the first wins); a chunk's keys are unique, so it needs no sort.
     """
-    params = {"flow": flow, "now": now, "delete": DELETE}
+    params = {"flow": flow, "now": now, "delete": DELETE, **(params or {})}
     if delete_first:
         conn.execute(sa.text(f"DELETE FROM snapshots s USING {table} t "
                              f"WHERE s.flow = :flow AND s.source_key = t.source_key"), params)
     conn.execute(sa.text(
         f"INSERT INTO snapshots (flow, source_key, content_hash, acknowledged_at) "
         f"SELECT {'DISTINCT ON (source_key) ' if distinct else ''}CAST(:flow AS text), source_key, content_hash, "
-        f"CAST(:now AS timestamptz) FROM {table}{' WHERE operation <> :delete' if has_operation else ''}"), params)
+        f"CAST(:now AS timestamptz) FROM {table} t{' WHERE operation <> :delete' if has_operation else ''}"), params)
 
 
 def _copy_arrow(conn: sa.Connection, table: str, columns: str, rows) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pandas as pd
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -193,7 +194,7 @@ def test_lines_recorded_behind_keep_their_order_and_raise_their_errors(world):
     assert ledger.snapshot_hashes("lines", ["A", "B", "C"]) == {"A": "1", "B": "20", "C": "3"}
     assert all(i["status"] == "acknowledged" for i in ledger.items(flow="lines"))
 
-    with pytest.raises(sa.exc.DBAPIError):
+    with pytest.raises(psycopg.errors.StringDataRightTruncation):
         with ledger.lines_recorded_behind() as record:
             # an operation too long for its column: the database refuses the record, in the thread
             record("lines", chunk("chunk c"), ["D"], ["4"], ["x" * 50])
