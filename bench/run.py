@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -183,6 +184,7 @@ def worker_sftp(cfg: dict) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     size = int(cfg["megabytes"] * (1 << 20))
+    repeat = cfg.get("repeat", 3)  # each transfer, both clients: the median is reported
     local = work / "payload.bin"
     with open(local, "wb") as out:
         remaining = size
@@ -199,12 +201,17 @@ def worker_sftp(cfg: dict) -> dict:
                                         host_key=host_key)
         try:
             results["ledgerlink_cipher"] = transport.remote_cipher
-            mark = time.perf_counter()
-            tuned_sftp_put(sftp, local, f"{remote_dir}/ll_up.bin")
-            results["ledgerlink_put_s"] = time.perf_counter() - mark
-            mark = time.perf_counter()
-            tuned_sftp_get(sftp, f"{remote_dir}/ll_up.bin", work / "ll_down.bin")
-            results["ledgerlink_get_s"] = time.perf_counter() - mark
+
+            def timed(transfer) -> float:
+                mark = time.perf_counter()
+                transfer()
+                return time.perf_counter() - mark
+
+            results["ledgerlink_put_runs_s"] = [timed(lambda: tuned_sftp_put(sftp, local, f"{remote_dir}/ll_up.bin"))
+                                                for _ in range(repeat)]
+            results["ledgerlink_get_runs_s"] = [
+                timed(lambda: tuned_sftp_get(sftp, f"{remote_dir}/ll_up.bin", work / "ll_down.bin"))
+                for _ in range(repeat)]
         finally:
             sftp.close()
             transport.close()
@@ -224,8 +231,12 @@ def worker_sftp(cfg: dict) -> dict:
 
         connect = min(batch("pwd\n") for _ in range(3))  # connection + session cost, taken off the transfers
         results["openssh_connect_s"] = connect
-        results["openssh_put_s"] = max(batch(f"put {local} {remote_dir}/os_up.bin\n") - connect, 1e-6)
-        results["openssh_get_s"] = max(batch(f"get {remote_dir}/os_up.bin {work}/os_down.bin\n") - connect, 1e-6)
+        results["openssh_put_runs_s"] = [max(batch(f"put {local} {remote_dir}/os_up.bin\n") - connect, 1e-6)
+                                         for _ in range(repeat)]
+        results["openssh_get_runs_s"] = [max(batch(f"get {remote_dir}/os_up.bin {work}/os_down.bin\n") - connect, 1e-6)
+                                         for _ in range(repeat)]
+    for name in ("ledgerlink_put", "ledgerlink_get", "openssh_put", "openssh_get"):
+        results[f"{name}_s"] = statistics.median(results[f"{name}_runs_s"])
     for name in ("ledgerlink_put", "ledgerlink_get", "openssh_put", "openssh_get"):
         results[f"{name}_mb_s"] = size / (1 << 20) / results[f"{name}_s"]
     results["ratio_put"] = results["ledgerlink_put_mb_s"] / results["openssh_put_mb_s"]
@@ -381,7 +392,7 @@ def run_benchmark(rows: int, usage_rows: int | None, growth_factor: int, sftp_mb
                                                          FLOW_RUN_FULL, True)
             print("ledgerlink growth:", paths["ledgerlink_full_growth"].get("seconds"), flush=True)
 
-    paths["sftp"] = run_worker("sftp", {"work": str(work), "megabytes": sftp_mb}, work)
+    paths["sftp"] = run_worker("sftp", {"work": str(work), "megabytes": sftp_mb, "repeat": repeat}, work)
     print("sftp:", {k: v for k, v in paths["sftp"].items() if k.startswith("ratio")}, flush=True)
     paths["dag_imports"] = run_worker("dag_imports", {}, work)
     results["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -495,8 +506,9 @@ def markdown(results: dict) -> str:
         lines += [f"| {step} | {_fmt(seconds)} |" for step, seconds in incr["steps"].items()]
     sftp = p["sftp"]
     if "ratio_put" in sftp:
-        lines += ["", f"SFTP, {sftp['bytes'] / (1 << 20):,.0f} MB on loopback (OpenSSH's connection cost "
-                  f"{sftp['openssh_connect_s']:.2f} s taken off its batch times):", "",
+        lines += ["", f"SFTP, {sftp['bytes'] / (1 << 20):,.0f} MB on loopback, median of "
+                  f"{len(sftp.get('ledgerlink_get_runs_s', [0]))} transfers each way and client (OpenSSH's connection "
+                  f"cost {sftp['openssh_connect_s']:.2f} s taken off its batch times):", "",
                   "| direction | Ledgerlink (paramiko, tuned) MB/s | OpenSSH `sftp` MB/s | ratio |", "|---|---|---|---|",
                   f"| upload | {_fmt(sftp['ledgerlink_put_mb_s'], 1)} | {_fmt(sftp['openssh_put_mb_s'], 1)} | "
                   f"{sftp['ratio_put']:.2f} |",
