@@ -80,8 +80,11 @@ def _derive_customer(df: pd.DataFrame) -> dict:
 def _derive_invoice_line(df: pd.DataFrame) -> dict:
     out = {}
     net = df["net_minor"].to_numpy(dtype=np.int64)
-    # A rate that is not a number fails "VAT rate is a known rate" below, not the whole gate.
-    rate = pd.to_numeric(df["vat_rate"], errors="coerce").fillna(-1).to_numpy(dtype=np.int64)
+    # A rate that is not a number fails "VAT rate is a known rate" below, not the whole gate. Each distinct
+    # rate is parsed once (a handful per batch; parsing 200,000 strings took a sixth of the gate's own time).
+    codes, rates = pd.factorize(df["vat_rate"])
+    parsed = pd.to_numeric(pd.Series(rates, dtype=object), errors="coerce").fillna(-1).to_numpy(dtype=np.int64)
+    rate = np.where(codes >= 0, parsed[codes] if len(parsed) else -1, -1)
     # Per-line VAT, half-up to the minor unit, in exact integer arithmetic: (net*rate*2 + 100) // 200.
     expected_vat = (net * rate * 2 + 100) // 200
     out["vat_matches_rate"] = df["vat_minor"].to_numpy(dtype=np.int64) == expected_vat
