@@ -57,3 +57,6 @@ def test_timestamps_compare_as_moments_not_text():
     batch = _batch([("a", 1, "2026-11-01T05:30:00+03:00"), ("b", 2, "2026-11-01T04:00:00+00:00")])
     assert tracking.next_watermark(batch, "updated_at", None) == "2026-11-01T04:00:00+00:00"
     assert tracking.read_from("2026-11-01T05:30:00+03:00") == "2026-11-01T02:20:00+00:00"
+    # fractions of a second and a Z count; a missing timestamp is no moment at all
+    batch = _batch([("a", 1, "2026-11-01T04:00:00+00:00"), ("b", 2, "2026-11-01T04:00:00.5Z"), ("c", 3, None)])
+    assert tracking.next_watermark(batch, "updated_at", None) == "2026-11-01T04:00:00.5Z"
