@@ -14,12 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import ACKNOWLEDGED, Ledger
 from sandbox.generator import generate_billing
+from tests.support.pg import create_database, run_postgres
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,11 +49,27 @@ flow.load(json.loads(Path(meta_path).read_text()), sa.create_engine(erp_url), Le
 """
 
 
-def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    with run_postgres(tmp_path_factory.mktemp("pg")) as info:
+        yield info
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def erp_and_ledger_urls(request, tmp_path):
+    """SQLite writes the ledger after the ERP's commit; PostgreSQL writes it alongside, in a thread, and commits
+    after the ERP: the kill then finds the ledger's transaction open, and the server rolls it back."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'erp.db'}", f"sqlite:///{tmp_path / 'ledger.db'}"
+    server = request.getfixturevalue("postgres")
+    return create_database(server, "killed_erp").url, create_database(server, "killed_ledger").url
+
+
+def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch, erp_and_ledger_urls):
     monkeypatch.setenv("LEDGERLINK_HOME", str(tmp_path / "home"))
     generate_billing(tmp_path / "billing.db", seed=11, customers=12)
     billing = sa.create_engine(f"sqlite:///{tmp_path / 'billing.db'}")
-    erp_url, ledger_url = f"sqlite:///{tmp_path / 'erp.db'}", f"sqlite:///{tmp_path / 'ledger.db'}"
+    erp_url, ledger_url = erp_and_ledger_urls
     erp, ledger = sa.create_engine(erp_url), Ledger(ledger_url)
     meta = flow.gate(flow.extract("nightly", billing, ledger, chunk_rows=25), ledger)
     assert len(meta["parts"]) >= 4
@@ -84,8 +102,9 @@ def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch):
     select = ", ".join(f"i.{c}" if c in ("customer_id", "issue_date") else f"l.{c}" for c in columns)
     with sqlite3.connect(tmp_path / "billing.db") as db:
         source = sorted(db.execute(f"SELECT {select} FROM invoice_lines l JOIN invoices i USING (invoice_id)"))
-    with sqlite3.connect(tmp_path / "erp.db") as db:
-        target = sorted(db.execute(f"SELECT {', '.join(columns)} FROM {erp_lines.TABLE}"))
+    with erp.connect() as conn:
+        target = sorted(tuple(row) for row in conn.execute(
+            sa.text(f"SELECT {', '.join(columns)} FROM {erp_lines.TABLE}")))
     assert source == target
 
     chunks = {i["source_key"]: i for i in ledger.items(flow=flow.FLOW)}  # lines are never items, chunks are

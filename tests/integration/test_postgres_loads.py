@@ -179,27 +179,34 @@ def test_lines_expected_new_but_already_in_the_snapshot_still_move_it_once(world
     assert all(i["status"] == "acknowledged" for i in ledger.items(flow="lines"))
 
 
-def test_lines_recorded_behind_keep_their_order_and_raise_their_errors(world):
-    """The ledger writes a chunk in a thread while the target takes the next: chunks land in order (the later
-    hash of a key wins), all are written when the block ends, and a failed record is raised to the caller."""
+def test_lines_recorded_alongside_commit_only_once_the_target_has(world):
+    """The ledger writes a chunk's lines while the block sends it, and commits only when the block succeeds:
+    during the block nothing is visible; a failed block records nothing; a failed record is raised."""
     ledger = world["ledger"]
 
     def chunk(name: str) -> int:
         return ledger.plan_and_mark_sent("run", "lines", "erp", "invoice_line",
                                          [PlannedChange(name, None, "2 lines", "upsert")])[name]
 
-    with ledger.lines_recorded_behind() as record:
-        record("lines", chunk("chunk a"), ["A", "B"], ["1", "2"], ["create", "create"], expect_new=True)
-        record("lines", chunk("chunk b"), ["B", "C"], ["20", "3"], ["update", "create"])
+    with ledger.recording_lines_alongside("lines", chunk("chunk a"), ["A", "B"], ["1", "2"], ["create", "create"],
+                                          expect_new=True):
+        assert ledger.snapshot_hashes("lines", ["A", "B"]) == {}  # not before the target commits
+    with ledger.recording_lines_alongside("lines", chunk("chunk b"), ["B", "C"], ["20", "3"], ["update", "create"]):
+        pass
     assert ledger.snapshot_hashes("lines", ["A", "B", "C"]) == {"A": "1", "B": "20", "C": "3"}
     assert all(i["status"] == "acknowledged" for i in ledger.items(flow="lines"))
 
+    with pytest.raises(ConnectionError):
+        with ledger.recording_lines_alongside("lines", chunk("chunk c"), ["D"], ["4"], ["create"]):
+            raise ConnectionError("the ERP went away before its commit")
     with pytest.raises(psycopg.errors.StringDataRightTruncation):
-        with ledger.lines_recorded_behind() as record:
-            # an operation too long for its column: the database refuses the record, in the thread
-            record("lines", chunk("chunk c"), ["D"], ["4"], ["x" * 50])
-    assert ledger.snapshot_hashes("lines", ["D"]) == {}
-    assert {i["source_key"]: i["status"] for i in ledger.items(flow="lines")}["chunk c"] == "sent"
+        # an operation too long for its column: the database refuses the record, in the thread
+        with ledger.recording_lines_alongside("lines", chunk("chunk d"), ["E"], ["5"], ["x" * 50]):
+            pass
+    assert ledger.snapshot_hashes("lines", ["D", "E"]) == {}
+    statuses = {i["source_key"]: i["status"] for i in ledger.items(flow="lines")}
+    assert statuses["chunk c"] == statuses["chunk d"] == "sent"  # in flight: a retry continues them
+    assert [d["source_key"] for d in ledger.deliveries(flow="lines")] == ["A", "B", "B", "C"]
 
 
 def _first_load_chunks(ledger: Ledger, flow_name: str, chunks: int, lines: int) -> None:

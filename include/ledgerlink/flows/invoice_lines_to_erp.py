@@ -168,28 +168,27 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
     attempted = {i["source_key"] for i in ledger.items(flow=FLOW, run_id=run_id)}
     created = updated = 0
     sent = Figures(count=0)  # summed chunk by chunk: memory stays one chunk
-    # The ledger records a chunk while the ERP takes the next one.
-    with ledger.lines_recorded_behind() as record_confirmed_lines:
-        for index, part in enumerate(meta["parts"]):
-            batch = read_frame(part)
+    for index, part in enumerate(meta["parts"]):
+        batch = read_frame(part)
+        if batch.empty:
+            continue
+        # The run's figures count the whole batch; a retry only sends what an earlier attempt of it did not
+        # get acknowledged (the ledger then shows one delivery per line, and the chunk's attempts counted).
+        created += int((batch["_op"] == CREATE).sum())
+        updated += int((batch["_op"] == UPDATE).sum())
+        sent = _add_figures(sent, figures(batch))
+        retry = _chunk_key(run_id, index) in attempted
+        if retry:
+            batch = _not_yet_acknowledged(batch, ledger)
             if batch.empty:
                 continue
-            # The run's figures count the whole batch; a retry only sends what an earlier attempt of it did not
-            # get acknowledged (the ledger then shows one delivery per line, and the chunk's attempts counted).
-            created += int((batch["_op"] == CREATE).sum())
-            updated += int((batch["_op"] == UPDATE).sum())
-            sent = _add_figures(sent, figures(batch))
-            retry = _chunk_key(run_id, index) in attempted
-            if retry:
-                batch = _not_yet_acknowledged(batch, ledger)
-                if batch.empty:
-                    continue
-            chunk_item = _chunk_in_flight(ledger, run_id, index, len(batch), "upsert")
-            first_load = not retry and bool((batch["_op"] == CREATE).all())  # none of these keys was ever loaded
+        chunk_item = _chunk_in_flight(ledger, run_id, index, len(batch), "upsert")
+        first_load = not retry and bool((batch["_op"] == CREATE).all())  # none of these keys was ever loaded
+        # The ledger writes the chunk's lines while the ERP takes them, and commits once the ERP has.
+        with ledger.recording_lines_alongside(FLOW, chunk_item, batch[KEY_COLUMN], batch[HASH_COLUMN], batch["_op"],
+                                              expect_new=first_load):
             upsert_frame(erp, erp_lines.TABLE, batch.rename(columns={HASH_COLUMN: "content_hash"}),
                          [erp_lines.KEY], erp_lines.COLUMNS, expect_new=first_load)
-            record_confirmed_lines(FLOW, chunk_item, batch[KEY_COLUMN], batch[HASH_COLUMN], batch["_op"],
-                                   expect_new=first_load)
     still_acknowledged = sorted(ledger.snapshot_hashes(FLOW, deleted_keys))  # deletions a retry has not done yet
     if still_acknowledged:
         chunk_item = _chunk_in_flight(ledger, run_id, -1, len(still_acknowledged), DELETE)
