@@ -486,10 +486,15 @@ class Ledger:
         writer.start()
         try:
             yield
-            verdict["commit"] = True
-        finally:
+        except BaseException:
             sent.set()
             writer.join()
+            if failure:  # the block's own error is the one raised
+                log.warning("Ledger: writing chunk item %s's lines failed as well: %s", chunk_item_id, failure[0])
+            raise
+        verdict["commit"] = True
+        sent.set()
+        writer.join()
         if failure:
             raise failure[0]
 
