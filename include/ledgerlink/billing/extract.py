@@ -147,7 +147,7 @@ def _arrow_frames(engine: sa.Engine, sql: str, params: dict, columns: list[str],
     import pyarrow as pa
     from psycopg import sql as pgsql
 
-    for name, value in params.items():  # literals quoted by psycopg: a query read through COPY takes no binds
+    for name, value in params.items():  # ADBC reads through COPY, which binds nothing: psycopg quotes literals
         sql = sql.replace(f":{name}", pgsql.Literal(value).as_string())
     with adbc_postgresql.connect(postgres_uri(engine)) as conn, conn.cursor() as cursor:
         cursor.execute(sql)
