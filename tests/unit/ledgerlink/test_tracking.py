@@ -60,3 +60,6 @@ def test_timestamps_compare_as_moments_not_text():
     # fractions of a second and a Z count; a missing timestamp is no moment at all
     batch = _batch([("a", 1, "2026-11-01T04:00:00+00:00"), ("b", 2, "2026-11-01T04:00:00.5Z"), ("c", 3, None)])
     assert tracking.next_watermark(batch, "updated_at", None) == "2026-11-01T04:00:00.5Z"
+    # a source that stores naive UTC, or nanoseconds
+    batch = _batch([("a", 1, "2026-11-01T04:00:00"), ("b", 2, "2026-11-01 03:59:59.999999999+00:00")])
+    assert tracking.next_watermark(batch, "updated_at", None) == "2026-11-01T04:00:00"
