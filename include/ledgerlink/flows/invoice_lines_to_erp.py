@@ -42,6 +42,14 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
     keys, and deletions are found without holding every key when both databases can say cheaply that
     none happened (see :func:`_deleted_keys`).
     """
+    # Billing counts and fingerprints its keys while the ledger and the changes are read: a line added or
+    # deleted meanwhile makes the two sides differ, and then every key is compared (see _deleted_keys).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="billing-keys") as pool:
+        source_print = pool.submit(source_key_fingerprint, billing)
+        return _extract(run_id, billing, ledger, chunk_rows, source_print)
+
+
+def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, source_print) -> dict:
     ledger.start_run(run_id, FLOW)
     watermark = ledger.watermark(FLOW, WATERMARK)
     snapshot_size, snapshot_print = ledger.snapshot_fingerprint(FLOW)
@@ -88,8 +96,8 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
             parts.append(stage_frame(FLOW, run_id, "changes_headers", changes.changed))
         log.info("Billing invoices: %d header(s) moved (customer or date); %d of their lines changed",
                  len(moved), len(changes.changed))
-    deleted, source_count, unseen = _deleted_keys(billing, ledger, snapshot_size, snapshot_print, counts["new"],
-                                                  new_print, new_keys)
+    deleted, source_count, unseen = _deleted_keys(billing, ledger, source_print.result(), snapshot_size,
+                                                  snapshot_print, counts["new"], new_print, new_keys)
     if unseen:
         # Committed late, with an updated_at behind the watermark's overlap: read them by key.
         late = with_keys_and_hashes(read_invoice_lines_by_key(billing, sorted(unseen), hash_columns=CONTENT_COLUMNS),
@@ -106,8 +114,9 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
             "deletions": stage_json(FLOW, run_id, "deletions", deleted), "watermark_read": highest}
 
 
-def _deleted_keys(billing: sa.Engine, ledger: Ledger, snapshot_size: int, snapshot_print: int | None,
-                  new_count: int, new_print: int, new_keys: set[str]) -> tuple[list[str], int, set[str]]:
+def _deleted_keys(billing: sa.Engine, ledger: Ledger, source_fingerprint: tuple[int, int | None], snapshot_size: int,
+                  snapshot_print: int | None, new_count: int, new_print: int,
+                  new_keys: set[str]) -> tuple[list[str], int, set[str]]:
     """Snapshot keys billing no longer has, how many keys billing holds, and billing keys neither in the
     snapshot nor read this run (committed late, behind the watermark).
 
@@ -115,8 +124,9 @@ def _deleted_keys(billing: sa.Engine, ledger: Ledger, snapshot_size: int, snapsh
     fingerprint (a sum of 64-bit key hashes, computed by PostgreSQL on both sides) equal the snapshot's plus
     this run's new keys, nothing was deleted and no key list is read. Otherwise, or when a database cannot
     fingerprint, every billing key is read and the snapshot keys are streamed against them.
+    ``source_fingerprint``: billing's (count, fingerprint), from :func:`source_key_fingerprint`.
     """
-    source_count, source_print = source_key_fingerprint(billing)
+    source_count, source_print = source_fingerprint
     if snapshot_size == 0:
         return [], source_count, set()  # a first run reads everything
     if (snapshot_print is not None and source_print is not None
