@@ -34,6 +34,13 @@ def content_hash_sql(columns: list[str]) -> str:
     return f"CAST(({' # '.join(terms)}) AS text)"
 
 
+def _line_select_for(engine: sa.Engine, hash_columns: list[str] | None) -> tuple[str, list[str]]:
+    """The line query for this database and the columns it returns: hashed by the server on PostgreSQL."""
+    if hash_columns and engine.dialect.name == "postgresql":
+        return _line_select(hash_columns), INVOICE_LINE_COLUMNS + [HASH_COLUMN]
+    return _line_select(), INVOICE_LINE_COLUMNS
+
+
 def _line_select(hash_columns: list[str] | None = None) -> str:
     """The columns a line carries, with customer and date taken from its invoice (and its hash, if asked)."""
     hashed = f", {content_hash_sql(hash_columns)} AS {HASH_COLUMN}" if hash_columns else ""
@@ -99,12 +106,11 @@ def read_invoice_lines(engine: sa.Engine, changed_since: str | None, chunk_rows:
     ``_hash``, see :func:`content_hash_sql`), on its own core while this process parses; elsewhere the
     caller hashes.
     """
-    hashed = bool(hash_columns) and engine.dialect.name == "postgresql"
-    sql, params = _line_select(hash_columns if hashed else None), {}
+    sql, columns = _line_select_for(engine, hash_columns)
+    params = {}
     if changed_since:
         sql += " WHERE l.updated_at >= :since"
         params["since"] = changed_since
-    columns = INVOICE_LINE_COLUMNS + ([HASH_COLUMN] if hashed else [])
     if engine.dialect.name == "postgresql":
         yield from _arrow_frames(engine, sql, params, columns, chunk_rows)
         return
@@ -130,9 +136,7 @@ def read_invoice_lines_by_key(engine: sa.Engine, keys: list[str], key: str = "l.
                               hash_columns: list[str] | None = None) -> pd.DataFrame:
     """Invoice lines by line key (or by ``key="l.invoice_id"``), whatever their updated_at; hashed as
     :func:`read_invoice_lines` hashes them, so both reads of a line give the same ``_hash``."""
-    hashed = bool(hash_columns) and engine.dialect.name == "postgresql"
-    return _select_by_keys(engine, _line_select(hash_columns if hashed else None),
-                           INVOICE_LINE_COLUMNS + ([HASH_COLUMN] if hashed else []), key, keys)
+    return _select_by_keys(engine, *_line_select_for(engine, hash_columns), key, keys)
 
 
 def _arrow_frames(engine: sa.Engine, sql: str, params: dict, columns: list[str], chunk_rows: int):
