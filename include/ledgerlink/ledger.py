@@ -532,17 +532,6 @@ class Ledger:
         if upserts:
             conn.execute(sa.insert(Snapshot), upserts)
 
-    @staticmethod
-    def _move_snapshot_postgres(conn: sa.Connection, flow: str, now: datetime) -> None:
-        """The same from the temporary table ``ledgerlink_ack`` (source_key, content_hash, target_key, operation)."""
-        params = {"flow": flow, "now": now, "delete": DELETE}
-        conn.execute(sa.text("DELETE FROM snapshots s USING ledgerlink_ack a "
-                             "WHERE s.flow = :flow AND s.source_key = a.source_key"), params)
-        conn.execute(sa.text(
-            "INSERT INTO snapshots (flow, source_key, content_hash, target_key, acknowledged_at) "
-            "SELECT DISTINCT ON (source_key) CAST(:flow AS text), source_key, content_hash, target_key, "
-            "CAST(:now AS timestamptz) FROM ledgerlink_ack WHERE operation <> :delete"), params)
-
     # PostgreSQL bulk paths: the same statements' effect as the generic code, set-based --------------
     @staticmethod
     def _copy_rows(conn: sa.Connection, table: str, columns: str, rows: Iterable[tuple]) -> None:
@@ -595,7 +584,7 @@ class Ledger:
                 "UPDATE items i SET status = :acknowledged, acknowledged_at = :now, updated_at = :now, "
                 "last_error = NULL, target_key = a.target_key FROM ledgerlink_ack a WHERE i.id = a.item_id"),
                 {"now": now, "acknowledged": ACKNOWLEDGED})
-            self._move_snapshot_postgres(conn, flow, now)
+            _replace_snapshot_rows(conn, "ledgerlink_ack", flow, now, distinct=True, with_target_key=True)
 
     def snapshot_fingerprint(self, flow: str) -> tuple[int, int | None]:
         """(count, sum of 64-bit key hashes) of a flow's snapshot; the sum is None unless PostgreSQL."""
@@ -722,20 +711,23 @@ def _arrow_strings(values):
 
 
 def _replace_snapshot_rows(conn: sa.Connection, table: str, flow: str, now: datetime, *, delete_first: bool = True,
-                           distinct: bool = False, has_operation: bool = True, params: dict | None = None) -> None:
+                           distinct: bool = False, has_operation: bool = True, with_target_key: bool = False,
+                           params: dict | None = None) -> None:
     """The snapshot rows of the keys in ``table`` (a temporary table or a parenthesised query, with columns
-    source_key, content_hash[, operation]; ``params`` binds the query's parameters) become its rows: old ones
-    deleted (unless the caller knows there are none), rows with operation 'delete' left out. ``distinct``: the
-    table may hold a key twice (the first wins); a chunk's keys are unique, so it needs no sort.
+    source_key, content_hash[, target_key][, operation]; ``params`` binds the query's parameters) become its
+    rows: old ones deleted (unless the caller knows there are none), rows with operation 'delete' left out.
+    ``distinct``: the table may hold a key twice (the first wins); a chunk's keys are unique, so it needs no sort.
     """
     params = {"flow": flow, "now": now, "delete": DELETE, **(params or {})}
     if delete_first:
         conn.execute(sa.text(f"DELETE FROM snapshots s USING {table} t "
                              f"WHERE s.flow = :flow AND s.source_key = t.source_key"), params)
+    target_key = ", target_key" if with_target_key else ""
     conn.execute(sa.text(
-        f"INSERT INTO snapshots (flow, source_key, content_hash, acknowledged_at) "
-        f"SELECT {'DISTINCT ON (source_key) ' if distinct else ''}CAST(:flow AS text), source_key, content_hash, "
-        f"CAST(:now AS timestamptz) FROM {table} t{' WHERE operation <> :delete' if has_operation else ''}"), params)
+        f"INSERT INTO snapshots (flow, source_key, content_hash{target_key}, acknowledged_at) "
+        f"SELECT {'DISTINCT ON (source_key) ' if distinct else ''}CAST(:flow AS text), source_key, content_hash"
+        f"{target_key}, CAST(:now AS timestamptz) FROM {table} t"
+        f"{' WHERE operation <> :delete' if has_operation else ''}"), params)
 
 
 def _close_chunk(chunk_item_id: int):

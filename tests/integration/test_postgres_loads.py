@@ -243,3 +243,20 @@ def test_a_ledger_role_that_does_not_own_the_index_still_records_its_lines(world
     assert "cannot summarize the deliveries index" in caplog.text
     assert writer.snapshot_hashes("lines", ["L000000007", "L010000999"]) == {"L000000007": "7", "L010000999": "999"}
     writer.engine.dispose()
+
+
+def test_acknowledged_http_items_move_the_snapshot_with_their_target_keys_on_postgres(world):
+    """The per-item path (1C's records) on PostgreSQL: acknowledgement moves the snapshot with the target key,
+    a deletion removes the row."""
+    ledger = world["ledger"]
+    ids = ledger.plan_and_mark_sent("run-1", "customers", "onec", "customer",
+                                    [PlannedChange("C1", "ref-1", "h1", "create"),
+                                     PlannedChange("C2", "ref-2", "h2", "create")])
+    ledger.acknowledge("customers", [(ids["C1"], "C1", "h1", "ref-1", "create"),
+                                     (ids["C2"], "C2", "h2", "ref-2", "create")])
+    assert ledger.snapshot("customers") == {"C1": ("h1", "ref-1"), "C2": ("h2", "ref-2")}
+    ids = ledger.plan_and_mark_sent("run-2", "customers", "onec", "customer",
+                                    [PlannedChange("C1", "ref-1", None, "delete")])
+    ledger.acknowledge("customers", [(ids["C1"], "C1", None, "ref-1", "delete")])
+    assert ledger.snapshot("customers") == {"C2": ("h2", "ref-2")}
+    assert ledger.planned() == []
