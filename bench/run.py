@@ -145,29 +145,24 @@ def worker_ledgerlink(cfg: dict) -> dict:
     setup = time.perf_counter() - mark
     setup_rss = _peak_rss_mb()
     billing, erp = sa.create_engine(cfg["billing_url"]), sa.create_engine(cfg["erp_url"])
-    steps = {}
+    steps, peaks = {}, {"setup": setup_rss}
     started = time.perf_counter()
     ledger = Ledger(cfg["ledger_url"])
     steps["ledger_open"] = time.perf_counter() - started
-    mark = time.perf_counter()
-    meta = flow.extract(cfg["run_id"], billing, ledger, cfg["chunk_rows"])
-    steps["extract"] = time.perf_counter() - mark
-    peaks = {"setup": setup_rss, "extract": _peak_rss_mb()}
-    mark = time.perf_counter()
-    meta = flow.gate(meta, ledger)
-    steps["gate"] = time.perf_counter() - mark
-    peaks["gate"] = _peak_rss_mb()
-    mark = time.perf_counter()
-    meta = flow.load(meta, erp, ledger)
-    steps["load"] = time.perf_counter() - mark
-    peaks["load"] = _peak_rss_mb()
-    mark = time.perf_counter()
-    summary = flow.reconcile_and_report(meta, billing, erp, ledger)
-    steps["reconcile_and_report"] = time.perf_counter() - mark
+    outcome = cfg["run_id"]
+    # Each step takes what the one before it returned, as the Airflow tasks do through XCom.
+    for name, step in (("extract", lambda run_id: flow.extract(run_id, billing, ledger, cfg["chunk_rows"])),
+                       ("gate", lambda meta: flow.gate(meta, ledger)),
+                       ("load", lambda meta: flow.load(meta, erp, ledger)),
+                       ("reconcile_and_report", lambda meta: flow.reconcile_and_report(meta, billing, erp, ledger))):
+        mark = time.perf_counter()
+        meta, outcome = outcome, step(outcome)
+        steps[name] = time.perf_counter() - mark
+        peaks[name] = _peak_rss_mb()
+    summary = outcome
     seconds = time.perf_counter() - started
     with erp.connect() as conn:
         rows = conn.scalar(sa.text("SELECT count(*) FROM billed_invoice_lines"))
-    peaks["reconcile_and_report"] = _peak_rss_mb()
     return {"seconds": seconds, "rows": rows, "steps": steps, "gx_setup_s": setup, "peak_rss_mb_after": peaks,
             "sent": summary.sent, "created": summary.created,
             "updated": summary.updated, "deleted": summary.deleted, "read": meta["read"]}

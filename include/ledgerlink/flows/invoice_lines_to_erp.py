@@ -45,11 +45,12 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
     # Billing counts and fingerprints its keys while the ledger and the changes are read: a line added or
     # deleted meanwhile makes the two sides differ, and then every key is compared (see _deleted_keys).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="billing-keys") as pool:
-        source_print = pool.submit(source_key_fingerprint, billing)
-        return _extract(run_id, billing, ledger, chunk_rows, source_print)
+        billing_fingerprint = pool.submit(source_key_fingerprint, billing)
+        return _extract(run_id, billing, ledger, chunk_rows, billing_fingerprint)
 
 
-def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, source_print) -> dict:
+def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, billing_fingerprint) -> dict:
+    """:func:`extract`, given the future of billing's (key count, key fingerprint)."""
     ledger.start_run(run_id, FLOW)
     watermark = ledger.watermark(FLOW, WATERMARK)
     snapshot_size, snapshot_print = ledger.snapshot_fingerprint(FLOW)
@@ -96,7 +97,7 @@ def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, s
             parts.append(stage_frame(FLOW, run_id, "changes_headers", changes.changed))
         log.info("Billing invoices: %d header(s) moved (customer or date); %d of their lines changed",
                  len(moved), len(changes.changed))
-    deleted, source_count, unseen = _deleted_keys(billing, ledger, source_print.result(), snapshot_size,
+    deleted, source_count, unseen = _deleted_keys(billing, ledger, billing_fingerprint.result(), snapshot_size,
                                                   snapshot_print, counts["new"], new_print, new_keys)
     if unseen:
         # Committed late, with an updated_at behind the watermark's overlap: read them by key.

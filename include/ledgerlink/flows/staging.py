@@ -2,7 +2,7 @@
 
 Arrow IPC (Feather v2, LZ4) rather than Parquet: a staged batch is written once and read back by the next
 task on the same kind of machine, so encoding speed matters more than size (measured on the 1M-line benchmark:
-0.02 s per 200,000-line chunk against Parquet's 0.1 s), and pandas dtypes round-trip exactly.
+0.02–0.06 s per 200,000-line chunk against Parquet's 0.1 s), and pandas dtypes round-trip exactly.
 """
 from __future__ import annotations
 
