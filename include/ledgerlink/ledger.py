@@ -742,14 +742,14 @@ def _write_lines_postgres(conn: sa.Connection, flow: str, chunk_item_id: int, ke
     import numpy as np
     import pyarrow as pa
 
-    from ledgerlink.copyio import arrow_csv, copy_csv
+    from ledgerlink.copyio import copy_arrow
 
     now = utcnow()
     lines = pa.table({"chunk_item_id": np.full(len(keys), chunk_item_id, dtype=np.int64),
                       "source_key": _arrow_strings(keys), "content_hash": _arrow_strings(hashes),
                       "operation": _arrow_strings(operations)})
-    copy_csv(conn.connection.driver_connection.cursor(), "COPY deliveries (chunk_item_id, source_key, "
-             "content_hash, operation) FROM STDIN WITH (FORMAT csv)", arrow_csv(lines))
+    copy_arrow(conn.connection.driver_connection.cursor(), "COPY deliveries (chunk_item_id, source_key, "
+               "content_hash, operation) FROM STDIN WITH (FORMAT csv)", lines)
     if expect_new:
         # A first load's snapshot rows are read back from deliveries, not COPied a second time through a
         # temporary table (1M lines: 2.45 s against 3.1 s), and found through the BRIN index, never by scanning
@@ -787,11 +787,11 @@ def _summarize_new_deliveries(conn: sa.Connection) -> None:
 
 def _copy_arrow(conn: sa.Connection, table: str, columns: str, rows) -> None:
     """A temporary table (dropped at commit) filled from an Arrow table by COPY, its CSV written by Arrow."""
-    from ledgerlink.copyio import arrow_csv, copy_csv
+    from ledgerlink.copyio import copy_arrow
 
     cursor = conn.connection.driver_connection.cursor()
     cursor.execute(f"CREATE TEMP TABLE {table} ({columns}) ON COMMIT DROP")
-    copy_csv(cursor, f"COPY {table} FROM STDIN WITH (FORMAT csv)", arrow_csv(rows))
+    copy_arrow(cursor, f"COPY {table} FROM STDIN WITH (FORMAT csv)", rows)
     cursor.execute(f"ANALYZE {table}")
 
 

@@ -35,6 +35,13 @@ class ChangeSet:
             return self.new
         return pd.concat([self.new, self.changed], ignore_index=True)
 
+    def operations(self, create: str, update: str) -> pd.api.extensions.ExtensionArray:
+        """One operation per row of :attr:`to_send` (new rows first), built by Arrow: a Python list of a
+        million strings cost an extract a tenth of its time."""
+        values = pa.concat_arrays([pa.repeat(pa.scalar(create), len(self.new)),
+                                   pa.repeat(pa.scalar(update), len(self.changed))])
+        return pd.arrays.ArrowStringArray(values)
+
     def counts(self) -> dict[str, int]:
         return {"new": len(self.new), "changed": len(self.changed), "deleted": len(self.deleted),
                 "unchanged": self.unchanged}

@@ -43,7 +43,7 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger) -> dict:
     batch = with_keys_and_hashes(rows, ["customer_id"], counterparties.CONTENT_COLUMNS)
     changes = diff(batch, snapshot, source_keys)
     to_send = changes.to_send
-    to_send["_op"] = [CREATE] * len(changes.new) + [UPDATE] * len(changes.changed)
+    to_send["_op"] = changes.operations(CREATE, UPDATE)
     meta = {
         "run_id": run_id, "read": len(batch), "source_keys": len(source_keys), **changes.counts(),
         "batch": stage_frame(FLOW, run_id, "changes", to_send),

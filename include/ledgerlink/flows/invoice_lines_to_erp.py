@@ -61,7 +61,7 @@ def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, b
         known = ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()) if snapshot_size else {}
         changes = diff(batch, known, None)
         to_send = changes.to_send
-        to_send["_op"] = [CREATE] * len(changes.new) + [UPDATE] * len(changes.changed)
+        to_send["_op"] = changes.operations(CREATE, UPDATE)
         counts["read"] += len(batch)
         for name in ("new", "changed", "unchanged"):
             counts[name] += changes.counts()[name]

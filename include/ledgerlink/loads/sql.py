@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from ledgerlink.copyio import arrow_csv, copy_csv
+from ledgerlink.copyio import copy_arrow
 
 HASH = "content_hash"
 
@@ -52,11 +52,11 @@ def _copy_new_postgres(engine: sa.Engine, table: str, df: pd.DataFrame, columns)
     """COPY straight into the table; False (nothing written) if a key already exists there."""
     import psycopg
 
-    data = arrow_csv(pa.Table.from_pandas(df[list(columns)], preserve_index=False))
+    rows = pa.Table.from_pandas(df[list(columns)], preserve_index=False)
     cols = ", ".join(_quote(c) for c in columns)
     try:
         with _raw_transaction(engine) as raw, raw.cursor() as cursor:
-            copy_csv(cursor, f"COPY {_quote(table)} ({cols}) FROM STDIN WITH (FORMAT csv)", data)
+            copy_arrow(cursor, f"COPY {_quote(table)} ({cols}) FROM STDIN WITH (FORMAT csv)", rows)
     except psycopg.errors.UniqueViolation:
         return False
     return True
@@ -65,11 +65,11 @@ def _copy_new_postgres(engine: sa.Engine, table: str, df: pd.DataFrame, columns)
 def _upsert_postgres(engine: sa.Engine, table: str, df: pd.DataFrame, key_columns, columns) -> int:
     staging = "ledgerlink_staging"
     # Arrow's CSV writer: about 4x faster than DataFrame.to_csv (DESIGN §7); integers stay integers.
-    data = arrow_csv(pa.Table.from_pandas(df[list(columns)], preserve_index=False))
+    rows = pa.Table.from_pandas(df[list(columns)], preserve_index=False)
     cols = ", ".join(_quote(c) for c in columns)
     with _raw_transaction(engine) as raw, raw.cursor() as cursor:
         cursor.execute(f"CREATE TEMP TABLE {staging} (LIKE {_quote(table)} INCLUDING DEFAULTS) ON COMMIT DROP")
-        copy_csv(cursor, f"COPY {staging} ({cols}) FROM STDIN WITH (FORMAT csv)", data)
+        copy_arrow(cursor, f"COPY {staging} ({cols}) FROM STDIN WITH (FORMAT csv)", rows)
         cursor.execute(_conflict_sql(table, staging, key_columns, columns))
         return cursor.rowcount
 

@@ -152,3 +152,20 @@ def test_gx_sees_only_the_checked_columns_and_a_missing_one_fails_its_check():
     outcome = validate(batch.drop(columns=["currency"]), suite)
     currency = next(c for c in outcome["checks"] if c["name"] == "currency is TRY or RUB")
     assert outcome["success"] is False and currency["success"] is False
+
+
+def test_gx_does_not_fingerprint_the_batch():
+    """GX's md5 of every cell (a batch marker nothing reads) was half the gate's time; it is switched off.
+    Fails if a GX upgrade moves the switch and the fingerprint comes back."""
+    import pandas as pd
+
+    from ledgerlink.gates import _validation_for, suite_for
+
+    suite = suite_for("invoice_line")
+    batch = pd.DataFrame({"line_id": ["L1"], "invoice_id": ["I1"], "net_minor": [100], "vat_rate": ["20"],
+                          "vat_minor": [20], "gross_minor": [120], "currency": ["TRY"], "issue_date": ["2026-11-01"],
+                          "description": ["a"]})
+    result = _validation_for(suite).run(batch_parameters={"dataframe": batch})
+    markers = result.meta["batch_markers"]
+    assert "ge_load_time" in markers  # the markers are where GX puts the fingerprint
+    assert "pandas_data_fingerprint" not in markers
