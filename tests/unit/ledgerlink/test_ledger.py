@@ -8,6 +8,8 @@ import pytest
 
 from ledgerlink import cli
 from ledgerlink.ledger import ACKNOWLEDGED, MIGRATIONS, PLANNED, REJECTED, SENT, Ledger, PlannedChange
+from tests.support.ledger_history import (check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice,
+                                          check_every_delivery_is_listed_once)
 
 
 @pytest.fixture
@@ -19,6 +21,14 @@ def ledger(tmp_path, monkeypatch):
 def test_migrations_are_recorded_and_idempotent(ledger):
     assert ledger.migrate() == MIGRATIONS[-1][0]
     assert Ledger(ledger.url).migrate() == MIGRATIONS[-1][0]
+
+
+def test_the_history_lists_every_line_delivery_once(ledger):
+    check_every_delivery_is_listed_once(ledger)
+
+
+def test_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice(ledger):
+    check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice(ledger.url)
 
 
 def test_an_item_is_open_until_acknowledged_and_a_retry_continues_it(ledger):

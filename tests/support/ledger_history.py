@@ -1,0 +1,71 @@
+"""Ledger history scenarios run on both ledger databases (SQLite in unit tests, PostgreSQL in integration)."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ledgerlink.ledger import Ledger, PlannedChange
+
+FLOW = "lines"
+
+
+def _chunk(ledger: Ledger, name: str) -> int:
+    return ledger.plan_and_mark_sent("run", FLOW, "erp", "invoice_line",
+                                     [PlannedChange(name, None, "lines", "upsert")])[name]
+
+
+def _history(ledger: Ledger, **filters) -> list[tuple]:
+    return [(d["chunk_item_id"], d["source_key"], d["content_hash"], d["operation"])
+            for d in ledger.deliveries(flow=FLOW, **filters)]
+
+
+def check_every_delivery_is_listed_once(ledger: Ledger) -> None:
+    """A first load's lines go into the snapshot only, each its line's latest delivery; a later change moves
+    the delivery it supersedes into ``deliveries``, a deletion is written there, and forgetting a line keeps
+    its delivery."""
+    first = _chunk(ledger, "chunk 1")
+    ledger.record_confirmed_lines(FLOW, first, [f"L{i}" for i in range(5)], [str(i) for i in range(5)],
+                                  ["create"] * 5, expect_new=True)
+    with ledger.engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM deliveries")) == 0
+        assert conn.scalar(sa.text("SELECT count(*) FROM snapshots WHERE chunk_item_id = :c"), {"c": first}) == 5
+    second = _chunk(ledger, "chunk 2")
+    ledger.record_confirmed_lines(FLOW, second, ["L1", "L2", "L9"], ["10", None, "9"], ["update", "delete", "create"])
+    ledger.forget(FLOW, ["L3"])
+    assert _history(ledger) == [
+        (first, "L0", "0", "create"), (first, "L1", "1", "create"), (first, "L2", "2", "create"),
+        (first, "L3", "3", "create"), (first, "L4", "4", "create"),
+        (second, "L1", "10", "update"), (second, "L2", None, "delete"), (second, "L9", "9", "create")]
+    assert _history(ledger, key="L1") == [(first, "L1", "1", "create"), (second, "L1", "10", "update")]
+    assert _history(ledger, run_id="elsewhere") == []
+    assert ledger.snapshot_hashes(FLOW, ["L0", "L1", "L2", "L3", "L9"]) == {"L0": "0", "L1": "10", "L9": "9"}
+
+
+def check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice(url: str) -> None:
+    """Under schema 2 every delivery was written to ``deliveries``, the snapshot kept no chunk. After the
+    upgrade those rows stay where they are; new deliveries follow the new rule; nothing is listed twice."""
+    ledger = Ledger(url)
+    with ledger.engine.begin() as conn:  # back to schema 2's tables
+        for column in ("chunk_item_id", "operation"):
+            conn.execute(sa.text(f"ALTER TABLE snapshots DROP COLUMN {column}"))
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("ALTER TABLE snapshots ALTER COLUMN acknowledged_at DROP DEFAULT"))
+        conn.execute(sa.text("DELETE FROM ledger_schema_version WHERE version = 3"))
+    old = _chunk(ledger, "chunk old")
+    with ledger.engine.begin() as conn:  # what schema 2's code wrote for a chunk of two lines
+        conn.execute(sa.text("INSERT INTO deliveries (chunk_item_id, source_key, content_hash, operation) "
+                             "VALUES (:c, 'L1', '1', 'create'), (:c, 'L2', '2', 'create')"), {"c": old})
+        conn.execute(sa.text("INSERT INTO snapshots (flow, source_key, content_hash, acknowledged_at) "
+                             "VALUES (:f, 'L1', '1', :now), (:f, 'L2', '2', :now)"),
+                     {"f": FLOW, "now": "2026-11-01T00:00:00+00:00"})
+    ledger.engine.dispose()
+
+    upgraded = Ledger(url)
+    assert upgraded.migrate() == 3
+    update = _chunk(upgraded, "chunk update")
+    upgraded.record_confirmed_lines(FLOW, update, ["L1"], ["10"], ["update"])
+    first_load = _chunk(upgraded, "chunk new")  # COPied into the snapshot: acknowledged_at from its default
+    upgraded.record_confirmed_lines(FLOW, first_load, ["L5"], ["5"], ["create"], expect_new=True)
+    assert _history(upgraded) == [(old, "L1", "1", "create"), (old, "L2", "2", "create"),
+                                  (update, "L1", "10", "update"), (first_load, "L5", "5", "create")]
+    assert upgraded.snapshot_hashes(FLOW, ["L1", "L2", "L5"]) == {"L1": "10", "L2": "2", "L5": "5"}
+    upgraded.engine.dispose()
