@@ -70,6 +70,17 @@ def test_full_incremental_and_rerun_on_postgres(world):
     assert third.sent == 0 and third.deleted == 0
 
 
+def test_a_bulk_load_leaves_the_erp_table_and_the_ledger_with_fresh_statistics(world, monkeypatch):
+    """Reconciliation sums the ERP's table right after the load: it must not plan on empty statistics."""
+    monkeypatch.setattr(flow, "BULK_LINES", 1)
+    flow.run_all("pg-bulk", world["billing"], world["erp"], world["ledger"], chunk_rows=500)
+    for engine, table in ((world["erp"], erp_lines.TABLE), (world["ledger"].engine, "snapshots")):
+        with engine.connect() as conn:
+            analyzed = conn.execute(sa.text("SELECT last_analyze, n_live_tup FROM pg_stat_user_tables "
+                                            "WHERE relname = :t"), {"t": table}).one()
+            assert analyzed.last_analyze is not None and analyzed.n_live_tup > 0, table
+
+
 def test_crash_after_the_upsert_committed_then_retry_on_postgres(world, monkeypatch):
     meta = flow.gate(flow.extract("pg-crash", world["billing"], world["ledger"], chunk_rows=100), world["ledger"])
     real = flow.upsert_frame

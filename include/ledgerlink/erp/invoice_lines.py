@@ -36,6 +36,16 @@ def ensure_table(engine: sa.Engine) -> None:
         conn.execute(sa.text(DDL))
 
 
+def refresh_statistics(engine: sa.Engine) -> None:
+    """After a bulk load: the planner learns the table's new contents now. Reconciliation sums it right after
+    the load, before autovacuum would have: without statistics PostgreSQL sorted a million lines on disk to
+    group them (1M lines: 0.35 s, against 0.15 s hashing them into a handful of groups)."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f"ANALYZE {TABLE}"))
+
+
 def count_loaded(engine: sa.Engine) -> int:
     ensure_table(engine)
     with engine.connect() as conn:

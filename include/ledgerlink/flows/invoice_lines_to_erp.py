@@ -32,7 +32,7 @@ FLOW = "billing_invoice_lines_to_erp"
 WATERMARK = "updated_at"
 HEADER_FLOW = f"{FLOW}:invoice_headers"  # the invoice fields each line carries, as last loaded
 CONTENT_COLUMNS = [c for c in erp_lines.COLUMNS if c != "content_hash"]
-BULK_LINES = 50_000  # a load this big refreshes the ledger's planner statistics
+BULK_LINES = 50_000  # a load this big refreshes the ledger's and the ERP table's planner statistics
 
 
 def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 200_000) -> dict:
@@ -207,7 +207,10 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         ledger.record_confirmed_lines(FLOW, chunk_item, still_acknowledged, [None] * len(still_acknowledged),
                                       [DELETE] * len(still_acknowledged))
     if created + updated >= BULK_LINES:
-        ledger.refresh_statistics()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erp-statistics") as pool:
+            erp_statistics = pool.submit(erp_lines.refresh_statistics, erp)  # two servers, at the same time
+            ledger.refresh_statistics()
+            erp_statistics.result()
     header_parts = meta["headers"] if isinstance(meta["headers"], list) else [meta["headers"]]  # one file before
     for part in header_parts:
         headers = read_frame(part)
