@@ -72,6 +72,16 @@ class Item(Base):
     )
 
 
+class Flow(Base):
+    """A flow's short id: the snapshot names its flow by it (two bytes in every row and index entry of a
+    table that holds a million lines per flow, instead of the flow's name)."""
+
+    __tablename__ = "flows"
+    id: orm.Mapped[int] = orm.mapped_column(sa.SmallInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                            autoincrement=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(100), unique=True)
+
+
 class Snapshot(Base):
     """Last content each target acknowledged, per record: what change tracking diffs against.
 
@@ -82,11 +92,14 @@ class Snapshot(Base):
     """
 
     __tablename__ = "snapshots"
-    flow: orm.Mapped[str] = orm.mapped_column(sa.String(100), primary_key=True)
+    flow_id: orm.Mapped[int] = orm.mapped_column(sa.SmallInteger, primary_key=True)  # flows.id
     source_key: orm.Mapped[str] = orm.mapped_column(sa.String(200), primary_key=True)
     content_hash: orm.Mapped[str] = orm.mapped_column(sa.String(64))
     target_key: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))
-    acknowledged_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+    # A first load COPies its lines without a time each (parsing a timestamp a line cost a fifth more): the
+    # transaction's start. SQLite's writes always give it.
+    acknowledged_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True),
+                                                              server_default=sa.text("CURRENT_TIMESTAMP"))
     chunk_item_id: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
     operation: orm.Mapped[str | None] = orm.mapped_column(sa.String(10))
 
@@ -162,24 +175,31 @@ def _migration_2_deliveries(connection: sa.Connection) -> None:
     deliveries.create(connection, checkfirst=True)
 
 
-def _migration_3_snapshot_rows_are_latest_deliveries(connection: sa.Connection) -> None:
-    # Existing rows keep no chunk: their deliveries are in ``deliveries`` already, so none is listed twice.
-    # (Migration 1 creates today's tables, so a new ledger has the columns already.)
-    present = {column["name"] for column in sa.inspect(connection).get_columns("snapshots")}
-    for column, sql_type in (("chunk_item_id", "BIGINT"), ("operation", "VARCHAR(10)")):
-        if column not in present:
-            connection.execute(sa.text(f"ALTER TABLE snapshots ADD COLUMN {column} {sql_type}"))
-    if connection.dialect.name == "postgresql":
-        # A first load COPies its lines without a time each: parsing a timestamp a line cost a fifth more.
-        connection.execute(sa.text("ALTER TABLE snapshots ALTER COLUMN acknowledged_at SET DEFAULT now()"))
+def _migration_3_narrow_snapshots_holding_latest_deliveries(connection: sa.Connection) -> None:
+    """Snapshots name their flow by id and hold each chunked line's latest delivery: rebuilt, as SQLite cannot
+    change a primary key. Existing rows keep no chunk: their deliveries are in ``deliveries`` already, so none
+    is listed twice. (Migration 1 creates today's tables: a new ledger has the new shape already.)"""
+    Flow.__table__.create(connection, checkfirst=True)
+    if "flow_id" in {column["name"] for column in sa.inspect(connection).get_columns("snapshots")}:
+        return
+    connection.execute(sa.text("INSERT INTO flows (name) SELECT DISTINCT flow FROM snapshots ORDER BY flow"))
+    if connection.dialect.name == "postgresql":  # the new table's primary key takes this name
+        connection.execute(sa.text("ALTER INDEX snapshots_pkey RENAME TO snapshots_schema_2_pkey"))
+    connection.execute(sa.text("ALTER TABLE snapshots RENAME TO snapshots_schema_2"))
+    Snapshot.__table__.create(connection)
+    connection.execute(sa.text(
+        "INSERT INTO snapshots (flow_id, source_key, content_hash, target_key, acknowledged_at) "
+        "SELECT f.id, s.source_key, s.content_hash, s.target_key, s.acknowledged_at "
+        "FROM snapshots_schema_2 s JOIN flows f ON f.name = s.flow"))
+    connection.execute(sa.text("DROP TABLE snapshots_schema_2"))
 
 
 # Ordered, append-only: a released migration is never edited, a new one is added with the next number.
 MIGRATIONS: list[tuple[int, str, callable]] = [
     (1, "runs, items, snapshots, watermarks, quarantine, validations", _migration_1_initial),
     (2, "deliveries: per-line history of chunked loads, append-only", _migration_2_deliveries),
-    (3, "snapshots hold each chunked line's latest delivery (chunk_item_id, operation)",
-     _migration_3_snapshot_rows_are_latest_deliveries),
+    (3, "flows; snapshots name their flow by id and hold each chunked line's latest delivery",
+     _migration_3_narrow_snapshots_holding_latest_deliveries),
 ]
 
 
@@ -244,6 +264,7 @@ class Ledger:
         self.engine = _make_engine(self.url)
         # PostgreSQL with psycopg 3: bulk item and snapshot writes go through COPY into a temporary table
         self._postgres = self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg"
+        self._flow_ids: dict[str, int] = {}
         self.migrate()
 
     def migrate(self) -> int:
@@ -260,6 +281,25 @@ class Ledger:
                     conn.execute(sa.insert(SchemaVersion).values(version=version, description=description,
                                                                  applied_at=utcnow()))
             return max(v for v, _, _ in MIGRATIONS)
+
+    def _flow_id(self, flow: str, *, create: bool = True) -> int | None:
+        """The flow's id in ``flows``, created if needed (None for an unknown flow when not ``create``). It is
+        created in a transaction of its own, committed before any write uses it: a write that rolls back
+        cannot leave rows naming an id that was never committed."""
+        if flow in self._flow_ids:
+            return self._flow_ids[flow]
+        with self.engine.begin() as conn:
+            found = conn.scalar(sa.select(Flow.id).where(Flow.name == flow))
+            if found is None and create:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(sa.insert(Flow).values(name=flow))
+                except sa.exc.IntegrityError:
+                    pass  # another process named it first
+                found = conn.scalar(sa.select(Flow.id).where(Flow.name == flow))
+        if found is not None:
+            self._flow_ids[flow] = found
+        return found
 
     # runs -------------------------------------------------------------------------------------------
     def start_run(self, run_id: str, flow: str) -> None:
@@ -285,19 +325,25 @@ class Ledger:
     # snapshots and watermarks ---------------------------------------------------------------------
     def snapshot(self, flow: str) -> dict[str, tuple[str, str | None]]:
         """source_key -> (content_hash, target_key) as last acknowledged."""
+        flow_id = self._flow_id(flow, create=False)
+        if flow_id is None:
+            return {}
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(Snapshot.source_key, Snapshot.content_hash, Snapshot.target_key)
-                                .where(Snapshot.flow == flow))
+                                .where(Snapshot.flow_id == flow_id))
             return {key: (content_hash, target_key) for key, content_hash, target_key in rows}
 
     def forget(self, flow: str, keys: Iterable[str]) -> int:
         """Drop these keys from a flow's snapshot: change tracking then sees them as never acknowledged, so
         the next run sends them again. Returns how many snapshot rows were dropped."""
+        flow_id = self._flow_id(flow, create=False)
         dropped = 0
+        if flow_id is None:
+            return dropped
         with self.engine.begin() as conn:
             for chunk in _chunks(list(keys), 900):
-                _keep_latest_deliveries(conn, flow, chunk)
-                dropped += conn.execute(sa.delete(Snapshot).where(Snapshot.flow == flow,
+                _keep_latest_deliveries(conn, flow_id, chunk)
+                dropped += conn.execute(sa.delete(Snapshot).where(Snapshot.flow_id == flow_id,
                                                                   Snapshot.source_key.in_(chunk))).rowcount
         return dropped
 
@@ -305,20 +351,20 @@ class Ledger:
         """Record derived tracking state directly (no delivery items): what a flow last saw of related data."""
         if not len(keys):
             return
-        now = utcnow()
+        now, flow_id = utcnow(), self._flow_id(flow)
         if self._postgres:
             import pyarrow as pa
 
             rows = pa.table({"source_key": _arrow_strings(keys), "content_hash": _arrow_strings(hashes)})
             with self.engine.begin() as conn:
                 _copy_arrow(conn, "ledgerlink_put", "source_key text, content_hash text", rows)
-                _replace_snapshot_rows(conn, "ledgerlink_put", flow, now, distinct=True, has_operation=False)
+                _replace_snapshot_rows(conn, "ledgerlink_put", flow_id, now, distinct=True, has_operation=False)
             return
         keys, hashes = list(keys), list(hashes)
         with self.engine.begin() as conn:
             for start in range(0, len(keys), 5000):
                 chunk = list(zip(keys[start:start + 5000], hashes[start:start + 5000]))
-                self._move_snapshot(conn, flow, [(key, digest, None, UPDATE) for key, digest in chunk], now)
+                self._move_snapshot(conn, flow_id, [(key, digest, None, UPDATE) for key, digest in chunk], now)
 
     def watermark(self, flow: str, name: str) -> str | None:
         with self.engine.connect() as conn:
@@ -424,9 +470,9 @@ class Ledger:
         """
         if not acknowledged:
             return
-        now = utcnow()
+        now, flow_id = utcnow(), self._flow_id(flow)
         if self._postgres:
-            self._acknowledge_postgres(flow, acknowledged, now)
+            self._acknowledge_postgres(flow_id, acknowledged, now)
             return
         with self.engine.begin() as conn:
             for chunk in _chunks(list(acknowledged), 5000):
@@ -434,7 +480,7 @@ class Ledger:
                     status=ACKNOWLEDGED, acknowledged_at=now, updated_at=now, last_error=None,
                     target_key=sa.bindparam("b_tk")),
                     [{"b_id": item_id, "b_tk": target_key} for item_id, _, _, target_key, _ in chunk])
-                self._move_snapshot(conn, flow, [(key, h, tk, op) for _, key, h, tk, op in chunk], now)
+                self._move_snapshot(conn, flow_id, [(key, h, tk, op) for _, key, h, tk, op in chunk], now)
 
     def record_confirmed_lines(self, flow: str, chunk_item_id: int, keys: Sequence[str],
                                hashes: Sequence[str | None], operations: Sequence[str], *,
@@ -450,16 +496,17 @@ class Ledger:
         only), so the snapshot rows are inserted without first deleting old ones; a key that is there after all
         rolls back to a savepoint and takes the delete-then-insert path.
         """
+        flow_id = self._flow_id(flow)
         if self._postgres:
             with self.engine.begin() as conn:
-                _write_lines_postgres(conn, flow, chunk_item_id, keys, hashes, operations, expect_new)
+                _write_lines_postgres(conn, flow_id, chunk_item_id, keys, hashes, operations, expect_new)
                 conn.execute(_close_chunk(chunk_item_id))
             return
         now = utcnow()
         rows = list(zip(keys, hashes, operations))
         with self.engine.begin() as conn:
             for chunk in _chunks(rows, 5000):
-                self._move_snapshot(conn, flow, [(key, digest, None, operation) for key, digest, operation in chunk],
+                self._move_snapshot(conn, flow_id, [(key, digest, None, operation) for key, digest, operation in chunk],
                                     now, chunk_item_id=chunk_item_id)
                 deletions = [{"chunk_item_id": chunk_item_id, "source_key": key, "content_hash": digest,
                               "operation": operation} for key, digest, operation in chunk if operation == DELETE]
@@ -486,6 +533,7 @@ class Ledger:
             return
         import threading
 
+        flow_id = self._flow_id(flow)
         sent = threading.Event()  # set once the block's outcome is known
         verdict = {"commit": False}
         failure: list[BaseException] = []
@@ -495,7 +543,8 @@ class Ledger:
                 with self.engine.connect() as conn:
                     transaction = conn.begin()
                     try:
-                        _write_lines_postgres(conn, flow, chunk_item_id, keys, hashes, operations, expect_new)
+                        _write_lines_postgres(conn, flow_id, chunk_item_id, keys, hashes, operations,
+                                              expect_new)
                         sent.wait()
                         if not verdict["commit"]:
                             transaction.rollback()
@@ -540,7 +589,7 @@ class Ledger:
         latest = sa.select(Snapshot.chunk_item_id, Snapshot.source_key, Snapshot.content_hash,
                            Snapshot.operation).where(Snapshot.chunk_item_id.is_not(None))
         if flow:
-            latest = latest.where(Snapshot.flow == flow)
+            latest = latest.where(Snapshot.flow_id == sa.select(Flow.id).where(Flow.name == flow).scalar_subquery())
         if key:
             superseded = superseded.where(deliveries.c.source_key == key)
             latest = latest.where(Snapshot.source_key == key)
@@ -557,14 +606,14 @@ class Ledger:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     @staticmethod
-    def _move_snapshot(conn: sa.Connection, flow: str, rows: Sequence[tuple[str, str | None, str | None, str]],
+    def _move_snapshot(conn: sa.Connection, flow_id: int, rows: Sequence[tuple[str, str | None, str | None, str]],
                        now: datetime, chunk_item_id: int | None = None) -> None:
         """Snapshot after an acknowledgement: (source_key, content_hash, target_key, operation) rows; with
         ``chunk_item_id``, they are the lines that chunk delivered."""
         keys = [r[0] for r in rows]
-        _keep_latest_deliveries(conn, flow, keys)
-        conn.execute(sa.delete(Snapshot).where(Snapshot.flow == flow, Snapshot.source_key.in_(keys)))
-        upserts = [{"flow": flow, "source_key": key, "content_hash": h, "target_key": tk, "acknowledged_at": now,
+        _keep_latest_deliveries(conn, flow_id, keys)
+        conn.execute(sa.delete(Snapshot).where(Snapshot.flow_id == flow_id, Snapshot.source_key.in_(keys)))
+        upserts = [{"flow_id": flow_id, "source_key": key, "content_hash": h, "target_key": tk, "acknowledged_at": now,
                     "chunk_item_id": chunk_item_id, "operation": op if chunk_item_id is not None else None}
                    for key, h, tk, op in rows if op != DELETE]
         if upserts:
@@ -613,7 +662,7 @@ class Ledger:
             return {key: item_id for key, item_id in conn.execute(
                 sa.select(Item.source_key, Item.id).where(Item.flow == flow, Item.status.in_(OPEN_STATUSES)))}
 
-    def _acknowledge_postgres(self, flow: str, acknowledged, now: datetime) -> None:
+    def _acknowledge_postgres(self, flow_id: int, acknowledged, now: datetime) -> None:
         with self.engine.begin() as conn:
             self._copy_rows(conn, "ledgerlink_ack",
                             "item_id bigint, source_key text, content_hash text, target_key text, operation text",
@@ -622,22 +671,28 @@ class Ledger:
                 "UPDATE items i SET status = :acknowledged, acknowledged_at = :now, updated_at = :now, "
                 "last_error = NULL, target_key = a.target_key FROM ledgerlink_ack a WHERE i.id = a.item_id"),
                 {"now": now, "acknowledged": ACKNOWLEDGED})
-            _replace_snapshot_rows(conn, "ledgerlink_ack", flow, now, distinct=True, with_target_key=True)
+            _replace_snapshot_rows(conn, "ledgerlink_ack", flow_id, now, distinct=True, with_target_key=True)
 
     def snapshot_fingerprint(self, flow: str) -> tuple[int, int | None]:
         """(count, sum of 64-bit key hashes) of a flow's snapshot; the sum is None unless PostgreSQL."""
+        postgres = self.engine.dialect.name == "postgresql"
+        flow_id = self._flow_id(flow, create=False)
+        if flow_id is None:
+            return 0, 0 if postgres else None
         with self.engine.connect() as conn:
-            if self.engine.dialect.name == "postgresql":
+            if postgres:
                 count, total = conn.execute(sa.text(
                     "SELECT count(*), coalesce(sum(hashtextextended(source_key, 0)), 0) FROM snapshots "
-                    "WHERE flow = :flow"), {"flow": flow}).one()
+                    "WHERE flow_id = :flow_id"), {"flow_id": flow_id}).one()
                 return int(count), int(total)
-            return int(conn.scalar(sa.select(sa.func.count()).select_from(Snapshot).where(Snapshot.flow == flow))), None
+            return int(conn.scalar(sa.select(sa.func.count()).select_from(Snapshot)
+                                   .where(Snapshot.flow_id == flow_id))), None
 
     def snapshot_hashes(self, flow: str, keys: Sequence[str]) -> dict[str, str]:
         """source_key -> acknowledged content hash, for these keys only (memory follows the batch)."""
         keys = list(keys)
-        if not keys:
+        flow_id = self._flow_id(flow, create=False)
+        if not keys or flow_id is None:
             return {}
         with self.engine.connect() as conn:
             if self._postgres and len(keys) > 2_000:
@@ -649,22 +704,25 @@ class Ledger:
                                 pa.table({"source_key": _arrow_strings(keys)}))
                     return dict(conn.execute(sa.text(
                         "SELECT s.source_key, s.content_hash FROM snapshots s JOIN ledgerlink_keys k "
-                        "ON s.source_key = k.source_key WHERE s.flow = :flow"), {"flow": flow}).all())
+                        "ON s.source_key = k.source_key WHERE s.flow_id = :flow_id"), {"flow_id": flow_id}).all())
             if self._postgres:
                 rows = conn.execute(sa.text("SELECT source_key, content_hash FROM snapshots "
-                                            "WHERE flow = :flow AND source_key = ANY(:keys)"),
-                                    {"flow": flow, "keys": keys})
+                                            "WHERE flow_id = :flow_id AND source_key = ANY(:keys)"),
+                                    {"flow_id": flow_id, "keys": keys})
                 return dict(rows.all())
             found: dict[str, str] = {}
             for chunk in _chunks(keys, 900):
                 found.update(conn.execute(sa.select(Snapshot.source_key, Snapshot.content_hash).where(
-                    Snapshot.flow == flow, Snapshot.source_key.in_(chunk))).all())
+                    Snapshot.flow_id == flow_id, Snapshot.source_key.in_(chunk))).all())
             return found
 
     def snapshot_keys(self, flow: str) -> Iterator[str]:
         """Every acknowledged key of a flow, streamed."""
+        flow_id = self._flow_id(flow, create=False)
+        if flow_id is None:
+            return
         with self.engine.connect().execution_options(stream_results=True, yield_per=50_000) as conn:
-            for (key,) in conn.execute(sa.select(Snapshot.source_key).where(Snapshot.flow == flow)):
+            for (key,) in conn.execute(sa.select(Snapshot.source_key).where(Snapshot.flow_id == flow_id)):
                 yield key
 
     def items(self, flow: str | None = None, run_id: str | None = None) -> list[dict]:
@@ -748,16 +806,16 @@ def _arrow_strings(values):
     return pa.array(values, type=pa.string(), from_pandas=True)
 
 
-def _keep_latest_deliveries(conn: sa.Connection, flow: str, keys: Sequence[str]) -> None:
+def _keep_latest_deliveries(conn: sa.Connection, flow_id: int, keys: Sequence[str]) -> None:
     """Before the snapshot drops or replaces these keys' rows: those that are a line's latest delivery move
     to ``deliveries``, so the history keeps every delivery once."""
     conn.execute(sa.insert(deliveries).from_select(
         ["chunk_item_id", "source_key", "content_hash", "operation"],
         sa.select(Snapshot.chunk_item_id, Snapshot.source_key, Snapshot.content_hash, Snapshot.operation)
-        .where(Snapshot.flow == flow, Snapshot.source_key.in_(keys), Snapshot.chunk_item_id.is_not(None))))
+        .where(Snapshot.flow_id == flow_id, Snapshot.source_key.in_(keys), Snapshot.chunk_item_id.is_not(None))))
 
 
-def _replace_snapshot_rows(conn: sa.Connection, table: str, flow: str, now: datetime, *, distinct: bool = False,
+def _replace_snapshot_rows(conn: sa.Connection, table: str, flow_id: int, now: datetime, *, distinct: bool = False,
                            has_operation: bool = True, with_target_key: bool = False,
                            chunk_item_id: int | None = None) -> None:
     """The snapshot rows of the keys in ``table`` (a temporary table with columns source_key, content_hash
@@ -766,9 +824,9 @@ def _replace_snapshot_rows(conn: sa.Connection, table: str, flow: str, now: date
     that chunk delivered. ``distinct``: the table may hold a key twice (the first wins); a chunk's keys are
     unique, so it needs no sort.
     """
-    params = {"flow": flow, "now": now, "delete": DELETE, "chunk": chunk_item_id}
+    params = {"flow_id": flow_id, "now": now, "delete": DELETE, "chunk": chunk_item_id}
     conn.execute(sa.text(  # a row matched twice (``distinct``) is still deleted, and returned, once
-        f"WITH replaced AS (DELETE FROM snapshots s USING {table} t WHERE s.flow = :flow AND s.source_key = "
+        f"WITH replaced AS (DELETE FROM snapshots s USING {table} t WHERE s.flow_id = :flow_id AND s.source_key = "
         f"t.source_key RETURNING s.chunk_item_id, s.source_key, s.content_hash, s.operation) "
         f"INSERT INTO deliveries (chunk_item_id, source_key, content_hash, operation) "
         f"SELECT chunk_item_id, source_key, content_hash, operation FROM replaced WHERE chunk_item_id IS NOT NULL"),
@@ -776,8 +834,8 @@ def _replace_snapshot_rows(conn: sa.Connection, table: str, flow: str, now: date
     target_key = ", target_key" if with_target_key else ""
     delivered = "CAST(:chunk AS bigint), operation" if chunk_item_id is not None else "NULL, NULL"
     conn.execute(sa.text(
-        f"INSERT INTO snapshots (flow, source_key, content_hash{target_key}, acknowledged_at, chunk_item_id, "
-        f"operation) SELECT {'DISTINCT ON (source_key) ' if distinct else ''}CAST(:flow AS text), source_key, "
+        f"INSERT INTO snapshots (flow_id, source_key, content_hash{target_key}, acknowledged_at, chunk_item_id, "
+        f"operation) SELECT {'DISTINCT ON (source_key) ' if distinct else ''}CAST(:flow_id AS smallint), source_key, "
         f"content_hash{target_key}, CAST(:now AS timestamptz), {delivered} FROM {table} t"
         f"{' WHERE operation <> :delete' if has_operation else ''}"), params)
 
@@ -788,7 +846,7 @@ def _close_chunk(chunk_item_id: int):
         status=ACKNOWLEDGED, acknowledged_at=now, updated_at=now, last_error=None)
 
 
-def _write_lines_postgres(conn: sa.Connection, flow: str, chunk_item_id: int, keys, hashes, operations,
+def _write_lines_postgres(conn: sa.Connection, flow_id: int, chunk_item_id: int, keys, hashes, operations,
                           expect_new: bool) -> None:
     """A chunk's lines into the snapshot, each its line's latest delivery; the deliveries they supersede and
     the chunk's deletions into ``deliveries``. Inside the caller's transaction (not committed)."""
@@ -803,12 +861,12 @@ def _write_lines_postgres(conn: sa.Connection, flow: str, chunk_item_id: int, ke
         # A first load COPies straight into the snapshot: one write per line, none into deliveries (1M lines:
         # 2.7 s of the ledger server's time, against 3.6 s through deliveries and back). acknowledged_at is
         # the column's default, the transaction's start.
-        rows = lines.append_column("flow", pa.repeat(pa.scalar(flow), len(lines))).append_column(
+        rows = lines.append_column("flow_id", pa.repeat(pa.scalar(flow_id, pa.int16()), len(lines))).append_column(
             "chunk_item_id", pa.repeat(pa.scalar(chunk_item_id, pa.int64()), len(lines)))
         try:
             with conn.begin_nested():
                 copy_arrow(conn.connection.driver_connection.cursor(), "COPY snapshots (source_key, content_hash, "
-                           "operation, flow, chunk_item_id) FROM STDIN WITH (FORMAT csv)", rows)
+                           "operation, flow_id, chunk_item_id) FROM STDIN WITH (FORMAT csv)", rows)
             return
         except psycopg.errors.UniqueViolation:
             pass  # a key was in the snapshot after all: replace rows instead
@@ -818,7 +876,7 @@ def _write_lines_postgres(conn: sa.Connection, flow: str, chunk_item_id: int, ke
     conn.execute(sa.text("INSERT INTO deliveries (chunk_item_id, source_key, content_hash, operation) "
                          "SELECT CAST(:chunk AS bigint), source_key, content_hash, operation FROM ledgerlink_ack "
                          "WHERE operation = :delete"), {"chunk": chunk_item_id, "delete": DELETE})
-    _replace_snapshot_rows(conn, "ledgerlink_ack", flow, utcnow(), chunk_item_id=chunk_item_id)
+    _replace_snapshot_rows(conn, "ledgerlink_ack", flow_id, utcnow(), chunk_item_id=chunk_item_id)
 
 
 def _copy_arrow(conn: sa.Connection, table: str, columns: str, rows) -> None:

@@ -1,6 +1,8 @@
 """Ledger history scenarios run on both ledger databases (SQLite in unit tests, PostgreSQL in integration)."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import sqlalchemy as sa
 
 from ledgerlink.ledger import Ledger, PlannedChange
@@ -44,19 +46,21 @@ def check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice(url: str) 
     """Under schema 2 every delivery was written to ``deliveries``, the snapshot kept no chunk. After the
     upgrade those rows stay where they are; new deliveries follow the new rule; nothing is listed twice."""
     ledger = Ledger(url)
-    with ledger.engine.begin() as conn:  # back to schema 2's tables
-        for column in ("chunk_item_id", "operation"):
-            conn.execute(sa.text(f"ALTER TABLE snapshots DROP COLUMN {column}"))
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("ALTER TABLE snapshots ALTER COLUMN acknowledged_at DROP DEFAULT"))
+    timestamp = "TIMESTAMP WITH TIME ZONE" if ledger.engine.dialect.name == "postgresql" else "DATETIME"
+    with ledger.engine.begin() as conn:  # back to schema 2's tables, as migration 1 created them
+        conn.execute(sa.text("DROP TABLE snapshots"))
+        conn.execute(sa.text("DROP TABLE flows"))
+        conn.execute(sa.text(f"CREATE TABLE snapshots (flow VARCHAR(100) NOT NULL, source_key VARCHAR(200) NOT NULL, "
+                             f"content_hash VARCHAR(64) NOT NULL, target_key VARCHAR(200), "
+                             f"acknowledged_at {timestamp} NOT NULL, PRIMARY KEY (flow, source_key))"))
         conn.execute(sa.text("DELETE FROM ledger_schema_version WHERE version = 3"))
     old = _chunk(ledger, "chunk old")
     with ledger.engine.begin() as conn:  # what schema 2's code wrote for a chunk of two lines
         conn.execute(sa.text("INSERT INTO deliveries (chunk_item_id, source_key, content_hash, operation) "
                              "VALUES (:c, 'L1', '1', 'create'), (:c, 'L2', '2', 'create')"), {"c": old})
         conn.execute(sa.text("INSERT INTO snapshots (flow, source_key, content_hash, acknowledged_at) "
-                             "VALUES (:f, 'L1', '1', :now), (:f, 'L2', '2', :now)"),
-                     {"f": FLOW, "now": "2026-11-01T00:00:00+00:00"})
+                             "VALUES (:f, 'L1', '1', :now), (:f, 'L2', '2', :now), ('customers', 'C1', 'h', :now)"),
+                     {"f": FLOW, "now": datetime(2026, 11, 1, tzinfo=timezone.utc)})
     ledger.engine.dispose()
 
     upgraded = Ledger(url)
@@ -68,4 +72,6 @@ def check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice(url: str) 
     assert _history(upgraded) == [(old, "L1", "1", "create"), (old, "L2", "2", "create"),
                                   (update, "L1", "10", "update"), (first_load, "L5", "5", "create")]
     assert upgraded.snapshot_hashes(FLOW, ["L1", "L2", "L5"]) == {"L1": "10", "L2": "2", "L5": "5"}
+    assert upgraded.snapshot("customers") == {"C1": ("h", None)}  # every flow's rows came across
+    assert upgraded.snapshot_fingerprint(FLOW)[0] == 3
     upgraded.engine.dispose()
