@@ -155,6 +155,9 @@ deliveries = sa.Table(
     sa.Column("operation", sa.String(10), nullable=False),
     sa.Index("ix_deliveries_chunk_item", "chunk_item_id", postgresql_using="brin"),
 )
+# One line's history (``lines --key``) without reading every delivery: cheap to keep since schema 3, as a
+# first load writes no row here.
+deliveries_by_key = sa.Index("ix_deliveries_source_key", deliveries.c.source_key)
 
 
 class SchemaVersion(Base):
@@ -178,8 +181,10 @@ def _migration_2_deliveries(connection: sa.Connection) -> None:
 def _migration_3_narrow_snapshots_holding_latest_deliveries(connection: sa.Connection) -> None:
     """Snapshots name their flow by id and hold each chunked line's latest delivery: rebuilt, as SQLite cannot
     change a primary key. Existing rows keep no chunk: their deliveries are in ``deliveries`` already, so none
-    is listed twice. (Migration 1 creates today's tables: a new ledger has the new shape already.)"""
+    is listed twice. Deliveries get an index by key. (Migrations 1 and 2 create today's tables: a new ledger
+    has all of it already.)"""
     Flow.__table__.create(connection, checkfirst=True)
+    deliveries_by_key.create(connection, checkfirst=True)
     if "flow_id" in {column["name"] for column in sa.inspect(connection).get_columns("snapshots")}:
         return
     connection.execute(sa.text("INSERT INTO flows (name) SELECT DISTINCT flow FROM snapshots ORDER BY flow"))
@@ -198,7 +203,8 @@ def _migration_3_narrow_snapshots_holding_latest_deliveries(connection: sa.Conne
 MIGRATIONS: list[tuple[int, str, callable]] = [
     (1, "runs, items, snapshots, watermarks, quarantine, validations", _migration_1_initial),
     (2, "deliveries: per-line history of chunked loads, append-only", _migration_2_deliveries),
-    (3, "flows; snapshots name their flow by id and hold each chunked line's latest delivery",
+    (3, "flows; snapshots name their flow by id and hold each chunked line's latest delivery; "
+        "deliveries indexed by key",
      _migration_3_narrow_snapshots_holding_latest_deliveries),
 ]
 

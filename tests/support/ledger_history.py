@@ -50,6 +50,7 @@ def check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice(url: str) 
     with ledger.engine.begin() as conn:  # back to schema 2's tables, as migration 1 created them
         conn.execute(sa.text("DROP TABLE snapshots"))
         conn.execute(sa.text("DROP TABLE flows"))
+        conn.execute(sa.text("DROP INDEX ix_deliveries_source_key"))
         conn.execute(sa.text(f"CREATE TABLE snapshots (flow VARCHAR(100) NOT NULL, source_key VARCHAR(200) NOT NULL, "
                              f"content_hash VARCHAR(64) NOT NULL, target_key VARCHAR(200), "
                              f"acknowledged_at {timestamp} NOT NULL, PRIMARY KEY (flow, source_key))"))
@@ -65,6 +66,7 @@ def check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice(url: str) 
 
     upgraded = Ledger(url)
     assert upgraded.migrate() == 3
+    assert "ix_deliveries_source_key" in {i["name"] for i in sa.inspect(upgraded.engine).get_indexes("deliveries")}
     update = _chunk(upgraded, "chunk update")
     upgraded.record_confirmed_lines(FLOW, update, ["L1"], ["10"], ["update"])
     first_load = _chunk(upgraded, "chunk new")  # COPied into the snapshot: acknowledged_at from its default
