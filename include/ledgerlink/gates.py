@@ -150,7 +150,8 @@ def _gx_context():
 
     # GX fingerprints every in-memory batch under 1 GB (an md5 over pandas' hash of every cell) for a batch
     # marker nothing here reads: half of the gate's time on a 200,000-line chunk. The staged file the
-    # batch came from, named in the run's reports, identifies it. (Module constant: no option reaches it.)
+    # batch came from, named in the run's reports, identifies it. (Module constant: no option reaches it, and
+    # it holds for every GX validation in this process, a worker's other DAGs included.)
     pandas_execution_engine.HASH_THRESHOLD = 0
 
     context = gx.get_context(mode="ephemeral")

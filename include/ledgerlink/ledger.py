@@ -96,8 +96,9 @@ class Snapshot(Base):
     source_key: orm.Mapped[str] = orm.mapped_column(sa.String(200), primary_key=True)
     content_hash: orm.Mapped[str] = orm.mapped_column(sa.String(64))
     target_key: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))
-    # A first load COPies its lines without a time each (parsing a timestamp a line cost a fifth more): the
-    # transaction's start. SQLite's writes always give it.
+    # A first load COPies its lines without a time each (parsing a timestamp a line cost a fifth more): they get
+    # the ledger transaction's start, a moment before the target's commit; the chunk's item carries the
+    # acknowledgement's own time. SQLite's writes always give it.
     acknowledged_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True),
                                                               server_default=sa.text("CURRENT_TIMESTAMP"))
     chunk_item_id: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
@@ -145,19 +146,18 @@ class Validation(Base):
 # (schema 3): a line delivery that is superseded (the line changed, was deleted or forgotten) moves here, and
 # deletions are written here. A chunk of lines is in flight as one ``items`` row (which names the run, flow,
 # target and time); its lines are written, acknowledged, in the transaction that closes that item. A first
-# load thus writes each line once, into the snapshot. Append-only, four narrow columns and a BRIN index:
-# at a million lines a night every byte and every B-tree costs.
+# load thus writes each line once, into the snapshot, and this table grows by a night's changes: B-tree
+# indexes by chunk (``lines --run``) and by key (``lines --key``) cost little. (Up to schema 2 every delivery
+# came here, in chunk order, under a BRIN index.) Append-only, four narrow columns.
 deliveries = sa.Table(
     "deliveries", Base.metadata,
     sa.Column("chunk_item_id", sa.BigInteger, nullable=False),
     sa.Column("source_key", sa.String(200), nullable=False),
     sa.Column("content_hash", sa.String(64)),
     sa.Column("operation", sa.String(10), nullable=False),
-    sa.Index("ix_deliveries_chunk_item", "chunk_item_id", postgresql_using="brin"),
+    sa.Index("ix_deliveries_chunk", "chunk_item_id"),
+    sa.Index("ix_deliveries_source_key", "source_key"),
 )
-# One line's history (``lines --key``) without reading every delivery: cheap to keep since schema 3, as a
-# first load writes no row here.
-deliveries_by_key = sa.Index("ix_deliveries_source_key", deliveries.c.source_key)
 
 
 class SchemaVersion(Base):
@@ -179,17 +179,49 @@ def _migration_2_deliveries(connection: sa.Connection) -> None:
 
 
 def _migration_3_narrow_snapshots_holding_latest_deliveries(connection: sa.Connection) -> None:
-    """Snapshots name their flow by id and hold each chunked line's latest delivery: rebuilt, as SQLite cannot
-    change a primary key. Existing rows keep no chunk: their deliveries are in ``deliveries`` already, so none
-    is listed twice. Deliveries get an index by key. (Migrations 1 and 2 create today's tables: a new ledger
-    has all of it already.)"""
+    """Snapshots name their flow by id and hold each chunked line's latest delivery; deliveries are indexed by
+    chunk and by key. Existing snapshot rows keep no chunk: their deliveries are in ``deliveries`` already, so
+    none is listed twice. (Migrations 1 and 2 create today's tables: on a new ledger only ``flows`` is new.)
+
+    On a big ledger this rewrites the snapshot and indexes the whole history once, blocking writes meanwhile:
+    upgrade between nightly runs."""
     Flow.__table__.create(connection, checkfirst=True)
-    deliveries_by_key.create(connection, checkfirst=True)
+    connection.execute(sa.text("DROP INDEX IF EXISTS ix_deliveries_chunk_item"))  # schema 2's BRIN
+    for index in deliveries.indexes:
+        index.create(connection, checkfirst=True)
     if "flow_id" in {column["name"] for column in sa.inspect(connection).get_columns("snapshots")}:
         return
     connection.execute(sa.text("INSERT INTO flows (name) SELECT DISTINCT flow FROM snapshots ORDER BY flow"))
-    if connection.dialect.name == "postgresql":  # the new table's primary key takes this name
-        connection.execute(sa.text("ALTER INDEX snapshots_pkey RENAME TO snapshots_schema_2_pkey"))
+    if connection.dialect.name == "postgresql":
+        _snapshots_by_flow_id_in_place(connection)
+    else:
+        _snapshots_by_flow_id_rebuilt(connection)
+
+
+def _snapshots_by_flow_id_in_place(connection: sa.Connection) -> None:
+    """PostgreSQL: the table altered in place, so a ledger role granted rights on it keeps them; the roles
+    granted rights on it get the same on ``flows`` (and its sequence, to name a new flow)."""
+    connection.execute(sa.text("ALTER TABLE snapshots ADD COLUMN flow_id SMALLINT, ADD COLUMN chunk_item_id BIGINT, "
+                               "ADD COLUMN operation VARCHAR(10)"))
+    connection.execute(sa.text("UPDATE snapshots s SET flow_id = f.id FROM flows f WHERE f.name = s.flow"))
+    connection.execute(sa.text("ALTER TABLE snapshots DROP CONSTRAINT snapshots_pkey, DROP COLUMN flow, "
+                               "ALTER COLUMN flow_id SET NOT NULL, "
+                               "ALTER COLUMN acknowledged_at SET DEFAULT CURRENT_TIMESTAMP"))
+    connection.execute(sa.text("ALTER TABLE snapshots ADD PRIMARY KEY (flow_id, source_key)"))
+    grants = connection.execute(sa.text(
+        "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END, "
+        "a.privilege_type FROM pg_class c, aclexplode(c.relacl) a "
+        "WHERE c.oid = 'snapshots'::regclass AND a.grantee <> c.relowner")).all()
+    sequence = connection.scalar(sa.text("SELECT pg_get_serial_sequence('flows', 'id')"))
+    for grantee, privilege in grants:  # names quoted by the server; privileges are its own keywords
+        connection.execute(sa.text(f"GRANT {privilege} ON flows TO {grantee}"))
+        if privilege == "INSERT":
+            connection.execute(sa.text(f"GRANT USAGE, SELECT ON SEQUENCE {sequence} TO {grantee}"))
+    connection.execute(sa.text("ANALYZE snapshots"))  # the next night's key lookups plan on the new shape
+
+
+def _snapshots_by_flow_id_rebuilt(connection: sa.Connection) -> None:
+    """SQLite cannot change a primary key: the table is rebuilt."""
     connection.execute(sa.text("ALTER TABLE snapshots RENAME TO snapshots_schema_2"))
     Snapshot.__table__.create(connection)
     connection.execute(sa.text(
@@ -204,7 +236,7 @@ MIGRATIONS: list[tuple[int, str, callable]] = [
     (1, "runs, items, snapshots, watermarks, quarantine, validations", _migration_1_initial),
     (2, "deliveries: per-line history of chunked loads, append-only", _migration_2_deliveries),
     (3, "flows; snapshots name their flow by id and hold each chunked line's latest delivery; "
-        "deliveries indexed by key",
+        "deliveries indexed by chunk and key",
      _migration_3_narrow_snapshots_holding_latest_deliveries),
 ]
 
@@ -268,7 +300,8 @@ class Ledger:
     def __init__(self, url: str | None = None):
         self.url = url or default_ledger_url()
         self.engine = _make_engine(self.url)
-        # PostgreSQL with psycopg 3: bulk item and snapshot writes go through COPY into a temporary table
+        # PostgreSQL with psycopg 3: bulk item and snapshot writes go through COPY (a first load's lines straight
+        # into the snapshot, everything else into a temporary table first)
         self._postgres = self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg"
         self._flow_ids: dict[str, int] = {}
         self.migrate()
@@ -499,8 +532,8 @@ class Ledger:
         chunk's item carries that state while the chunk is in flight, and each line is written once, confirmed.
         Columns, not row objects: at a million lines a Python object per line costs more than the database.
         ``expect_new``: the caller believes none of the keys is in the snapshot yet (a first load: creations
-        only), so the snapshot rows are inserted without first deleting old ones; a key that is there after all
-        rolls back to a savepoint and takes the delete-then-insert path.
+        only), so on PostgreSQL the snapshot rows are COPied in without first deleting old ones; a key that is
+        there after all rolls back to a savepoint and takes the delete-then-insert path. SQLite always takes it.
         """
         flow_id = self._flow_id(flow)
         if self._postgres:
@@ -589,7 +622,9 @@ class Ledger:
 
     def deliveries(self, flow: str | None = None, run_id: str | None = None, key: str | None = None) -> list[dict]:
         """The per-line history of chunked loads, each line with its chunk's run, target and time: the
-        superseded deliveries and deletions in ``deliveries``, each line's latest in the snapshot."""
+        superseded deliveries and deletions in ``deliveries``, each line's latest in the snapshot. By key it
+        is two index lookups; by run it reads the flow's whole snapshot, which has no index by chunk (a BRIN
+        one cost a first load 7% of its ledger time)."""
         superseded = sa.select(deliveries.c.chunk_item_id, deliveries.c.source_key, deliveries.c.content_hash,
                                deliveries.c.operation)
         latest = sa.select(Snapshot.chunk_item_id, Snapshot.source_key, Snapshot.content_hash,
@@ -684,7 +719,7 @@ class Ledger:
         postgres = self.engine.dialect.name == "postgresql"
         flow_id = self._flow_id(flow, create=False)
         if flow_id is None:
-            return 0, 0 if postgres else None
+            return 0, (0 if postgres else None)
         with self.engine.connect() as conn:
             if postgres:
                 count, total = conn.execute(sa.text(
@@ -858,11 +893,14 @@ def _write_lines_postgres(conn: sa.Connection, flow_id: int, chunk_item_id: int,
     the chunk's deletions into ``deliveries``. Inside the caller's transaction (not committed)."""
     import psycopg
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from ledgerlink.copyio import copy_arrow
 
     lines = pa.table({"source_key": _arrow_strings(keys), "content_hash": _arrow_strings(hashes),
                       "operation": _arrow_strings(operations)})
+    if expect_new and pc.any(pc.equal(lines["operation"], DELETE)).as_py():
+        expect_new = False  # only creations go straight in: a deletion is a row in deliveries, not the snapshot
     if expect_new:
         # A first load COPies straight into the snapshot: one write per line, none into deliveries (1M lines:
         # 2.7 s of the ledger server's time, against 3.6 s through deliveries and back). acknowledged_at is

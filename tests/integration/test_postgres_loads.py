@@ -18,7 +18,7 @@ from ledgerlink.reconcile import compare
 from sandbox.generator import generate_billing, mutate_billing
 from tests.support.crashes import SimulatedCrash
 from tests.support.ledger_history import (check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice,
-                                          check_every_delivery_is_listed_once)
+                                          check_every_delivery_is_listed_once, downgrade_to_schema_2)
 from tests.support.pg import create_database, run_postgres
 
 
@@ -228,6 +228,28 @@ def test_the_history_lists_every_line_delivery_once_on_postgres(world):
 def test_a_schema_2_ledger_on_postgres_upgrades_without_listing_a_delivery_twice(world):
     check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice(
         world["ledger"].engine.url.render_as_string(hide_password=False))
+
+
+def test_a_ledger_role_granted_the_tables_keeps_its_rights_through_the_upgrade_to_schema_3(world):
+    """A deployment may run nightly loads as a role that does not own the ledger's tables: the upgrade alters
+    the snapshot in place (its grants stay) and grants that role the same on the new flows table."""
+    owner = world["ledger"]
+    downgrade_to_schema_2(owner)
+    with owner.engine.begin() as conn:
+        conn.execute(sa.text("DROP ROLE IF EXISTS ledger_writer"))
+        conn.execute(sa.text("CREATE ROLE ledger_writer LOGIN"))
+        conn.execute(sa.text("GRANT ALL ON ALL TABLES IN SCHEMA public TO ledger_writer"))
+        conn.execute(sa.text("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO ledger_writer"))
+    url = owner.engine.url
+    owner.engine.dispose()
+    Ledger(url.render_as_string(hide_password=False)).engine.dispose()  # the owner upgrades
+    writer = Ledger(url.set(username="ledger_writer").render_as_string(hide_password=False))
+    chunk = writer.plan_and_mark_sent("run", "a new flow", "erp", "invoice_line",
+                                      [PlannedChange("chunk", None, "2 lines", "upsert")])["chunk"]
+    writer.record_confirmed_lines("a new flow", chunk, ["A", "B"], ["1", "2"], ["create", "create"], expect_new=True)
+    assert writer.snapshot_hashes("a new flow", ["A", "B"]) == {"A": "1", "B": "2"}
+    assert len(writer.deliveries(flow="a new flow")) == 2
+    writer.engine.dispose()
 
 
 def test_acknowledged_http_items_move_the_snapshot_with_their_target_keys_on_postgres(world):

@@ -39,22 +39,39 @@ def check_every_delivery_is_listed_once(ledger: Ledger) -> None:
         (second, "L1", "10", "update"), (second, "L2", None, "delete"), (second, "L9", "9", "create")]
     assert _history(ledger, key="L1") == [(first, "L1", "1", "create"), (second, "L1", "10", "update")]
     assert _history(ledger, run_id="elsewhere") == []
+    assert ledger.deliveries(flow="no such flow") == []
     assert ledger.snapshot_hashes(FLOW, ["L0", "L1", "L2", "L3", "L9"]) == {"L0": "0", "L1": "10", "L9": "9"}
+
+    # Derived state or a per-item acknowledgement written over a line's row: that delivery is kept too.
+    ledger.put_snapshot(FLOW, ["L0"], ["derived"])
+    item = ledger.plan_and_mark_sent("run", FLOW, "erp", "invoice_line", [PlannedChange("L4", "t4", "44", "update")])
+    ledger.acknowledge(FLOW, [(item["L4"], "L4", "44", "t4", "update")])
+    assert len(_history(ledger)) == 8 and _history(ledger, key="L0") == [(first, "L0", "0", "create")]
+    assert ledger.snapshot(FLOW)["L0"] == ("derived", None) and ledger.snapshot(FLOW)["L4"] == ("44", "t4")
+
+
+def downgrade_to_schema_2(ledger: Ledger) -> None:
+    """The snapshot and deliveries tables as schema 2 had them (empty), schema 3 not yet applied."""
+    postgres = ledger.engine.dialect.name == "postgresql"
+    with ledger.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE snapshots"))
+        conn.execute(sa.text("DROP TABLE flows"))
+        conn.execute(sa.text(f"CREATE TABLE snapshots (flow VARCHAR(100) NOT NULL, source_key VARCHAR(200) NOT NULL, "
+                             f"content_hash VARCHAR(64) NOT NULL, target_key VARCHAR(200), acknowledged_at "
+                             f"{'TIMESTAMP WITH TIME ZONE' if postgres else 'DATETIME'} NOT NULL, "
+                             f"PRIMARY KEY (flow, source_key))"))
+        conn.execute(sa.text("DROP INDEX ix_deliveries_chunk"))
+        conn.execute(sa.text("DROP INDEX ix_deliveries_source_key"))
+        conn.execute(sa.text(f"CREATE INDEX ix_deliveries_chunk_item ON deliveries "
+                             f"{'USING brin ' if postgres else ''}(chunk_item_id)"))
+        conn.execute(sa.text("DELETE FROM ledger_schema_version WHERE version = 3"))
 
 
 def check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice(url: str) -> None:
     """Under schema 2 every delivery was written to ``deliveries``, the snapshot kept no chunk. After the
     upgrade those rows stay where they are; new deliveries follow the new rule; nothing is listed twice."""
     ledger = Ledger(url)
-    timestamp = "TIMESTAMP WITH TIME ZONE" if ledger.engine.dialect.name == "postgresql" else "DATETIME"
-    with ledger.engine.begin() as conn:  # back to schema 2's tables, as migration 1 created them
-        conn.execute(sa.text("DROP TABLE snapshots"))
-        conn.execute(sa.text("DROP TABLE flows"))
-        conn.execute(sa.text("DROP INDEX ix_deliveries_source_key"))
-        conn.execute(sa.text(f"CREATE TABLE snapshots (flow VARCHAR(100) NOT NULL, source_key VARCHAR(200) NOT NULL, "
-                             f"content_hash VARCHAR(64) NOT NULL, target_key VARCHAR(200), "
-                             f"acknowledged_at {timestamp} NOT NULL, PRIMARY KEY (flow, source_key))"))
-        conn.execute(sa.text("DELETE FROM ledger_schema_version WHERE version = 3"))
+    downgrade_to_schema_2(ledger)
     old = _chunk(ledger, "chunk old")
     with ledger.engine.begin() as conn:  # what schema 2's code wrote for a chunk of two lines
         conn.execute(sa.text("INSERT INTO deliveries (chunk_item_id, source_key, content_hash, operation) "
@@ -65,8 +82,11 @@ def check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice(url: str) 
     ledger.engine.dispose()
 
     upgraded = Ledger(url)
-    assert upgraded.migrate() == 3
-    assert "ix_deliveries_source_key" in {i["name"] for i in sa.inspect(upgraded.engine).get_indexes("deliveries")}
+    inspector = sa.inspect(upgraded.engine)
+    assert {"flow_id", "chunk_item_id", "operation"} <= {c["name"] for c in inspector.get_columns("snapshots")}
+    assert "flow" not in {c["name"] for c in inspector.get_columns("snapshots")}
+    assert inspector.get_pk_constraint("snapshots")["constrained_columns"] == ["flow_id", "source_key"]
+    assert {i["name"] for i in inspector.get_indexes("deliveries")} == {"ix_deliveries_chunk", "ix_deliveries_source_key"}
     update = _chunk(upgraded, "chunk update")
     upgraded.record_confirmed_lines(FLOW, update, ["L1"], ["10"], ["update"])
     first_load = _chunk(upgraded, "chunk new")  # COPied into the snapshot: acknowledged_at from its default
