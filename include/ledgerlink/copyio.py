@@ -32,4 +32,3 @@ def copy_arrow(cursor, statement: str, table: pa.Table) -> None:
     with cursor.copy(statement) as copy:
         for data in csv_slices(table):
             copy.write(data)
-
