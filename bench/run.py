@@ -232,7 +232,6 @@ def worker_sftp(cfg: dict) -> dict:
                                          for _ in range(repeat)]
     for name in ("ledgerlink_put", "ledgerlink_get", "openssh_put", "openssh_get"):
         results[f"{name}_s"] = statistics.median(results[f"{name}_runs_s"])
-    for name in ("ledgerlink_put", "ledgerlink_get", "openssh_put", "openssh_get"):
         results[f"{name}_mb_s"] = size / (1 << 20) / results[f"{name}_s"]
     results["ratio_put"] = results["ledgerlink_put_mb_s"] / results["openssh_put_mb_s"]
     results["ratio_get"] = results["ledgerlink_get_mb_s"] / results["openssh_get_mb_s"]
