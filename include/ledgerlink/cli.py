@@ -112,10 +112,11 @@ def _summary(ledger, as_json: bool, check_targets: bool) -> int:
     out, status = [], 0
     for flow, run in sorted(last.items()):
         summary = json.loads(run["summary"]) if run.get("summary") else None
-        if run["status"] != "reconciled":
+        if run["status"] != "succeeded":
             status = 1
-        if summary is None:
-            out.append(f"===== Ledgerlink: {flow} =====\nrun {run['run_id']}: {run['status']}, no summary")
+        if summary is None or "error" in summary:
+            why = f": {summary['error']}" if summary else ", no summary yet"
+            out.append(f"===== Ledgerlink: {flow} =====\nrun {run['run_id']}: {run['status']}{why}")
             continue
         out.append(RunSummary(**{k: v for k, v in summary.items() if k in known}).text())
         if check_targets:

@@ -87,3 +87,26 @@ class RemoteRejected(TerminalError):
 
 class ConflictError(TransientError):
     """The target changed under us (412, DataVersion moved); re-read and try again."""
+
+
+class FlowBusy(TerminalError):
+    """Another run of the same flow holds its lease: this run stops at once, having changed nothing."""
+
+    def __init__(self, flow: str, holder_run_id: str, since, until):
+        super().__init__(
+            f"flow {flow!r} is already being run by run {holder_run_id!r}"
+            + (f" (since {since}, lease until {until})" if since else "")
+            + ": this run stopped before changing anything. Trigger it again once that run has finished; "
+              "two runs at once would send the same changes twice.")
+        self.flow = flow
+        self.holder_run_id = holder_run_id
+
+
+class AuthenticationFailed(TerminalError):
+    """The target refused our credentials (401/403): one error for the run, not a refusal per record."""
+
+    def __init__(self, system: str, status: int, conn_hint: str, message: str):
+        super().__init__(f"{system} refused Ledgerlink's credentials (HTTP {status}): {message}. Nothing more was "
+                         f"sent this run. Check the login and password of the Airflow connection {conn_hint}.")
+        self.system = system
+        self.status = status

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ledgerlink.errors import ConfigurationError, GateFailed
-from ledgerlink.taxids import is_valid_tax_id
+from ledgerlink.taxids import is_canonical_tax_id, is_valid_tax_id
 
 log = logging.getLogger(__name__)
 ROW_ID = "_row"
@@ -70,16 +70,108 @@ class GateResult:
     failed_blocking: list[str] = field(default_factory=list)
 
 
-def _derive_customer(df: pd.DataFrame) -> dict:
-    out = {"tax_id_check_digits_ok": [is_valid_tax_id(c, t) for c, t in zip(df["country"], df["tax_id"])]}
-    russian_company = (df["country"] == "RU") & (df["entity_kind"] == "company")
-    out["kpp_well_formed"] = ~russian_company | df["kpp"].fillna("").str.fullmatch(r"\d{9}")
+# C0 controls and DEL (NUL, tabs, line breaks, escapes): 1C and the ERP store them as they come, and they break
+# files, reports and screens downstream. C1 controls too (U+0080..U+009F): what cp1251/cp1254 text read as
+# Latin-1 turns into.
+_CONTROL_CHARACTERS = r"[\x00-\x1f\x7f-\x9f]"
+# Fields whose absence a target refuses (NOT NULL in the ERP, required in 1C): a gate failure naming the row.
+CUSTOMER_REQUIRED = ("customer_id", "legal_name", "tax_id", "country", "entity_kind", "currency")
+CUSTOMER_TEXT = ("legal_name", "tax_id", "kpp", "address", "city", "email")
+INVOICE_LINE_REQUIRED = ("invoice_id", "line_no", "quantity", "unit_price_minor", "net_minor", "vat_rate",
+                         "vat_minor", "gross_minor", "currency")
+INVOICE_LINE_TEXT = ("invoice_id", "tariff_id", "description", "quantity")
+# Set by the invoice-line extract: whether the line's invoice exists in billing (a line is read with a left join,
+# so an orphan is held back by its key instead of vanishing from an inner join).
+INVOICE_FOUND = "invoice_found"
+# Set by the extracts when a money or count column held something that is not a whole number (a loosely typed
+# source such as SQLite): the offending column names, per row.
+NOT_INTEGER = "not_whole_numbers"
+
+
+def _present(df: pd.DataFrame, column: str) -> np.ndarray:
+    """Per row: the value is there (not NULL; for text, not only blanks)."""
+    if column not in df:
+        return np.zeros(len(df), dtype=bool)
+    values = df[column]
+    present = values.notna().to_numpy(dtype=bool)
+    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+        present = present & values.astype("string").str.strip().fillna("").ne("").to_numpy(dtype=bool)
+    return present
+
+
+def _printable(df: pd.DataFrame, column: str) -> np.ndarray:
+    """Per row: the text holds no control character (a missing value is not this check's business)."""
+    if column not in df:
+        return np.ones(len(df), dtype=bool)
+    found = df[column].astype("string").str.contains(_CONTROL_CHARACTERS, regex=True)
+    return ~found.fillna(False).to_numpy(dtype=bool)
+
+
+def _text(value) -> str | None:
+    """A cell as text, or None when missing (pandas' NA has no truth value)."""
+    return None if _isna(value) else str(value)
+
+
+def _common_derived(df: pd.DataFrame, required: tuple[str, ...], text: tuple[str, ...],
+                    applies: np.ndarray | None = None) -> dict:
+    """``<field>_present`` for required fields and ``<field>_printable`` for text fields; ``applies``: rows the
+    required-field rule judges (others, such as orphan lines, are held back by a rule of their own)."""
+    out = {}
+    for column in required:
+        present = _present(df, column)
+        out[f"{column}_present"] = present if applies is None else present | ~applies
+    for column in text:
+        out[f"{column}_printable"] = _printable(df, column)
+    whole = np.ones(len(df), dtype=bool)
+    if NOT_INTEGER in df:
+        whole = df[NOT_INTEGER].isna().to_numpy(dtype=bool)
+    out["numbers_are_whole"] = whole
     return out
 
 
+def _common_checks(required: tuple[str, ...], text: tuple[str, ...]) -> tuple[Check, ...]:
+    checks = [Check(f"{column} present", "ExpectColumnValuesToBeInSet",
+                    {"column": f"{column}_present", "value_set": [True]}, True) for column in required]
+    checks.append(Check("amounts and counts are whole numbers (minor units)", "ExpectColumnValuesToBeInSet",
+                        {"column": "numbers_are_whole", "value_set": [True]}, True))
+    checks += [Check(f"{column} has no control characters", "ExpectColumnValuesToBeInSet",
+                     {"column": f"{column}_printable", "value_set": [True]}, False) for column in text]
+    return tuple(checks)
+
+
+def _derive_customer(df: pd.DataFrame) -> dict:
+    countries = [_text(c) for c in df["country"]]
+    tax_ids = [_text(t) for t in df["tax_id"]]
+    out = _common_derived(df, CUSTOMER_REQUIRED, CUSTOMER_TEXT)
+    # A missing tax id fails "tax_id present"; this rule judges the ids that are there.
+    out["tax_id_check_digits_ok"] = [t is None or is_valid_tax_id(c, t) for c, t in zip(countries, tax_ids)]
+    # Stored exactly as the tax office writes it: "6135317476", not " 6135 317476 ". The raw value is refused,
+    # never silently compacted: billing (the ERP's relay) is what finance corrects, and 1C would keep the spaces.
+    out["tax_id_canonical"] = [t is None or is_canonical_tax_id(c, t) for c, t in zip(countries, tax_ids)]
+    russian_company = (df["country"] == "RU").fillna(False) & (df["entity_kind"] == "company").fillna(False)
+    out["kpp_well_formed"] = (~russian_company | df["kpp"].fillna("").str.fullmatch(r"\d{9}").fillna(False)
+                              ).to_numpy(dtype=bool)
+    return out
+
+
+def _minor_units(df: pd.DataFrame, column: str) -> np.ndarray:
+    """An amount column as int64 (a missing amount as 0: "… present" fails those rows)."""
+    values = df[column]
+    if values.dtype == np.int64:
+        return values.to_numpy()
+    return pd.to_numeric(values, errors="coerce").fillna(0).to_numpy(dtype=np.int64)
+
+
 def _derive_invoice_line(df: pd.DataFrame) -> dict:
-    out = {}
-    net = df["net_minor"].to_numpy(dtype=np.int64)
+    found = df[INVOICE_FOUND].fillna(False).to_numpy(dtype=bool) if INVOICE_FOUND in df else np.ones(len(df), bool)
+    out = _common_derived(df, INVOICE_LINE_REQUIRED, INVOICE_LINE_TEXT)
+    out["line_id_present"] = _present(df, "line_id")
+    # A line whose invoice is gone is held back by "the line's invoice exists" (it has no customer or date to
+    # check); a line whose invoice is there but has no customer or date is a blocking failure.
+    out["invoice_exists"] = found
+    out["customer_id_present"] = _present(df, "customer_id") | ~found
+    out["issue_date_present"] = _present(df, "issue_date") | ~found
+    net = _minor_units(df, "net_minor")
     # A rate that is not a number fails "VAT rate is a known rate" below, not the whole gate. Each distinct
     # rate is parsed once (a handful per batch; parsing 200,000 strings took a sixth of the gate's own time).
     codes, rates = pd.factorize(df["vat_rate"])
@@ -87,10 +179,13 @@ def _derive_invoice_line(df: pd.DataFrame) -> dict:
     rate = np.where(codes >= 0, parsed[codes] if len(parsed) else -1, -1)
     # Per-line VAT, half-up to the minor unit, in exact integer arithmetic: (net*rate*2 + 100) // 200.
     expected_vat = (net * rate * 2 + 100) // 200
-    out["vat_matches_rate"] = df["vat_minor"].to_numpy(dtype=np.int64) == expected_vat
-    # ISO dates compare as text; GX's between does not take strings, so the rule is derived here.
-    out["issue_date_in_period"] = (df["issue_date"] >= EARLIEST_DATE) & (df["issue_date"] <= _today_plus(31))
-    out["gross_is_net_plus_vat"] = df["gross_minor"].to_numpy(dtype=np.int64) == net + df["vat_minor"].to_numpy(dtype=np.int64)
+    vat = _minor_units(df, "vat_minor")
+    out["vat_matches_rate"] = vat == expected_vat
+    # ISO dates compare as text; GX's between does not take strings, so the rule is derived here. A missing date
+    # fails "issue_date present" (or the orphan rule), not this one.
+    in_period = (df["issue_date"] >= EARLIEST_DATE) & (df["issue_date"] <= _today_plus(31))
+    out["issue_date_in_period"] = in_period.fillna(True).to_numpy(dtype=bool)
+    out["gross_is_net_plus_vat"] = _minor_units(df, "gross_minor") == net + vat
     return out
 
 
@@ -105,11 +200,13 @@ def suite_for(entity: str, max_rows: int | None = None) -> Suite:
     if entity == "customer":
         return Suite(entity, "customer_id", derive=_derive_customer, checks=(
             count,
-            Check("customer id present", "ExpectColumnValuesToNotBeNull", {"column": "customer_id"}, True),
-            Check("customer id unique", "ExpectColumnValuesToBeUnique", {"column": "customer_id"}, True),
-            Check("legal name present", "ExpectColumnValuesToNotBeNull", {"column": "legal_name"}, True),
+            *_common_checks(CUSTOMER_REQUIRED, CUSTOMER_TEXT),
+            # Rows sharing a key are all held back: which one billing meant is for a person to say.
+            Check("customer id unique in billing", "ExpectColumnValuesToBeUnique", {"column": "customer_id"}, False),
             Check("tax id check digits valid", "ExpectColumnValuesToBeInSet",
                   {"column": "tax_id_check_digits_ok", "value_set": [True]}, True),
+            Check("tax id stored in its canonical form (digits only, no spaces)", "ExpectColumnValuesToBeInSet",
+                  {"column": "tax_id_canonical", "value_set": [True]}, True),
             Check("country is TR or RU", "ExpectColumnValuesToBeInSet", {"column": "country", "value_set": ["TR", "RU"]}, True),
             Check("currency is TRY or RUB", "ExpectColumnValuesToBeInSet",
                   {"column": "currency", "value_set": ["TRY", "RUB"]}, True),
@@ -122,9 +219,17 @@ def suite_for(entity: str, max_rows: int | None = None) -> Suite:
     if entity == "invoice_line":
         return Suite(entity, "line_id", derive=_derive_invoice_line, checks=(
             count,
-            Check("line id present", "ExpectColumnValuesToNotBeNull", {"column": "line_id"}, True),
-            Check("line id unique", "ExpectColumnValuesToBeUnique", {"column": "line_id"}, True),
-            Check("invoice id present", "ExpectColumnValuesToNotBeNull", {"column": "invoice_id"}, True),
+            Check("line id present", "ExpectColumnValuesToBeInSet",
+                  {"column": "line_id_present", "value_set": [True]}, True),
+            *_common_checks(INVOICE_LINE_REQUIRED, INVOICE_LINE_TEXT),
+            Check("customer_id present", "ExpectColumnValuesToBeInSet",
+                  {"column": "customer_id_present", "value_set": [True]}, True),
+            Check("issue_date present", "ExpectColumnValuesToBeInSet",
+                  {"column": "issue_date_present", "value_set": [True]}, True),
+            # The extract puts every row of a key billing holds twice into one batch: all of them are held back.
+            Check("line id unique in billing", "ExpectColumnValuesToBeUnique", {"column": "line_id"}, False),
+            Check("the line's invoice exists in billing", "ExpectColumnValuesToBeInSet",
+                  {"column": "invoice_exists", "value_set": [True]}, False),
             Check("net amount not negative", "ExpectColumnValuesToBeBetween", {"column": "net_minor", "min_value": 0}, True),
             Check("VAT matches the line's rate (half-up per line)", "ExpectColumnValuesToBeInSet",
                   {"column": "vat_matches_rate", "value_set": [True]}, True),

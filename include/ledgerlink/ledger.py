@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -25,6 +25,10 @@ PLANNED, SENT, ACKNOWLEDGED, REJECTED, QUARANTINED = "planned", "sent", "acknowl
 OPEN_STATUSES = (PLANNED, SENT)
 CREATE, UPDATE, DELETE = "create", "update", "delete"
 SUPERSEDED = "superseded: no longer differs from the target"
+# A run's status: running until its last task closes it; blocked when its gate stopped it; abandoned when it
+# stopped without a word (killed) and a later run took over.
+RUNNING, SUCCEEDED, FAILED, BLOCKED, ABANDONED = "running", "succeeded", "failed", "blocked", "abandoned"
+LEASE_DURATION = timedelta(hours=6)  # longer than any run; a killed run's lease lapses after it
 
 
 class Base(orm.DeclarativeBase):
@@ -160,6 +164,18 @@ deliveries = sa.Table(
 )
 
 
+class FlowLease(Base):
+    """One run per flow at a time: the run holding a flow's lease is the only one that may change its target or
+    its ledger state. Held from extract to the run's end (every task renews it); it expires so that a run killed
+    before any callback could release it does not block the flow forever."""
+
+    __tablename__ = "flow_leases"
+    flow: orm.Mapped[str] = orm.mapped_column(sa.String(100), primary_key=True)
+    run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250))
+    acquired_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+    expires_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+
+
 class SchemaVersion(Base):
     __tablename__ = "ledger_schema_version"
     version: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True)
@@ -231,6 +247,10 @@ def _snapshots_by_flow_id_rebuilt(connection: sa.Connection) -> None:
     connection.execute(sa.text("DROP TABLE snapshots_schema_2"))
 
 
+def _migration_4_flow_leases(connection: sa.Connection) -> None:
+    FlowLease.__table__.create(connection, checkfirst=True)
+
+
 # Ordered, append-only: a released migration is never edited, a new one is added with the next number.
 MIGRATIONS: list[tuple[int, str, callable]] = [
     (1, "runs, items, snapshots, watermarks, quarantine, validations", _migration_1_initial),
@@ -238,6 +258,7 @@ MIGRATIONS: list[tuple[int, str, callable]] = [
     (3, "flows; snapshots name their flow by id and hold each chunked line's latest delivery; "
         "deliveries indexed by chunk and key",
      _migration_3_narrow_snapshots_holding_latest_deliveries),
+    (4, "flow_leases: one run per flow at a time", _migration_4_flow_leases),
 ]
 
 
@@ -340,19 +361,66 @@ class Ledger:
             self._flow_ids[flow] = found
         return found
 
-    # runs -------------------------------------------------------------------------------------------
+    # runs and the flow's lease ----------------------------------------------------------------------
     def start_run(self, run_id: str, flow: str) -> None:
+        """Open the run (a retry continues it) and take the flow's lease: :class:`FlowBusy` when another run
+        of the flow holds it. Runs of the flow still 'running' without the lease (killed before anything could
+        close them) are closed as abandoned."""
+        self.hold_lease(flow, run_id)
+        now = utcnow()
         with self.engine.begin() as conn:
+            conn.execute(sa.update(Run).where(Run.flow == flow, Run.status == RUNNING, Run.run_id != run_id).values(
+                status=ABANDONED, finished_at=now,
+                summary=json.dumps({"error": f"abandoned: the run stopped before its end; run {run_id} took over"})))
             existing = conn.execute(sa.select(Run).where(Run.run_id == run_id, Run.flow == flow)).first()
             if existing is None:
-                conn.execute(sa.insert(Run).values(run_id=run_id, flow=flow, started_at=utcnow(), status="running"))
+                conn.execute(sa.insert(Run).values(run_id=run_id, flow=flow, started_at=now, status=RUNNING))
             else:  # a retry of the same run
-                conn.execute(sa.update(Run).where(Run.run_id == run_id, Run.flow == flow).values(status="running"))
+                conn.execute(sa.update(Run).where(Run.run_id == run_id, Run.flow == flow).values(
+                    status=RUNNING, finished_at=None))
+
+    def hold_lease(self, flow: str, run_id: str, lease_for: timedelta = LEASE_DURATION) -> None:
+        """Take or renew the flow's lease for this run (each task of a run calls it before it changes anything).
+
+        Atomic on SQLite and PostgreSQL alike: a conditional UPDATE takes a lease that is ours or expired, else
+        an INSERT takes a free one; a second run racing for it hits the primary key and is told who holds it.
+        """
+        now = utcnow()
+        values = {"run_id": run_id, "acquired_at": now, "expires_at": now + lease_for}
+        with self.engine.begin() as conn:
+            taken = conn.execute(sa.update(FlowLease).where(
+                FlowLease.flow == flow, sa.or_(FlowLease.run_id == run_id, FlowLease.expires_at < now))
+                .values(**values)).rowcount
+            if taken:
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.insert(FlowLease).values(flow=flow, **values))
+                return
+            except sa.exc.IntegrityError:
+                holder = conn.execute(sa.select(FlowLease).where(FlowLease.flow == flow)).first()
+        from ledgerlink.errors import FlowBusy
+
+        raise FlowBusy(flow, holder.run_id if holder else "another run", holder.acquired_at if holder else None,
+                       holder.expires_at if holder else None)
 
     def finish_run(self, run_id: str, flow: str, status: str, summary: dict) -> None:
+        """Close the run with its status and summary, and release the flow's lease."""
         with self.engine.begin() as conn:
             conn.execute(sa.update(Run).where(Run.run_id == run_id, Run.flow == flow).values(
                 finished_at=utcnow(), status=status, summary=json.dumps(summary, default=str, ensure_ascii=False)))
+            conn.execute(sa.delete(FlowLease).where(FlowLease.flow == flow, FlowLease.run_id == run_id))
+
+    def end_run_early(self, run_id: str, flow: str, status: str, reason: str) -> bool:
+        """A run that stops before its summary (a blocked gate, a crash, a failed task): its status and why,
+        unless it already ended; the lease is released. Returns whether the run's status changed."""
+        with self.engine.begin() as conn:
+            changed = conn.execute(sa.update(Run).where(Run.run_id == run_id, Run.flow == flow,
+                                                        Run.status == RUNNING).values(
+                finished_at=utcnow(), status=status,
+                summary=json.dumps({"error": reason[:4000]}, ensure_ascii=False))).rowcount
+            conn.execute(sa.delete(FlowLease).where(FlowLease.flow == flow, FlowLease.run_id == run_id))
+        return bool(changed)
 
     def runs(self, flow: str | None = None) -> list[dict]:
         query = sa.select(Run).order_by(Run.started_at)
@@ -476,6 +544,15 @@ class Ledger:
                 conn.execute(sa.update(Item).where(Item.id.in_(chunk)).values(
                     status=REJECTED, last_error=SUPERSEDED, updated_at=utcnow()))
             return len(stale)
+
+    def sent_before(self, item_ids: Iterable[int]) -> set[int]:
+        """Of these open items, those an earlier attempt already sent: their answer may have been lost, so a
+        target found holding their content got it from us."""
+        ids, found = list(item_ids), set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(ids, 900):
+                found.update(conn.scalars(sa.select(Item.id).where(Item.id.in_(chunk), Item.status == SENT)))
+        return found
 
     def mark_sent(self, item_ids: Iterable[int], message_no: int | None = None) -> None:
         ids = list(item_ids)
@@ -715,7 +792,10 @@ class Ledger:
             _replace_snapshot_rows(conn, "ledgerlink_ack", flow_id, now, distinct=True, with_target_key=True)
 
     def snapshot_fingerprint(self, flow: str) -> tuple[int, int | None]:
-        """(count, sum of 64-bit key hashes) of a flow's snapshot; the sum is None unless PostgreSQL."""
+        """(count, exact sum of the content hashes) of a flow's snapshot; the sum is None unless PostgreSQL.
+
+        The hashes are 64-bit integers as decimal text (both the PostgreSQL and the pandas hashing path write
+        them so); the same sum over the source tells whether anything changed there that was not read."""
         postgres = self.engine.dialect.name == "postgresql"
         flow_id = self._flow_id(flow, create=False)
         if flow_id is None:
@@ -723,7 +803,7 @@ class Ledger:
         with self.engine.connect() as conn:
             if postgres:
                 count, total = conn.execute(sa.text(
-                    "SELECT count(*), coalesce(sum(hashtextextended(source_key, 0)), 0) FROM snapshots "
+                    "SELECT count(*), coalesce(sum(CAST(content_hash AS bigint)), 0) FROM snapshots "
                     "WHERE flow_id = :flow_id"), {"flow_id": flow_id}).one()
                 return int(count), int(total)
             return int(conn.scalar(sa.select(sa.func.count()).select_from(Snapshot)

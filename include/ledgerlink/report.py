@@ -22,12 +22,19 @@ class RunSummary:
     deleted: int = 0
     quarantined: int = 0
     rejected: int = 0
+    changes: int = 0  # found this run: new, changed, deleted and held-back records
+    already_in_target: int = 0  # changes the target held already (not from a lost answer of ours)
     totals: list[dict] = field(default_factory=list)  # sent amounts per currency and VAT rate
     reconciliation: list[str] = field(default_factory=list)  # differences; empty means agreed
     reconciliation_detail: str = ""
     gate_report: str = ""
     workbook: str = ""
     held_back: list[dict] = field(default_factory=list)  # quarantined and rejected rows with reasons
+
+    def counts_add_up(self) -> bool:
+        """Every change found ends as exactly one outcome."""
+        return self.changes == (self.created + self.updated + self.deleted + self.already_in_target
+                                + self.quarantined + self.rejected)
 
     def as_dict(self) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "held_back"}
@@ -40,6 +47,9 @@ class RunSummary:
             f"what: {self.entity} -> {self.target}",
             f"sent: {self.sent} (created {self.created}, updated {self.updated}) | unchanged: {self.unchanged} | "
             f"deleted: {self.deleted} | quarantined: {self.quarantined} | rejected: {self.rejected}",
+            f"changes: {self.changes} = created {self.created} + updated {self.updated} + deleted {self.deleted}"
+            f" + already in the target {self.already_in_target} + held back {self.quarantined}"
+            f" + refused {self.rejected}" + ("" if self.counts_add_up() else "  (DO NOT ADD UP: some change is unaccounted for)"),
         ]
         if self.totals:
             lines.append("money sent, per currency and VAT rate:")

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from airflow.sdk import Asset, dag, task
 
-from ledgerlink.tasks import DEFAULT_ARGS, current_run_id, fail_fast_on_terminal
+from ledgerlink.tasks import DEFAULT_ARGS, close_run_on_failure, current_run_id, fail_fast_on_terminal
 
 START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -23,8 +23,12 @@ def _flow(module: str):
 def exchange_dag(*, dag_id: str, schedule: str, tags: list[str], doc_md: str, flow_module: str, produces: Asset):
     """Build the DAG of one exchange. ``produces`` is the Asset its load task updates."""
 
+    # A task that fails for good, or a run that fails (a task killed, a timeout), closes the run in the ledger.
+    on_failure = close_run_on_failure(dag_id)
+
     @dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
-         default_args=DEFAULT_ARGS, tags=["ledgerlink", *tags], doc_md=doc_md)
+         default_args={**DEFAULT_ARGS, "on_failure_callback": on_failure}, on_failure_callback=on_failure,
+         tags=["ledgerlink", *tags], doc_md=doc_md)
     def exchange():
         @task
         @fail_fast_on_terminal

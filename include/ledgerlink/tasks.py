@@ -38,6 +38,40 @@ def fail_fast_on_terminal(step):
     return wrapper
 
 
+def run_status_for(error: BaseException | None) -> str:
+    """The ledger status of a run that stopped on this error: a blocked gate is 'blocked', the rest 'failed'."""
+    from ledgerlink.errors import GateFailed
+    from ledgerlink.ledger import BLOCKED, FAILED
+
+    seen = error
+    while seen is not None:  # AirflowFailException wraps ours
+        if isinstance(seen, GateFailed):
+            return BLOCKED
+        seen = seen.__cause__
+    return FAILED
+
+
+def close_run_on_failure(flow: str):
+    """An Airflow failure callback (task or DAG level) that ends the flow's run in the ledger with its status
+    and reason, and releases the flow's lease: a run that failed, was blocked or was killed never stays
+    'running'. It never raises: a callback's error would hide the task's own."""
+
+    def callback(context) -> None:
+        try:
+            run_id = context["run_id"] if "run_id" in context else context["dag_run"].run_id
+            error = context.get("exception")
+            reason = f"{type(error).__name__}: {error}" if error is not None else \
+                str(context.get("reason") or "a task of the run failed")
+            task = context.get("task_instance") or context.get("ti")
+            where = f"task {task.task_id}: " if task is not None and getattr(task, "task_id", None) else ""
+            if ledger().end_run_early(run_id, flow, run_status_for(error), where + reason):
+                log.info("Run %s of %s closed as %s in the ledger", run_id, flow, run_status_for(error))
+        except Exception:  # noqa: BLE001 - logged with its traceback; the task's own failure stands
+            log.exception("Could not close run of %s in the ledger", flow)
+
+    return callback
+
+
 def current_run_id() -> str:
     from airflow.sdk import get_current_context
 

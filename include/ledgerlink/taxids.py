@@ -18,3 +18,13 @@ def is_valid_tax_id(country: str | None, tax_id: str | None) -> bool:
     except ValidationError:
         return False
     return False
+
+
+def is_canonical_tax_id(country: str | None, tax_id: str | None) -> bool:
+    """True when the id is stored as the tax office writes it: ASCII digits only, nothing to compact away.
+
+    python-stdnum's validators compact their input first (spaces, dashes, dots), so a valid id can still be
+    stored with separators that 1C and the ERP would keep."""
+    if not tax_id:
+        return False
+    return tax_id.isascii() and tax_id.isdigit()

@@ -95,7 +95,7 @@ def test_first_run_creates_each_customer_once_and_a_rerun_sends_nothing(world):
     assert second.unchanged == CUSTOMERS and second.reconciliation == []
     assert [i for i in items_of(world, "run-2") if i["status"] == ACKNOWLEDGED] == []
     assert {o["Ref_Key"]: o["DataVersion"] for o in world.dump()} == versions  # nothing written in 1C
-    assert [r["status"] for r in world.ledger.runs(flow=flow.FLOW)] == ["reconciled", "reconciled"]
+    assert [r["status"] for r in world.ledger.runs(flow=flow.FLOW)] == ["succeeded", "succeeded"]
 
 
 # 2. deletions -----------------------------------------------------------------------------------------

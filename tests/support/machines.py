@@ -30,7 +30,14 @@ class RedeliveryMachine(RuleBasedStateMachine):
     def redeliver_old_batch(self, back):
         """An old staged batch is loaded again (a duplicate delivery)."""
         if len(self.old_metas) >= back:
-            self.load(self.old_metas[-back])
+            meta = self.old_metas[-back]
+            self.load(meta)
+            self.end_run(meta["run_id"])
+
+    def end_run(self, run_id: str) -> None:
+        """What the rest of an interrupted or redelivered DAG run does in the end (its last task, or Airflow's
+        failure callback): the run is closed and the flow's lease released for the next run."""
+        self.ledger.end_run_early(run_id, self.flow.FLOW, "failed", "interrupted in a test")
 
 
 def settling_test_case(machine: type[RedeliveryMachine], max_examples: int):

@@ -1,8 +1,11 @@
 """Incremental reads from billing: rows changed since a point, and every key (to see deletions)."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+
+from ledgerlink.gates import INVOICE_FOUND, NOT_INTEGER
 
 CUSTOMER_COLUMNS = ["customer_id", "legal_name", "country", "entity_kind", "tax_id", "kpp", "address", "city",
                     "email", "currency", "updated_at"]
@@ -10,6 +13,9 @@ INVOICE_LINE_COLUMNS = ["line_id", "invoice_id", "line_no", "customer_id", "issu
                         "quantity", "unit_price_minor", "net_minor", "vat_rate", "vat_minor", "gross_minor",
                         "currency", "updated_at"]
 INT_COLUMNS = {"line_no", "unit_price_minor", "net_minor", "vat_minor", "gross_minor"}
+# Read beside a line's columns, never hashed: whether its invoice exists (lines are read with a left join, so a
+# line whose invoice is missing reaches the gate, which holds it back by its key).
+LINE_READ_COLUMNS = INVOICE_LINE_COLUMNS + [INVOICE_FOUND]
 HEADER_COLUMNS = ["invoice_id", "customer_id", "issue_date", "updated_at"]
 KEYS_PER_QUERY = 900  # SQLite binds at most 999 parameters in one statement
 HASH_COLUMN = "_hash"  # as ledgerlink.tracking names it
@@ -21,37 +27,68 @@ def _qualified(column: str) -> str:
 
 
 def content_hash_sql(columns: list[str]) -> str:
+    """The line's content hash (see :func:`content_hash_value_sql`) as decimal text."""
+    return f"CAST({content_hash_value_sql(columns)} AS text)"
+
+
+def content_hash_value_sql(columns: list[str], qualify=None) -> str:
     """PostgreSQL hashes a line's content itself, on its own core while this process parses: the XOR of each
     column's 64-bit hash seeded by its position (so equal or swapped values in two columns do not cancel),
     a NULL standing for its seed. ``hashtextextended``/``hashint8extended`` are what hash partitioning relies
     on, so stable across versions. As decimal text, like the hashes pandas computes for other sources; one
     flow always reads through one path. (Hashing the row's text form instead cost the server 1.2 s per
     million lines, this 0.5 s.)"""
+    qualify = qualify or _qualified
     terms = []
     for seed, column in enumerate(columns, start=1):
         function, cast = ("hashint8extended", "bigint") if column in INT_COLUMNS else ("hashtextextended", "text")
-        terms.append(f"coalesce({function}(CAST({_qualified(column)} AS {cast}), {seed}), {seed})")
-    return f"CAST(({' # '.join(terms)}) AS text)"
+        terms.append(f"coalesce({function}(CAST({qualify(column)} AS {cast}), {seed}), {seed})")
+    return f"({' # '.join(terms)})"
 
 
 def _line_select_for(engine: sa.Engine, hash_columns: list[str] | None) -> tuple[str, list[str]]:
     """The line query for this database and the columns it returns: hashed by the server on PostgreSQL."""
     if hash_columns and engine.dialect.name == "postgresql":
-        return _line_select(hash_columns), INVOICE_LINE_COLUMNS + [HASH_COLUMN]
-    return _line_select(), INVOICE_LINE_COLUMNS
+        return _line_select(hash_columns), LINE_READ_COLUMNS + [HASH_COLUMN]
+    return _line_select(), LINE_READ_COLUMNS
 
 
 def _line_select(hash_columns: list[str] | None = None) -> str:
     """The columns a line carries, with customer and date taken from its invoice (and its hash, if asked)."""
     hashed = f", {content_hash_sql(hash_columns)} AS {HASH_COLUMN}" if hash_columns else ""
-    return ("SELECT " + ", ".join(_qualified(c) for c in INVOICE_LINE_COLUMNS) + hashed
-            + " FROM invoice_lines l JOIN invoices i ON i.invoice_id = l.invoice_id")
+    return ("SELECT " + ", ".join(_qualified(c) for c in INVOICE_LINE_COLUMNS)
+            + f", CASE WHEN i.invoice_id IS NULL THEN 0 ELSE 1 END AS {INVOICE_FOUND}" + hashed + LINES_FROM)
+
+
+# A left join: a line whose invoice is missing is read (and held back by the gate), never silently dropped.
+LINES_FROM = " FROM invoice_lines l LEFT JOIN invoices i ON i.invoice_id = l.invoice_id"
 
 
 def _typed(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Money and counts as int64, everything else as (Arrow-backed) strings: one dtype per column, always."""
+    """Money and counts as int64, everything else as (Arrow-backed) strings: one dtype per column, always.
+
+    A missing number makes its column nullable (``Int64``) and fails the gate's "present" rule for that row; a
+    value that is not a whole number (a loosely typed source: text or a fraction in SQLite's BIGINT column) is
+    read as missing and named, with its column, in ``not_whole_numbers`` for the gate. Nothing raises here: the
+    gate names the row."""
+    unreadable = None  # per row: the columns whose value is not a whole number
     for column in columns:
-        df[column] = df[column].astype("int64" if column in INT_COLUMNS else "string")
+        if column == INVOICE_FOUND:
+            df[column] = df[column].astype(bool)
+        elif column not in INT_COLUMNS:
+            df[column] = df[column].astype("string")
+        elif df[column].dtype != np.int64:
+            values = df[column]
+            numbers = pd.to_numeric(values, errors="coerce")
+            whole = (numbers.notna() & (numbers == numbers.round())).to_numpy(dtype=bool)
+            bad = values.notna().to_numpy(dtype=bool) & ~whole
+            if bad.any():
+                unreadable = np.full(len(df), "", dtype=object) if unreadable is None else unreadable
+                unreadable[bad] = [f"{seen}, {column}" if seen else column for seen in unreadable[bad]]
+            numbers = numbers.where(whole)
+            df[column] = numbers.astype("Int64") if numbers.isna().any() else numbers.astype("int64")
+    if unreadable is not None:
+        df[NOT_INTEGER] = pd.Series(unreadable, index=df.index).replace("", None).astype("string")
     return df
 
 
@@ -215,25 +252,30 @@ def postgres_uri(engine: sa.Engine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def read_invoice_line_keys(engine: sa.Engine) -> set[str]:
-    with engine.connect() as conn:
-        return set(conn.scalars(sa.text("SELECT line_id FROM invoice_lines")))
+def invoice_line_fingerprint(engine: sa.Engine, hash_columns: list[str]) -> tuple[int, int | None]:
+    """(count, exact sum of every line's content hash) over all of billing's lines; the sum is None where the
+    database cannot compute the hash the flow uses (only PostgreSQL hashes lines itself).
 
-
-def source_key_fingerprint(engine: sa.Engine) -> tuple[int, int | None]:
-    """(count, sum of 64-bit hashes) of every invoice line key; the sum is None where the database can't."""
+    Compared with the same sum over the ledger's snapshot, it tells whether anything the watermark cannot see
+    happened (a deletion, a line committed late, an edit that did not move ``updated_at``) without reading a
+    line: PostgreSQL hashes each line on its own core while the changes are read."""
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             count, total = conn.execute(sa.text(
-                "SELECT count(*), coalesce(sum(hashtextextended(line_id, 0)), 0) FROM invoice_lines")).one()
+                f"SELECT count(*), coalesce(sum({content_hash_value_sql(hash_columns)}), 0){LINES_FROM}")).one()
             return int(count), int(total)
         return int(conn.scalar(sa.text("SELECT count(*) FROM invoice_lines"))), None
 
 
-def key_fingerprint(engine: sa.Engine, keys: list[str]) -> int:
-    """The same hash sum over given keys, computed by the same database (0 where it can't)."""
-    if not keys or engine.dialect.name != "postgresql":
-        return 0
+def duplicate_keys(engine: sa.Engine, table: str, key: str) -> list[str]:
+    """Keys that more than one row of ``table`` holds: none when the database itself guarantees uniqueness
+    (a primary key or unique index on exactly that column), else asked with one grouped query."""
+    inspector = sa.inspect(engine)
+    unique_sets = [inspector.get_pk_constraint(table).get("constrained_columns") or []]
+    unique_sets += [c["column_names"] for c in inspector.get_unique_constraints(table)]
+    unique_sets += [i["column_names"] for i in inspector.get_indexes(table) if i.get("unique")]
+    if [key] in unique_sets:
+        return []
     with engine.connect() as conn:
-        return int(conn.scalar(sa.text("SELECT coalesce(sum(hashtextextended(k, 0)), 0) FROM unnest(CAST(:keys AS text[])) AS k"),
-                               {"keys": list(keys)}))
+        return sorted(conn.scalars(sa.text(
+            f"SELECT {key} FROM {table} WHERE {key} IS NOT NULL GROUP BY {key} HAVING count(*) > 1")))

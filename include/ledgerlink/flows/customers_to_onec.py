@@ -7,19 +7,19 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ledgerlink import settings
-from ledgerlink.billing.extract import read_customer_keys, read_customers, read_customers_by_key
-from ledgerlink.errors import RemoteRejected, TerminalError, TransientError
+from ledgerlink.billing.extract import read_customers
+from ledgerlink.errors import AuthenticationFailed, GateFailed, RemoteRejected, TerminalError, TransientError
 from ledgerlink.exchange_map import default_map
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
 from ledgerlink.gates import run_gate, suite_for
-from ledgerlink.ledger import CREATE, DELETE, SUPERSEDED, UPDATE, Ledger, PlannedChange
+from ledgerlink.ledger import BLOCKED, CREATE, DELETE, FAILED, SUCCEEDED, SUPERSEDED, UPDATE, Ledger, PlannedChange
 from ledgerlink.loads.http import UNCHANGED
 from ledgerlink.onec import counterparties
 from ledgerlink.onec.client import ODataClient
 from ledgerlink.reconcile import assert_reconciled
 from ledgerlink.report import RunSummary, write_workbook
-from ledgerlink.tracking import (HASH_COLUMN, KEY_COLUMN, diff, earliest, next_watermark, read_from,
-                                 with_keys_and_hashes)
+from ledgerlink.retrying import RetryBudget
+from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, next_watermark, with_keys_and_hashes
 
 log = logging.getLogger(__name__)
 FLOW = "billing_customers_to_onec"
@@ -27,55 +27,59 @@ WATERMARK = "updated_at"
 
 
 def extract(run_id: str, billing: sa.Engine, ledger: Ledger) -> dict:
-    """Read what changed in billing since the watermark and diff it against what 1C acknowledged."""
-    ledger.start_run(run_id, FLOW)
-    watermark = ledger.watermark(FLOW, WATERMARK)
-    # Keys first: a customer deleted between the two reads is then only a deletion, never also an update.
-    source_keys = read_customer_keys(billing)
-    rows = read_customers(billing, read_from(watermark))
-    rows = rows[rows["customer_id"].isin(source_keys)].reset_index(drop=True)
-    snapshot = ledger.snapshot(FLOW)
-    # A customer 1C has not acknowledged is read whatever its updated_at: reconciliation drops a customer
-    # that 1C no longer matches from the snapshot, and its row is usually older than the watermark.
-    unacknowledged = source_keys - set(snapshot) - set(rows["customer_id"])
-    if unacknowledged:
-        rows = pd.concat([rows, read_customers_by_key(billing, unacknowledged)], ignore_index=True)
-    batch = with_keys_and_hashes(rows, ["customer_id"], counterparties.CONTENT_COLUMNS)
-    changes = diff(batch, snapshot, source_keys)
-    to_send = changes.to_send
-    to_send["_op"] = changes.operations(CREATE, UPDATE)
-    meta = {
-        "run_id": run_id, "read": len(batch), "source_keys": len(source_keys), **changes.counts(),
-        "batch": stage_frame(FLOW, run_id, "changes", to_send),
-        "deletions": stage_json(FLOW, run_id, "deletions", changes.target_keys),
-        "watermark_read": next_watermark(batch, WATERMARK, watermark),
-    }
-    log.info("Billing customers: %d read since %s, %d new, %d changed, %d deleted, %d unchanged",
-             len(batch), watermark or "the beginning", meta["new"], meta["changed"], meta["deleted"], meta["unchanged"])
+    """Read every billing customer: the gate sees them all before change tracking picks what travels.
+
+    A customer table is small (the exchange map's volume: 100,000), so reading it whole each hour costs less
+    than what a watermark misses: an edit that did not move ``updated_at``, a duplicate key whose twin is
+    unchanged, a customer held back before."""
+    ledger.start_run(run_id, FLOW)  # takes the flow's lease: a second run at once stops here
+    rows = read_customers(billing, None)
+    meta = {"run_id": run_id, "read": len(rows), "source_keys": int(rows["customer_id"].nunique()),
+            "batch": stage_frame(FLOW, run_id, "customers", rows),
+            "watermark_read": next_watermark(rows, WATERMARK, None)}
+    log.info("Billing customers: %d read", len(rows))
     return meta
 
 
 def gate(meta: dict, ledger: Ledger) -> dict:
-    """Validate the batch about to be loaded; blocking failures stop here with nothing loaded."""
+    """Validate every customer; blocking failures stop here with nothing loaded. What passed is then diffed
+    against what 1C acknowledged: only changes (and deletions) travel."""
     run_id = meta["run_id"]
-    batch = read_frame(meta["batch"])
+    ledger.hold_lease(FLOW, run_id)
+    rows = read_frame(meta["batch"])
     volume = default_map().entities["customer"].volume_total
     ledger.clear_quarantine(run_id, FLOW)
-    result = run_gate(batch, suite_for("customer", max_rows=volume), run_id=run_id, flow=FLOW,
-                      report_dir=settings.reports_dir(FLOW, run_id), ledger=ledger)
-    held_back_since = earliest(*(row["updated_at"] for _, _, row in result.quarantined))
-    return {**meta, "batch": stage_frame(FLOW, run_id, "gated", result.passed),
-            "quarantined": len(result.quarantined), "quarantined_since": held_back_since,
-            "gate_report": str(result.report_html)}
+    try:
+        result = run_gate(rows, suite_for("customer", max_rows=volume), run_id=run_id, flow=FLOW,
+                          report_dir=settings.reports_dir(FLOW, run_id), ledger=ledger)
+    except GateFailed as e:
+        ledger.end_run_early(run_id, FLOW, BLOCKED, str(e))
+        raise
+    batch = with_keys_and_hashes(result.passed, ["customer_id"], counterparties.CONTENT_COLUMNS)
+    # Every key billing holds, held-back ones included: only a key gone from billing is a deletion.
+    changes = diff(batch, ledger.snapshot(FLOW), set(rows["customer_id"].dropna()))
+    to_send = changes.to_send
+    to_send["_op"] = changes.operations(CREATE, UPDATE)
+    log.info("Billing customers: %d new, %d changed, %d deleted, %d unchanged, %d held back",
+             len(changes.new), len(changes.changed), len(changes.deleted), changes.unchanged, len(result.quarantined))
+    return {**meta, **changes.counts(), "batch": stage_frame(FLOW, run_id, "changes", to_send),
+            "deletions": stage_json(FLOW, run_id, "deletions", changes.target_keys),
+            "quarantined": len(result.quarantined), "gate_report": str(result.report_html)}
 
 
-def load(meta: dict, client: ODataClient, ledger: Ledger) -> dict:
+OUTCOME = {CREATE: "created", UPDATE: "updated", DELETE: "deleted"}
+
+
+def load(meta: dict, client: ODataClient, ledger: Ledger, retry: RetryBudget | None = None) -> dict:
     """Send each change to 1C; every item is planned, sent and acknowledged in the ledger.
 
-    A transient failure stops the loop and is raised for Airflow to retry: what 1C confirmed stays
-    confirmed, the rest stays open and is continued (not doubled) by the retry.
+    A transient failure is retried for that customer with backoff (``retry``); only when 1C stays down is it
+    raised for Airflow to retry the task: what 1C confirmed stays confirmed, the rest stays open and is
+    continued (not doubled) by the retry. Refused credentials stop the run at once, as one error.
     """
     run_id = meta["run_id"]
+    ledger.hold_lease(FLOW, run_id)
+    retry = retry or RetryBudget()
     batch = read_frame(meta["batch"])
     deletions: dict[str, str | None] = read_json(meta["deletions"])
     planned = [PlannedChange(row[KEY_COLUMN], counterparties.ref_key(row[KEY_COLUMN]), row[HASH_COLUMN], row["_op"])
@@ -83,45 +87,48 @@ def load(meta: dict, client: ODataClient, ledger: Ledger) -> dict:
     planned += [PlannedChange(key, target_key or counterparties.ref_key(key), None, DELETE)
                 for key, target_key in deletions.items()]
     ledger.close_superseded(FLOW, {c.source_key for c in planned})
-    outcomes = {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "rejected": 0}
+    # Every change ends as exactly one of these (held back ones were counted by the gate).
+    outcomes = {"created": 0, "updated": 0, "deleted": 0, "already_in_target": 0, "rejected": 0}
     # A retry does not send again what an earlier attempt of this run got acknowledged: it counts it.
     acknowledged = ledger.snapshot_hashes(FLOW, [c.source_key for c in planned])
     done = [c for c in planned if (c.source_key not in acknowledged if c.operation == DELETE
                                    else acknowledged.get(c.source_key) == c.content_hash)]
     for change in done:
-        outcomes[{CREATE: "created", UPDATE: "updated", DELETE: "deleted"}[change.operation]] += 1
+        outcomes[OUTCOME[change.operation]] += 1
     done_keys = {c.source_key for c in done}
     planned = [c for c in planned if c.source_key not in done_keys]
     item_ids = ledger.plan(run_id, FLOW, "onec", "customer", planned)
-    rejected_since = None
+    # Sent by an earlier attempt whose answer never came: 1C may have applied them already.
+    sent_earlier = ledger.sent_before(item_ids.values())
     rows = {row[KEY_COLUMN]: row for row in batch.to_dict("records")}
     for change in planned:
         item_id = item_ids[change.source_key]
         ledger.mark_sent([item_id])
+        what = f"customer {change.source_key} ({OUTCOME[change.operation][:-1]} in 1C)"
         try:
             if change.operation == DELETE:
-                counterparties.mark_deleted(client, change.target_key)
+                retry.call(what, lambda: counterparties.mark_deleted(client, change.target_key))
                 outcome = "deleted"
             else:
-                outcome, _ = counterparties.upsert_counterparty(client, rows[change.source_key],
-                                                                believed_new=change.operation == CREATE)
-                outcome = "unchanged" if outcome == UNCHANGED else outcome
+                outcome, _ = retry.call(what, lambda: counterparties.upsert_counterparty(
+                    client, rows[change.source_key], believed_new=change.operation == CREATE))
+                if outcome == UNCHANGED:
+                    # 1C holds the content already: from an earlier attempt of ours whose answer was lost (then
+                    # it is what that attempt did), or from elsewhere (then nothing was done).
+                    lost_answer = item_id in sent_earlier or retry.attempts_of_last_call > 1
+                    outcome = OUTCOME[change.operation] if lost_answer else "already_in_target"
         except RemoteRejected as e:
             ledger.record_failure(item_id, str(e), terminal=True)
             outcomes["rejected"] += 1
-            if change.operation != DELETE:
-                rejected_since = earliest(rejected_since, rows[change.source_key]["updated_at"])
             log.warning("1C refused customer %s: %s", change.source_key, e)
             continue
-        except TransientError as e:
+        except (TransientError, AuthenticationFailed) as e:
             ledger.record_failure(item_id, str(e), terminal=False)
             raise
         ledger.acknowledge(FLOW, [(item_id, change.source_key, change.content_hash, change.target_key, change.operation)])
         outcomes[outcome] += 1
-    # Never move the watermark past a row that was held back or refused: it must be read again.
-    watermark = earliest(meta["watermark_read"], meta.get("quarantined_since"), rejected_since)
-    if watermark:
-        ledger.set_watermark(FLOW, WATERMARK, watermark)
+    if meta.get("watermark_read"):
+        ledger.set_watermark(FLOW, WATERMARK, meta["watermark_read"])
     log.info("Loaded into 1C: %s", outcomes)
     return {**meta, **outcomes}
 
@@ -129,6 +136,7 @@ def load(meta: dict, client: ODataClient, ledger: Ledger) -> dict:
 def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, ledger: Ledger) -> RunSummary:
     """Compare billing with 1C, write the workbook, log the summary; fail on any difference or refusal."""
     run_id = meta["run_id"]
+    ledger.hold_lease(FLOW, run_id)
     source = read_customers(billing, None)
     # A customer changed in billing after this run read it is the next run's work, not a difference.
     late_keys: set[str] = set()
@@ -178,7 +186,8 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, le
     summary = RunSummary(
         flow=FLOW, run_id=run_id, entity="customer", target="1C Catalog_Контрагенты",
         sent=meta["created"] + meta["updated"], created=meta["created"], updated=meta["updated"],
-        unchanged=meta["source_keys"] - meta["new"] - meta["changed"], deleted=meta["deleted"],
+        unchanged=meta["unchanged"], deleted=meta["deleted"], already_in_target=meta["already_in_target"],
+        changes=meta["new"] + meta["changed"] + meta["deleted"] + meta["quarantined"],
         quarantined=meta["quarantined"], rejected=meta["rejected"], reconciliation=differences,
         reconciliation_detail=f"billing {len(source_keys)} customers, {len(held_keys)} held back; "
                               f"1C {len(target_by_key)} active counterparties",
@@ -189,7 +198,7 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, le
     )
     workbook = settings.reports_dir(FLOW, run_id) / "reconciliation.xlsx"
     summary.workbook = str(write_workbook(summary, workbook, [], []))
-    ledger.finish_run(run_id, FLOW, "reconciled" if not differences and not rejected else "failed", summary.as_dict())
+    ledger.finish_run(run_id, FLOW, SUCCEEDED if not differences and not rejected else FAILED, summary.as_dict())
     log.info("\n%s", summary.text())
     assert_reconciled(FLOW, differences)
     if rejected:

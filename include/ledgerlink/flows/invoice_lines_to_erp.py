@@ -9,19 +9,19 @@ import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from ledgerlink import settings
-from ledgerlink.billing.extract import (key_fingerprint, read_invoice_line_keys, read_invoice_lines,
-                                       read_invoice_headers, read_invoice_lines_by_key,
-                                       source_key_fingerprint)
+from ledgerlink.billing.extract import (LINES_FROM, content_hash_value_sql, duplicate_keys, invoice_line_fingerprint,
+                                       read_invoice_headers, read_invoice_lines, read_invoice_lines_by_key)
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.errors import GateFailed, ReconciliationError
 from ledgerlink.exchange_map import default_map
 from ledgerlink.flows.staging import read_column, read_frame, read_json, stage_frame, stage_json
 from ledgerlink.gates import run_gate, suite_for
-from ledgerlink.ledger import CREATE, DELETE, UPDATE, Ledger, PlannedChange
+from ledgerlink.ledger import BLOCKED, CREATE, DELETE, FAILED, SUCCEEDED, UPDATE, Ledger, PlannedChange
 from ledgerlink.loads.sql import delete_keys, upsert_frame
 from ledgerlink.reconcile import Figures, compare, figures
 from ledgerlink.report import RunSummary, write_workbook
@@ -39,38 +39,59 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
     """Stage the changed lines in chunks; deletions are snapshot keys billing no longer has.
 
     Memory follows the chunk, not the table: each chunk is diffed against the snapshot hashes of its own
-    keys, and deletions are found without holding every key when both databases can say cheaply that
-    none happened (see :func:`_deleted_keys`).
+    keys. What the watermark cannot see (a deletion, a line committed late, an edit that did not move
+    ``updated_at``, a line held back before) is found by comparing billing's content fingerprint with the
+    snapshot's, and, when they disagree, every line's hash (see :func:`_compare_every_line`).
     """
-    # Billing counts and fingerprints its keys while the ledger and the changes are read: a line added or
-    # deleted meanwhile makes the two sides differ, and then every key is compared (see _deleted_keys).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="billing-keys") as pool:
-        billing_fingerprint = pool.submit(source_key_fingerprint, billing)
+    ledger.start_run(run_id, FLOW)  # takes the flow's lease: a second run at once stops here
+    # Billing hashes every line and sums the hashes while the ledger and the changes are read.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="billing-fingerprint") as pool:
+        billing_fingerprint = pool.submit(invoice_line_fingerprint, billing, CONTENT_COLUMNS)
         return _extract(run_id, billing, ledger, chunk_rows, billing_fingerprint)
 
 
-def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, billing_fingerprint) -> dict:
-    """:func:`extract`, given the future of billing's (key count, key fingerprint)."""
-    ledger.start_run(run_id, FLOW)
-    watermark = ledger.watermark(FLOW, WATERMARK)
-    snapshot_size, snapshot_print = ledger.snapshot_fingerprint(FLOW)
-    parts, counts, highest = [], {"read": 0, "new": 0, "changed": 0, "unchanged": 0}, watermark
-    new_print, new_keys = 0, set()
-    for index, chunk in enumerate(read_invoice_lines(billing, read_from(watermark), chunk_rows, CONTENT_COLUMNS)):
-        batch = with_keys_and_hashes(chunk, ["line_id"], CONTENT_COLUMNS)
-        known = ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()) if snapshot_size else {}
+class _Staged:
+    """The changes staged so far, with what they do to the snapshot's fingerprint once acknowledged."""
+
+    def __init__(self, flow_run: str):
+        self.run_id = flow_run
+        self.parts: list[str] = []
+        self.counts = {"read": 0, "new": 0, "changed": 0, "unchanged": 0}
+        self.hash_delta = 0  # sum of the new hashes sent minus the acknowledged hashes they replace
+
+    def add(self, name: str, batch: pd.DataFrame, known: dict[str, str]) -> pd.DataFrame:
         changes = diff(batch, known, None)
         to_send = changes.to_send
         to_send["_op"] = changes.operations(CREATE, UPDATE)
-        counts["read"] += len(batch)
-        for name in ("new", "changed", "unchanged"):
-            counts[name] += changes.counts()[name]
-        if snapshot_size and len(changes.new):
-            new_print += key_fingerprint(billing, changes.new[KEY_COLUMN].tolist())
-            new_keys.update(changes.new[KEY_COLUMN])
-        highest = next_watermark(batch, WATERMARK, highest)
+        self.counts["read"] += len(batch)
+        for what in ("new", "changed", "unchanged"):
+            self.counts[what] += changes.counts()[what]
+        self.hash_delta += _hash_sum(to_send[HASH_COLUMN]) - _hash_sum(changes.changed[KEY_COLUMN].map(known))
         if len(to_send):
-            parts.append(stage_frame(FLOW, run_id, f"changes_{index:04d}", to_send))
+            self.parts.append(stage_frame(FLOW, self.run_id, name, to_send))
+        return to_send
+
+
+def _hash_sum(hashes) -> int:
+    """Exact sum of 64-bit hashes written as decimal text (split in halves: no int64 overflow, no Python loop)."""
+    values = pd.to_numeric(pd.Series(hashes, dtype="string"), errors="coerce").dropna().to_numpy(dtype=np.int64)
+    return int((values >> 32).sum()) * (1 << 32) + int((values & 0xFFFFFFFF).sum())
+
+
+def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, billing_fingerprint) -> dict:
+    """:func:`extract`, given the future of billing's (line count, content hash sum)."""
+    watermark = ledger.watermark(FLOW, WATERMARK)
+    snapshot_size, snapshot_sum = ledger.snapshot_fingerprint(FLOW)
+    # A key billing holds twice: every copy goes to the gate together, which holds them all back.
+    twins = set(duplicate_keys(billing, "invoice_lines", "line_id"))
+    staged, highest = _Staged(run_id), watermark
+    for index, chunk in enumerate(read_invoice_lines(billing, read_from(watermark), chunk_rows, CONTENT_COLUMNS)):
+        batch = with_keys_and_hashes(chunk, ["line_id"], CONTENT_COLUMNS)
+        highest = next_watermark(batch, WATERMARK, highest)
+        if twins:
+            batch = batch[~batch[KEY_COLUMN].isin(twins)].reset_index(drop=True)
+        known = ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()) if snapshot_size else {}
+        staged.add(f"changes_{index:04d}", batch, known)
     # A line carries its invoice's customer and date: lines of invoices whose header moved are read too.
     header_parts, moved = [], []
     headers_known = ledger.snapshot_fingerprint(HEADER_FLOW)[0] > 0
@@ -83,67 +104,81 @@ def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, b
         header_parts.append(stage_frame(FLOW, run_id, f"headers_{index:04d}", headers[[KEY_COLUMN, HASH_COLUMN]]))
     moved.sort()
     if moved:
-        staged = {k for part in parts for k in read_column(part, KEY_COLUMN)}
+        already = {k for part in staged.parts for k in read_column(part, KEY_COLUMN)} | twins
         batch = with_keys_and_hashes(read_invoice_lines_by_key(billing, moved, key="l.invoice_id",
                                                                hash_columns=CONTENT_COLUMNS), ["line_id"],
                                      CONTENT_COLUMNS)
-        batch = batch[~batch[KEY_COLUMN].isin(staged)].reset_index(drop=True)
-        changes = diff(batch, ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()), None)
-        if len(changes.changed):
-            changes.changed["_op"] = UPDATE
-            counts["read"] += len(batch)
-            counts["changed"] += len(changes.changed)
-            counts["unchanged"] += changes.unchanged
-            parts.append(stage_frame(FLOW, run_id, "changes_headers", changes.changed))
+        batch = batch[~batch[KEY_COLUMN].isin(already)].reset_index(drop=True)
+        sent = staged.add("changes_headers", batch, ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()))
         log.info("Billing invoices: %d header(s) moved (customer or date); %d of their lines changed",
-                 len(moved), len(changes.changed))
-    deleted, source_count, unseen = _deleted_keys(billing, ledger, billing_fingerprint.result(), snapshot_size,
-                                                  snapshot_print, counts["new"], new_print, new_keys)
-    if unseen:
-        # Committed late, with an updated_at behind the watermark's overlap: read them by key.
-        late = with_keys_and_hashes(read_invoice_lines_by_key(billing, sorted(unseen), hash_columns=CONTENT_COLUMNS),
-                                    ["line_id"], CONTENT_COLUMNS)
-        late["_op"] = CREATE
-        counts["read"] += len(late)
-        counts["new"] += len(late)
-        parts.append(stage_frame(FLOW, run_id, "changes_late", late))
-        log.info("Billing invoice lines: %d line(s) committed behind the watermark, read by key", len(late))
+                 len(moved), len(sent))
+    source_count, source_sum = billing_fingerprint.result()
+    deleted: list[str] = []
+    if snapshot_size and not (
+            source_sum is not None and snapshot_sum is not None and not twins
+            and source_count == snapshot_size + staged.counts["new"]
+            and source_sum == snapshot_sum + staged.hash_delta):
+        deleted = _compare_every_line(billing, ledger, staged, twins, chunk_rows)
+    if twins:
+        copies = with_keys_and_hashes(read_invoice_lines_by_key(billing, sorted(twins), hash_columns=CONTENT_COLUMNS),
+                                      ["line_id"], CONTENT_COLUMNS)
+        acknowledged = ledger.snapshot_hashes(FLOW, sorted(twins))
+        copies["_op"] = pd.array([UPDATE if k in acknowledged else CREATE for k in copies[KEY_COLUMN]], dtype="string")
+        staged.parts.append(stage_frame(FLOW, run_id, "duplicate_keys", copies))
+        staged.counts["read"] += len(copies)
+        staged.counts["changed"] += int((copies["_op"] == UPDATE).sum())
+        staged.counts["new"] += int((copies["_op"] == CREATE).sum())
+        log.warning("Billing holds %d line key(s) more than once (%d rows): all of them are held back: %s",
+                    len(twins), len(copies), sorted(twins)[:10])
+    counts = staged.counts
     log.info("Billing invoice lines: %d read since %s; %d new, %d changed, %d deleted",
              counts["read"], watermark or "the beginning", counts["new"], counts["changed"], len(deleted))
     return {"run_id": run_id, **counts, "initial": snapshot_size == 0,
-            "headers": header_parts, "deleted": len(deleted), "source_keys": source_count, "parts": parts,
+            "headers": header_parts, "deleted": len(deleted), "source_keys": source_count, "parts": staged.parts,
             "deletions": stage_json(FLOW, run_id, "deletions", deleted), "watermark_read": highest}
 
 
-def _deleted_keys(billing: sa.Engine, ledger: Ledger, source_fingerprint: tuple[int, int | None], snapshot_size: int,
-                  snapshot_print: int | None, new_count: int, new_print: int,
-                  new_keys: set[str]) -> tuple[list[str], int, set[str]]:
-    """Snapshot keys billing no longer has, how many keys billing holds, and billing keys neither in the
-    snapshot nor read this run (committed late, behind the watermark).
+def _compare_every_line(billing: sa.Engine, ledger: Ledger, staged: _Staged, twins: set[str],
+                        chunk_rows: int) -> list[str]:
+    """Every billing line's hash against the snapshot: lines that differ and were not read by the watermark
+    (edited without moving ``updated_at``, committed late, held back before) are staged; returns the snapshot
+    keys billing no longer has (deletions).
 
-    Billing's keys = (snapshot − deleted) + (keys not in the snapshot). When billing's key count and key
-    fingerprint (a sum of 64-bit key hashes, computed by PostgreSQL on both sides) equal the snapshot's plus
-    this run's new keys, nothing was deleted and no key list is read. Otherwise, or when a database cannot
-    fingerprint, every billing key is read and the snapshot keys are streamed against them.
-    ``source_fingerprint``: billing's (count, fingerprint), from :func:`source_key_fingerprint`.
-    """
-    source_count, source_print = source_fingerprint
-    if snapshot_size == 0:
-        return [], source_count, set()  # a first run reads everything
-    if (snapshot_print is not None and source_print is not None
-            and source_count == snapshot_size + new_count and source_print == snapshot_print + new_print):
-        return [], source_count, set()
-    source_keys = read_invoice_line_keys(billing)
-    deleted, acknowledged = [], set()
-    for key in ledger.snapshot_keys(FLOW):
-        acknowledged.add(key)
-        if key not in source_keys:
-            deleted.append(key)
-    return sorted(deleted), len(source_keys), source_keys - acknowledged - new_keys
+    Run when billing's fingerprint disagrees with the snapshot's plus tonight's changes, or when a database
+    cannot fingerprint: memory follows the chunk, but for the set of billing's keys."""
+    already = {k for part in staged.parts for k in read_column(part, KEY_COLUMN)} | twins
+    source_keys: set[str] = set()
+    before = dict(staged.counts)
+    for index, chunk in enumerate(read_invoice_lines(billing, None, chunk_rows, CONTENT_COLUMNS)):
+        batch = with_keys_and_hashes(chunk, ["line_id"], CONTENT_COLUMNS)
+        source_keys.update(batch[KEY_COLUMN].dropna())
+        batch = batch[~batch[KEY_COLUMN].isin(already)].reset_index(drop=True)
+        staged.add(f"changes_unseen_{index:04d}", batch, ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()))
+    found_new = staged.counts["new"] - before["new"]
+    found_changed = staged.counts["changed"] - before["changed"]
+    # Only what differed counts as read: the rest was compared by its hash, and is counted once as unchanged.
+    staged.counts["read"] = before["read"] + found_new + found_changed
+    staged.counts["unchanged"] = before["unchanged"]
+    deleted = sorted(key for key in ledger.snapshot_keys(FLOW) if key not in source_keys)
+    if found_new or found_changed:
+        log.warning("Billing invoice lines the watermark did not show: %d not yet in the ERP (committed late or "
+                    "held back before), %d changed without a new updated_at; both are sent now",
+                    found_new, found_changed)
+    return deleted
 
 
 def gate(meta: dict, ledger: Ledger) -> dict:
     """Gate every staged chunk; a blocking failure in any chunk stops the run before anything is loaded."""
+    run_id = meta["run_id"]
+    ledger.hold_lease(FLOW, run_id)
+    try:
+        return _gate(meta, ledger)
+    except GateFailed as e:
+        ledger.end_run_early(run_id, FLOW, BLOCKED, str(e))
+        raise
+
+
+def _gate(meta: dict, ledger: Ledger) -> dict:
     run_id = meta["run_id"]
     entity = default_map().entities["invoice_line"]
     # A first load brings the whole table; after it, a run far above the usual volume is a runaway extract.
@@ -169,6 +204,7 @@ def gate(meta: dict, ledger: Ledger) -> dict:
 def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
     """Upsert each gated chunk in one transaction, then acknowledge its lines; delete what billing deleted."""
     run_id = meta["run_id"]
+    ledger.hold_lease(FLOW, run_id)
     erp_lines.ensure_table(erp)
     deleted_keys = read_json(meta["deletions"])
     # Lines are never open items (each is written once, acknowledged): only chunks are, so only this run's
@@ -261,6 +297,7 @@ def _add_figures(left: Figures, right: Figures) -> Figures:
 def reconcile_and_report(meta: dict, billing: sa.Engine, erp: sa.Engine, ledger: Ledger) -> RunSummary:
     """Counts and totals per currency and VAT rate, billing against ERP, leaving out rows held back."""
     run_id = meta["run_id"]
+    ledger.hold_lease(FLOW, run_id)
     held = ledger.quarantined(flow=FLOW, run_id=run_id)
     held_keys = sorted({q["source_key"] for q in held})
     # Each side is summed by its own database: asked at once, the two servers work at the same time.
@@ -269,23 +306,122 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, erp: sa.Engine, ledger:
         target = erp_lines.target_figures(erp, held_keys)
         source = billing_side.result()
     differences = compare(FLOW, source, target, what="invoice lines")
+    differences += compare_content(billing, erp, held_keys)
     summary = RunSummary(
         flow=FLOW, run_id=run_id, entity="invoice_line", target="ERP billed_invoice_lines",
         sent=meta["created"] + meta["updated"], created=meta["created"], updated=meta["updated"],
         unchanged=meta["source_keys"] - meta["new"] - meta["changed"], deleted=meta["deleted"],
+        changes=meta["new"] + meta["changed"] + meta["deleted"],
         quarantined=meta["quarantined"], rejected=0, totals=meta["sent_totals"], reconciliation=differences,
         reconciliation_detail=f"billing {source.count} lines, ERP {target.count} lines, "
-                              f"totals equal in {len(source.totals)} currency/VAT group(s)",
+                              f"totals equal in {len(source.totals)} currency/VAT group(s), "
+                              f"every line's content equal",
         gate_report=meta.get("gate_report", ""),
         held_back=[{"key": q["source_key"], "status": "quarantined", "reasons": q["reasons"], "row": q["row"]}
                    for q in held])
     workbook = settings.reports_dir(FLOW, run_id) / "reconciliation.xlsx"
     summary.workbook = str(write_workbook(summary, workbook, source.as_rows(), target.as_rows()))
-    ledger.finish_run(run_id, FLOW, "reconciled" if not differences else "failed", summary.as_dict())
+    ledger.finish_run(run_id, FLOW, SUCCEEDED if not differences else FAILED, summary.as_dict())
     log.info("\n%s", summary.text())
     if differences:
         raise ReconciliationError(FLOW, differences)
     return summary
+
+
+DIFFERING_KEYS_SHOWN = 10
+
+
+def compare_content(billing: sa.Engine, erp: sa.Engine, held_keys: list[str]) -> list[str]:
+    """Every line's content, billing against the ERP, leaving out lines held back: a hash per line summed per
+    month of issue on both sides; for a month that differs, the lines that differ are named (capped, with a
+    count). Counts and money alone miss a changed description or customer.
+
+    Both on PostgreSQL, each server hashes its own lines (the same functions, so the same hashes); otherwise
+    both sides are hashed by pandas over the lines' text form."""
+    on_servers = billing.dialect.name == erp.dialect.name == "postgresql"
+    sides = (_LineSide(billing, "billing", on_servers), _LineSide(erp, "erp", on_servers))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-content") as pool:
+        source_months = pool.submit(sides[0].by_month, held_keys)
+        target_months = sides[1].by_month(held_keys)
+        source_months = source_months.result()
+    differences = []
+    for month in sorted(set(source_months) | set(target_months), key=str):
+        if source_months.get(month) == target_months.get(month):
+            continue
+        source_rows, target_rows = (side.rows_of_month(month, held_keys) for side in sides)
+        differing = sorted(k for k in set(source_rows) | set(target_rows) if source_rows.get(k) != target_rows.get(k))
+        only_source = sum(1 for k in differing if k not in target_rows)
+        only_target = sum(1 for k in differing if k not in source_rows)
+        differences.append(
+            f"content of lines issued in {month or 'no month (no invoice)'}: {len(differing)} line(s) differ "
+            f"({only_source} only in billing, {only_target} only in the ERP, "
+            f"{len(differing) - only_source - only_target} with other values): "
+            f"{differing[:DIFFERING_KEYS_SHOWN]}{' …' if len(differing) > DIFFERING_KEYS_SHOWN else ''}")
+    return differences
+
+
+class _LineSide:
+    """One side of the content comparison: billing's lines (with their invoice's customer and date) or the ERP's."""
+
+    def __init__(self, engine: sa.Engine, side: str, on_server: bool):
+        self.engine, self.on_server = engine, on_server
+        if side == "billing":
+            self.key, self.month = "l.line_id", "substr(i.issue_date, 1, 7)"
+            self.source = LINES_FROM
+            self.columns = [f"i.{c}" if c in ("customer_id", "issue_date") else f"l.{c}" for c in CONTENT_COLUMNS]
+            self.hash = content_hash_value_sql(CONTENT_COLUMNS)
+        else:
+            self.key, self.month = "line_id", "substr(issue_date, 1, 7)"
+            self.source = f" FROM {erp_lines.TABLE}"
+            self.columns = list(CONTENT_COLUMNS)
+            self.hash = content_hash_value_sql(CONTENT_COLUMNS, qualify=lambda column: column)
+
+    def _held(self, held_keys: list[str]) -> tuple[str, dict]:
+        if not held_keys or not self.on_server:
+            return "", {}
+        return f" WHERE NOT ({self.key} = ANY(:held))", {"held": list(held_keys)}
+
+    def by_month(self, held_keys: list[str]) -> dict[str | None, tuple[int, int]]:
+        """month -> (lines, exact sum of their hashes)."""
+        if self.on_server:
+            where, params = self._held(held_keys)
+            with self.engine.connect() as conn:
+                return {month: (int(count), int(total)) for month, count, total in conn.execute(sa.text(
+                    f"SELECT {self.month}, count(*), sum({self.hash}){self.source}{where} GROUP BY 1"), params)}
+        months: dict[str | None, tuple[int, int]] = {}
+        for frame in self._hashed_frames(held_keys):
+            for month, group in frame.groupby("month", dropna=False):
+                count, total = months.get(month, (0, 0))
+                months[None if pd.isna(month) else month] = (count + len(group), total + _hash_sum(group["hash"]))
+        return months
+
+    def rows_of_month(self, month: str | None, held_keys: list[str]) -> dict[str, str]:
+        """line key -> its hash, for the lines of one month."""
+        if self.on_server:
+            where, params = self._held(held_keys)
+            condition = f"{self.month} IS NULL" if month is None else f"{self.month} = :month"
+            where = f"{where} AND {condition}" if where else f" WHERE {condition}"
+            with self.engine.connect() as conn:
+                return {key: str(value) for key, value in conn.execute(sa.text(
+                    f"SELECT {self.key}, {self.hash}{self.source}{where}"), {**params, "month": month})}
+        found: dict[str, str] = {}
+        for frame in self._hashed_frames(held_keys):
+            chosen = frame["month"].isna() if month is None else frame["month"] == month
+            found.update(zip(frame.loc[chosen.to_numpy(dtype=bool), "key"], frame.loc[chosen.to_numpy(dtype=bool), "hash"]))
+        return found
+
+    def _hashed_frames(self, held_keys: list[str], rows_per_frame: int = 50_000):
+        held = set(held_keys)
+        sql = f"SELECT {self.key}, {self.month}, {', '.join(self.columns)}{self.source}"
+        with self.engine.connect().execution_options(stream_results=True) as conn:
+            result = conn.execute(sa.text(sql))
+            while rows := result.fetchmany(rows_per_frame):
+                frame = pd.DataFrame.from_records(rows, columns=["key", "month", *CONTENT_COLUMNS])
+                frame = frame[~frame["key"].isin(held)]
+                text = frame[CONTENT_COLUMNS].astype("string")  # both sides in one form: text
+                hashes = pd.util.hash_pandas_object(text, index=False).to_numpy(dtype=np.uint64).view(np.int64)
+                yield pd.DataFrame({"key": frame["key"].astype("string").to_numpy(), "month": frame["month"].to_numpy(),
+                                    "hash": hashes.astype(str)})
 
 
 def run_all(run_id: str, billing: sa.Engine, erp: sa.Engine, ledger: Ledger, chunk_rows: int = 200_000) -> RunSummary:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import requests
 
-from ledgerlink.errors import ConflictError, RemoteRejected, TransientError
+from ledgerlink.errors import AuthenticationFailed, ConflictError, RemoteRejected, TransientError
 
 log = logging.getLogger(__name__)
 SERVICE_PATH = "odata/standard.odata"
@@ -55,6 +55,11 @@ class ODataClient:
         if response.status_code < 400:
             return response
         code, message = _odata_error(response)
+        if response.status_code in (401, 403):
+            # Wrong or locked credentials, or a user without rights to the publication: every record would be
+            # refused the same way, so the run stops here as one error.
+            raise AuthenticationFailed(self.system, response.status_code, "onec_default (or the one the DAG names)",
+                                       message or response.reason)
         if response.status_code == 412:
             raise ConflictError(f"1C object {path} changed since it was read (If-Match failed): {message}")
         if response.status_code == 429 or (response.status_code >= 500 and code != "-1"):

@@ -1,0 +1,53 @@
+"""Transient failures retried inside a task, item by item, within a budget per run.
+
+Airflow's task retry reruns a whole step: with one task attempt spent per transient fault, four short outages
+in one night failed the run although every one of them healed in seconds. Here each item is retried with
+exponential backoff (or the server's ``Retry-After``); the task fails (and Airflow retries it later) only when
+one item keeps failing or the run's budget is spent, i.e. when the system stays down.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from ledgerlink.errors import TransientError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RetryBudget:
+    """``call(what, fn)`` runs ``fn``; a :class:`TransientError` is retried up to ``per_item`` times, at most
+    ``per_run`` retries in all. ``attempts_of_last_call`` tells the caller whether an answer may have been lost
+    (an earlier attempt of the same item may have reached the target)."""
+
+    def __init__(self, *, per_item: int = 4, per_run: int = 25, first_wait: float = 0.5, max_wait: float = 15.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.per_item = per_item
+        self.per_run = per_run
+        self.first_wait = first_wait
+        self.max_wait = max_wait
+        self.sleep = sleep
+        self.retries = 0
+        self.attempts_of_last_call = 0
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        self.attempts_of_last_call = 0
+        while True:
+            self.attempts_of_last_call += 1
+            try:
+                return fn()
+            except TransientError as error:
+                if self.attempts_of_last_call > self.per_item or self.retries >= self.per_run:
+                    raise TransientError(
+                        f"{what}: still failing after {self.attempts_of_last_call} attempt(s) "
+                        f"({self.retries} retries this run); the system looks down, Airflow retries the task "
+                        f"later and nothing is lost or sent twice: {error}", retry_after=error.retry_after) from error
+                wait = error.retry_after if error.retry_after is not None else \
+                    min(self.max_wait, self.first_wait * 2 ** (self.attempts_of_last_call - 1))
+                self.retries += 1
+                log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", what, error, wait,
+                            self.attempts_of_last_call + 1, self.per_item + 1)
+                self.sleep(min(wait, self.max_wait))
