@@ -13,14 +13,15 @@ import openpyxl
 import pytest
 
 from ledgerlink import settings
-from ledgerlink.errors import GateFailed, ReconciliationError, TerminalError, TransientError
+from ledgerlink.errors import AuthenticationFailed, GateFailed, ReconciliationError, TerminalError, TransientError
 from ledgerlink.flows import customers_to_onec as flow
-from ledgerlink.ledger import ACKNOWLEDGED, REJECTED, SENT
+from ledgerlink.ledger import ACKNOWLEDGED, PLANNED, REJECTED, SENT
 from ledgerlink.onec.counterparties import content_mismatches, ref_key, to_counterparty
+from ledgerlink.retrying import RetryBudget
 from ledgerlink.taxids import is_valid_tax_id
 from ledgerlink.tracking import WATERMARK_OVERLAP
 from sandbox.generator import generate_billing
-from tests.support.onec_flow import OneCWorld, content_differences
+from tests.support.onec_flow import PASSWORD, USER, OneCWorld, content_differences
 
 CUSTOMERS = 20
 
@@ -173,17 +174,11 @@ def test_a_dropped_answer_to_a_create_is_retried_without_a_duplicate(world):
     first_key = sorted(world.customers())[0]
     world.faults([{"mode": "drop_after_apply", "count": 1, "methods": ["POST"]}])
 
-    with pytest.raises(TransientError, match="did not answer POST"):
-        flow.load(meta, world.client, world.ledger)
+    meta = flow.load(meta, world.client, world.ledger)  # the customer is retried inside the task
 
-    assert [o["Code"] for o in world.dump()] == [first_key]  # 1C applied it; we never heard back
-    item = next(i for i in items_of(world, "run-1") if i["source_key"] == first_key)
-    assert (item["status"], item["attempts"]) == (SENT, 1) and "did not answer" in item["last_error"]
-    assert world.watermark() is None  # a failed load does not move the watermark
-
-    meta = flow.load(meta, world.client, world.ledger)  # Airflow's retry, same meta
-
-    assert meta["created"] == CUSTOMERS - 1 and meta["unchanged"] == 1  # found it there, with our content
+    # 1C applied the first POST and never answered; the retry found our content there: that customer was
+    # created by this run, not "unchanged" (issue 18, fault 8), and every change is counted once.
+    assert (meta["created"], meta["already_in_target"], meta["rejected"]) == (CUSTOMERS, 0, 0)
     codes = [o["Code"] for o in world.dump()]
     assert sorted(codes) == sorted(world.customers()) and len(set(codes)) == len(codes)
     items = items_of(world, "run-1")
@@ -192,22 +187,42 @@ def test_a_dropped_answer_to_a_create_is_retried_without_a_duplicate(world):
     assert (item["status"], item["attempts"], item["last_error"]) == (ACKNOWLEDGED, 2, None)
     summary = flow.reconcile_and_report(meta, world.billing, world.client, world.ledger)
     assert summary.reconciliation == [] and content_differences(world) == []
+    assert summary.counts_add_up() and summary.changes == CUSTOMERS
 
 
-def test_503s_on_updates_fail_the_load_until_1c_answers_again(world):
+def test_a_lost_answer_in_one_task_attempt_counts_as_what_it_did_in_the_next(world):
+    """1C applied a PATCH, the answer was lost and 1C then stayed down past the task's budget: Airflow's retry of
+    the task finds the change applied and counts it as an update (13 + 296 = 309 of 310 before the fix)."""
     world.run("run-1")
-    changed = sorted(world.customers())[2:4]
+    changed = sorted(world.customers())[2]
     world.sql("UPDATE customers SET legal_name = legal_name || ' (renamed)', updated_at = :at "
-              "WHERE customer_id IN (:a, :b)", at=later(world.watermark(), hours=1), a=changed[0], b=changed[1])
+              "WHERE customer_id = :a", at=later(world.watermark(), hours=1), a=changed)
     meta = staged(world, "run-2")
-    world.faults([{"mode": "error", "status": 503, "count": 2}])
+    world.faults([{"mode": "drop_after_apply", "count": 1, "methods": ["PATCH"]},
+                  {"mode": "error", "status": 503, "count": 50}])
+    quick = RetryBudget(per_item=1, first_wait=0.01)
+    with pytest.raises(TransientError, match="still failing after 2 attempt"):
+        flow.load(meta, world.client, world.ledger, retry=quick)
+    world.faults([])
+    meta = flow.load(meta, world.client, world.ledger)  # Airflow's retry of the task
+    assert (meta["updated"], meta["already_in_target"]) == (1, 0)
+    summary = flow.reconcile_and_report(meta, world.billing, world.client, world.ledger)
+    assert summary.counts_add_up() and (summary.changes, summary.updated) == (1, 1)
 
-    meta, errors = load_until_done(world, meta, attempts=3)
 
-    assert len(errors) == 2 and all("HTTP 503" in str(e) for e in errors)
-    assert meta["updated"] == 2
-    item = next(i for i in items_of(world, "run-2") if i["source_key"] == changed[0])
-    assert (item["status"], item["attempts"]) == (ACKNOWLEDGED, 3)
+def test_short_503_outages_are_retried_item_by_item_within_one_task_attempt(world):
+    """Four transient faults in one run once cost four task attempts and failed the run (issue 18, fault 7)."""
+    world.run("run-1")
+    changed = sorted(world.customers())[2:6]
+    world.sql("UPDATE customers SET legal_name = legal_name || ' (renamed)', updated_at = :at "
+              "WHERE customer_id IN (:a, :b, :c, :d)", at=later(world.watermark(), hours=1), a=changed[0],
+              b=changed[1], c=changed[2], d=changed[3])
+    meta = staged(world, "run-2")
+    world.faults([{"mode": "error", "status": 503, "count": 4}])
+
+    meta = flow.load(meta, world.client, world.ledger, retry=RetryBudget(first_wait=0.05))
+
+    assert meta["updated"] == 4
     summary = flow.reconcile_and_report(meta, world.billing, world.client, world.ledger)
     assert summary.reconciliation == []
     in_onec = world.by_ref()
@@ -215,14 +230,21 @@ def test_503s_on_updates_fail_the_load_until_1c_answers_again(world):
     assert content_differences(world) == []
 
 
+def test_1c_staying_down_fails_the_task_and_the_next_attempt_continues(world):
+    meta = staged(world, "run-1")
+    world.faults([{"mode": "error", "status": 503, "count": 1000}])
+    with pytest.raises(TransientError, match="still failing"):
+        flow.load(meta, world.client, world.ledger, retry=RetryBudget(per_item=2, first_wait=0.01))
+    world.faults([])
+    meta, errors = load_until_done(world, meta, attempts=1)
+    assert meta["created"] == CUSTOMERS and errors == []
+    assert flow.reconcile_and_report(meta, world.billing, world.client, world.ledger).reconciliation == []
+
+
 def test_a_timeout_is_transient_and_the_retry_converges(world):
     meta = staged(world, "run-1")
     world.client.timeout = 0.5
     world.faults([{"mode": "timeout", "seconds": 2, "count": 1, "methods": ["POST"]}])
-
-    with pytest.raises(TransientError, match="Timeout"):
-        flow.load(meta, world.client, world.ledger)
-    assert world.dump() == []  # the stand-in never applied the timed-out request
 
     meta = flow.load(meta, world.client, world.ledger)
 
@@ -230,6 +252,17 @@ def test_a_timeout_is_transient_and_the_retry_converges(world):
     codes = [o["Code"] for o in world.dump()]
     assert len(codes) == len(set(codes)) == CUSTOMERS
     assert flow.reconcile_and_report(meta, world.billing, world.client, world.ledger).reconciliation == []
+
+
+def test_a_wrong_password_stops_the_run_as_one_error(world):
+    """A 401 was recorded as 1C refusing each customer, and the load task succeeded (issue 18, fault 8)."""
+    meta = staged(world, "run-1")
+    world.client.session.auth = (USER, "wrong password")
+    with pytest.raises(AuthenticationFailed, match="HTTP 401"):
+        flow.load(meta, world.client, world.ledger)
+    items = items_of(world, "run-1")
+    assert [i["status"] for i in items if i["status"] not in (PLANNED, SENT)] == [], "nothing refused, all open"
+    assert world.dump() == []
 
 
 # 5. gates ------------------------------------------------------------------------------------------------
@@ -274,7 +307,7 @@ def test_an_invalid_tax_id_blocks_the_whole_batch(world):
               at=at, key=good)
 
     meta = flow.extract("run-2", world.billing, world.ledger)
-    assert meta["changed"] == 2
+    assert meta["read"] == CUSTOMERS  # the gate sees every customer, not only the changed ones
     with pytest.raises(GateFailed) as failure:
         flow.gate(meta, world.ledger)
 

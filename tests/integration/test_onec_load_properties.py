@@ -58,8 +58,7 @@ class OneCLoadMachine(RedeliveryMachine):
 
     def _staged(self) -> dict:
         self.runs += 1
-        meta = flow.extract(f"run{self.runs}", self.world.billing, self.world.ledger)
-        meta.update(quarantined=0, quarantined_since=None)  # what gate() adds when it holds nothing back
+        meta = flow.gate(flow.extract(f"run{self.runs}", self.world.billing, self.world.ledger), self.world.ledger)
         self.old_metas.append(meta)
         return meta
 

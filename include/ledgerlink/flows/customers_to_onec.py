@@ -1,6 +1,7 @@
 """Billing customers → 1C counterparties over OData (flow ``billing_customers_to_onec``)."""
 from __future__ import annotations
 
+import functools
 import logging
 
 import pandas as pd
@@ -70,6 +71,16 @@ def gate(meta: dict, ledger: Ledger) -> dict:
 OUTCOME = {CREATE: "created", UPDATE: "updated", DELETE: "deleted"}
 
 
+def _attempt(ledger: Ledger, item_id: int, send):
+    """One attempt to send an item: the ledger counts it (and shows it in flight) before the request leaves."""
+    ledger.mark_sent([item_id])
+    try:
+        return send()
+    except TransientError as e:
+        ledger.record_failure(item_id, str(e), terminal=False)
+        raise
+
+
 def load(meta: dict, client: ODataClient, ledger: Ledger, retry: RetryBudget | None = None) -> dict:
     """Send each change to 1C; every item is planned, sent and acknowledged in the ledger.
 
@@ -103,15 +114,18 @@ def load(meta: dict, client: ODataClient, ledger: Ledger, retry: RetryBudget | N
     rows = {row[KEY_COLUMN]: row for row in batch.to_dict("records")}
     for change in planned:
         item_id = item_ids[change.source_key]
-        ledger.mark_sent([item_id])
         what = f"customer {change.source_key} ({OUTCOME[change.operation][:-1]} in 1C)"
+        if change.operation == DELETE:
+            send = functools.partial(counterparties.mark_deleted, client, change.target_key)
+        else:
+            send = functools.partial(counterparties.upsert_counterparty, client, rows[change.source_key],
+                                     believed_new=change.operation == CREATE)
         try:
+            result = retry.call(what, functools.partial(_attempt, ledger, item_id, send))
             if change.operation == DELETE:
-                retry.call(what, lambda: counterparties.mark_deleted(client, change.target_key))
                 outcome = "deleted"
             else:
-                outcome, _ = retry.call(what, lambda: counterparties.upsert_counterparty(
-                    client, rows[change.source_key], believed_new=change.operation == CREATE))
+                outcome = result[0]
                 if outcome == UNCHANGED:
                     # 1C holds the content already: from an earlier attempt of ours whose answer was lost (then
                     # it is what that attempt did), or from elsewhere (then nothing was done).
@@ -122,7 +136,7 @@ def load(meta: dict, client: ODataClient, ledger: Ledger, retry: RetryBudget | N
             outcomes["rejected"] += 1
             log.warning("1C refused customer %s: %s", change.source_key, e)
             continue
-        except (TransientError, AuthenticationFailed) as e:
+        except (TransientError, AuthenticationFailed) as e:  # 1C stays down, or refuses who we are
             ledger.record_failure(item_id, str(e), terminal=False)
             raise
         ledger.acknowledge(FLOW, [(item_id, change.source_key, change.content_hash, change.target_key, change.operation)])
