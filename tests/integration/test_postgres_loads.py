@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from devtools.pg import create_database, run_postgres
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import Ledger, PlannedChange
@@ -19,7 +20,6 @@ from sandbox.generator import generate_billing, mutate_billing
 from tests.support.crashes import SimulatedCrash
 from tests.support.ledger_history import (check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice,
                                           check_every_delivery_is_listed_once, downgrade_to_schema_2)
-from tests.support.pg import create_database, run_postgres
 
 
 @pytest.fixture(scope="module")
