@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from devtools.pg import create_database, run_postgres
+from ledgerlink.billing.figures import invoice_line_figures
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import Ledger, PlannedChange
@@ -48,7 +49,7 @@ def _equal(world) -> None:
         target = sorted(tuple(map(str, r)) for r in conn.execute(sa.text(
             f"SELECT {', '.join(columns)} FROM {erp_lines.TABLE}")))
     assert source == target
-    assert compare(flow.FLOW, erp_lines.sql_figures(world["billing"], "invoice_lines"),
+    assert compare(flow.FLOW, invoice_line_figures(world["billing"]),
                    erp_lines.target_figures(world["erp"])) == []
 
 
