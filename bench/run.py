@@ -3,7 +3,7 @@
     python -m bench.run                      # 1M invoice lines (BENCH_ROWS to change), 200 MB SFTP file
     BENCH_ROWS=2000 BENCH_SFTP_MB=2 python -m bench.run --out /tmp/bench
 
-One throwaway PostgreSQL cluster (tests/support/pg.py); billing generated once into one database; every
+One throwaway PostgreSQL cluster (devtools/pg.py); billing generated once into one database; every
 path loads the same rows into its own empty database. Each path runs in its own subprocess, so the peak
 RSS reported (``wait4``'s ``ru_maxrss``) is that path's alone. Memory growth is measured by a second full
 Ledgerlink run at ``BENCH_GROWTH_FACTOR`` (default 5) times the invoice lines, in its own billing database
@@ -172,8 +172,8 @@ def worker_sftp(cfg: dict) -> dict:
     sys.path.insert(0, str(ROOT))
     import paramiko
 
+    from devtools.sshd import run_sshd
     from ledgerlink.sftp import connect_tuned, tuned_sftp_get, tuned_sftp_put
-    from tests.support.sshd import run_sshd
 
     work = Path(cfg["work"]) / "sftp"
     shutil.rmtree(work, ignore_errors=True)
@@ -294,8 +294,8 @@ def run_worker(name: str, cfg: dict, work: Path) -> dict:
 # --------------------------------------------------------------------------------------------- driver
 
 def _prepare_billing(pg, name: str, rows: int, usage_rows: int | None) -> tuple:
+    from devtools.pg import create_database
     from sandbox.generator import generate_billing
-    from tests.support.pg import create_database
 
     info = create_database(pg, name)
     mark = time.perf_counter()
@@ -327,7 +327,7 @@ def run_benchmark(rows: int, usage_rows: int | None, growth_factor: int, sftp_mb
                   work: Path, chunk_rows: int, to_sql_limit: int | None, repeat: int = 3) -> dict:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(INCLUDE))
-    from tests.support.pg import create_database, run_postgres
+    from devtools.pg import create_database, run_postgres
 
     work.mkdir(parents=True, exist_ok=True)
     results: dict = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,4 +1,4 @@
-"""``python -m ledgerlink``: the exchange map, and the ledger's answers for finance and data engineers.
+"""``ledgerlink`` (``python -m ledgerlink``): the exchange map, and the ledger's answers for finance and data engineers.
 
     map                               the exchange map as a table
     history --target onec --since D   what went where, when, with what result
@@ -43,7 +43,7 @@ def _print(rows: list[dict], columns: list[str], as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ledgerlink", description="Ledgerlink: exchange map and ledger.")
+    parser = argparse.ArgumentParser(prog="ledgerlink", description="Ledgerlink: exchange map and ledger.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("map", "history", "planned", "lines", "quarantine", "runs", "summary"):
         command = sub.add_parser(name)

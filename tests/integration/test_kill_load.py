@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from devtools.pg import create_database, run_postgres
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import ACKNOWLEDGED, Ledger
 from sandbox.generator import generate_billing
-from tests.support.pg import create_database, run_postgres
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 import sqlalchemy
 
+from devtools.pg import PgInfo, create_database, run_postgres
 from sandbox.generator import (
     BILLING_TABLES,
     ERP_TABLES,
@@ -16,7 +17,6 @@ from sandbox.generator import (
     generate_erp,
     mutate_billing,
 )
-from tests.support.pg import PgInfo, create_database, run_postgres
 
 CUSTOMERS = 25
 
@@ -92,7 +92,7 @@ def test_invoice_lines_scale_knob_in_postgres(postgres):
 
 
 def test_missing_binaries_skip_locally_and_fail_in_ci(monkeypatch, tmp_path):
-    monkeypatch.setattr("tests.support.pg.find_server_binaries", lambda: None)
+    monkeypatch.setattr("devtools.pg.find_server_binaries", lambda: None)
     monkeypatch.setenv("CI", "false")
     with pytest.raises(pytest.skip.Exception):
         with run_postgres(tmp_path):

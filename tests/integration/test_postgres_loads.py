@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from devtools.pg import create_database, run_postgres
+from ledgerlink.billing.figures import invoice_line_figures
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import Ledger, PlannedChange
@@ -19,7 +21,6 @@ from sandbox.generator import generate_billing, mutate_billing
 from tests.support.crashes import SimulatedCrash
 from tests.support.ledger_history import (check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice,
                                           check_every_delivery_is_listed_once, downgrade_to_schema_2)
-from tests.support.pg import create_database, run_postgres
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def _equal(world) -> None:
         target = sorted(tuple(map(str, r)) for r in conn.execute(sa.text(
             f"SELECT {', '.join(columns)} FROM {erp_lines.TABLE}")))
     assert source == target
-    assert compare(flow.FLOW, erp_lines.sql_figures(world["billing"], "invoice_lines"),
+    assert compare(flow.FLOW, invoice_line_figures(world["billing"]),
                    erp_lines.target_figures(world["erp"])) == []
 
 

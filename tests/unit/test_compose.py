@@ -94,3 +94,19 @@ def test_no_secret_is_written_in_the_file():
         assert match.group(1).startswith("${"), "a password is written in docker-compose.yaml"
     for match in re.finditer(r"postgresql(?:\+\w+)?://\w+:([^@]+)@", text):
         assert match.group(1).startswith("${"), "a database password is written in docker-compose.yaml"
+
+
+def test_the_image_installs_the_runtime_pins_and_the_package_not_the_test_ones():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    instructions = [line.split(None, 1) for line in dockerfile.splitlines() if line and not line.startswith("#")]
+    runs = [args for op, args in instructions if op == "RUN"]
+    assert any("pip install" in run and "-r /opt/ledgerlink/requirements.txt" in run for run in runs)
+    assert any("pip install" in run and "--no-deps /opt/ledgerlink" in run for run in runs), "the package itself"
+    assert "requirements-dev" not in dockerfile, "test and bench requirements stay out of the image"
+    for op, args in instructions:
+        if op == "COPY":
+            sources = [part for part in args.split() if not part.startswith("--")][:-1]
+            for source in sources:
+                assert (REPO / source).exists(), f"the Dockerfile copies missing {source}"
+    copied = {part for op, args in instructions if op == "COPY" for part in args.split()}
+    assert {"pyproject.toml", "requirements.txt", "include"} <= copied, "what `pip install .` builds from"

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from ledgerlink.reconcile import Figures, to_major
+from ledgerlink.reconcile import Figures, sql_figures
 
 TABLE = "billed_invoice_lines"
 KEY = "line_id"
@@ -52,40 +52,6 @@ def count_loaded(engine: sa.Engine) -> int:
         return int(conn.scalar(sa.text(f"SELECT count(*) FROM {TABLE}")))
 
 
-def sql_figures(engine: sa.Engine, table: str, exclude_keys: Sequence[str] = (), key: str = KEY) -> Figures:
-    """Count and exact totals per currency and VAT rate, summed by the database (integers: no rounding).
-
-    Rows under ``exclude_keys`` (held back this run) are left out by subtracting their own sums, asked for
-    in slices: a NOT IN list of every held key would hit SQLite's limit on bound parameters.
-    """
-    figures = _grouped_sums(engine, f"SELECT currency, vat_rate, count(*), sum(net_minor), sum(vat_minor), "
-                                    f"sum(gross_minor) FROM {table} GROUP BY currency, vat_rate", {})
-    keys = list(exclude_keys)
-    for start in range(0, len(keys), 900):
-        held = _grouped_sums(engine, f"SELECT currency, vat_rate, count(*), sum(net_minor), sum(vat_minor), "
-                                     f"sum(gross_minor) FROM {table} WHERE {key} IN :keys GROUP BY currency, vat_rate",
-                             {"keys": keys[start:start + 900]})
-        figures.count -= held.count
-        for group, amounts in held.totals.items():
-            for column, amount in amounts.items():
-                figures.totals[group][column] -= amount
-    return figures
-
-
-def _grouped_sums(engine: sa.Engine, sql: str, params: dict) -> Figures:
-    statement = sa.text(sql)
-    if "keys" in params:
-        statement = statement.bindparams(sa.bindparam("keys", expanding=True))
-    figures = Figures(count=0)
-    with engine.connect() as conn:
-        for currency, rate, count, net, vat, gross in conn.execute(statement, params):
-            figures.count += int(count)
-            figures.totals[(str(currency), str(rate))] = {
-                "net": to_major(int(net), currency), "vat": to_major(int(vat), currency),
-                "gross": to_major(int(gross), currency)}
-    return figures
-
-
 def target_figures(engine: sa.Engine, exclude_keys: Sequence[str] = ()) -> Figures:
     ensure_table(engine)
-    return sql_figures(engine, TABLE, exclude_keys)
+    return sql_figures(engine, TABLE, exclude_keys, key=KEY)

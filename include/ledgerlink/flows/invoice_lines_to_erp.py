@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from ledgerlink import settings
 from ledgerlink.billing.extract import (LINES_FROM, content_hash_value_sql, duplicate_keys, invoice_line_fingerprint,
                                        read_invoice_headers, read_invoice_lines, read_invoice_lines_by_key)
+from ledgerlink.billing.figures import invoice_line_figures
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.errors import GateFailed, ReconciliationError
 from ledgerlink.exchange_map import default_map
@@ -302,7 +303,7 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, erp: sa.Engine, ledger:
     held_keys = sorted({q["source_key"] for q in held})
     # Each side is summed by its own database: asked at once, the two servers work at the same time.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile") as pool:
-        billing_side = pool.submit(erp_lines.sql_figures, billing, "invoice_lines", held_keys)
+        billing_side = pool.submit(invoice_line_figures, billing, held_keys)
         target = erp_lines.target_figures(erp, held_keys)
         source = billing_side.result()
     differences = compare(FLOW, source, target, what="invoice lines")

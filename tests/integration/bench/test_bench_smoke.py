@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from bench.run import run_benchmark
-from tests.support.sshd import find_sshd
+from devtools.sshd import find_sshd
 
 EXPECTED_PATHS = {"raw_copy", "ledgerlink_full", "ledgerlink_incremental", "to_sql", "dlt_merge",
                   "ledgerlink_full_growth", "sftp", "dag_imports"}

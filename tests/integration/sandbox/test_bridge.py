@@ -8,8 +8,8 @@ from datetime import date, datetime
 
 import pytest
 
+from devtools.sshd import run_sshd, sftp_client
 from sandbox.bridge import COLUMNS, drop_cdr_files
-from tests.support.sshd import run_sshd, sftp_client
 
 DAY = date(2026, 1, 31)
 CUSTOMERS = ["ACME-001", "КЛ-0002 Ромашка"]

@@ -6,9 +6,9 @@ import io
 import paramiko
 import pytest
 
+from devtools import sshd as sshd_support
+from devtools.sshd import pinned_ssh_client, run_sshd, sftp_client, write_ed25519_key
 from sandbox.sftp_server import SftpServer
-from tests.support import sshd as sshd_support
-from tests.support.sshd import pinned_ssh_client, run_sshd, sftp_client, write_ed25519_key
 
 USER = "ledgerlink"
 PASSWORD = "sftp-secret"

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
+from ledgerlink.billing.figures import invoice_line_figures
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import Ledger
@@ -41,7 +42,7 @@ def _target_equals_source(world):
     with sqlite3.connect(world["path"] / "erp.db") as db:
         target = sorted(db.execute(f"SELECT {', '.join(columns)} FROM {erp_lines.TABLE}"))
     assert source == target
-    assert compare(flow.FLOW, erp_lines.sql_figures(world["billing"], "invoice_lines"),
+    assert compare(flow.FLOW, invoice_line_figures(world["billing"]),
                    erp_lines.target_figures(world["erp"])) == []
 
 
