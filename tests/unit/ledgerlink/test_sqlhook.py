@@ -11,7 +11,6 @@ from ledgerlink import tasks
 from ledgerlink.billing.hook import BillingHook
 from ledgerlink.erp.hook import ErpHook
 from ledgerlink.errors import ConfigurationError
-from ledgerlink.onec.hook import OneCODataHook
 from ledgerlink.sqlhook import SqlDatabaseHook
 
 
@@ -55,9 +54,8 @@ def test_a_sqlite_connection_without_a_file_is_refused(monkeypatch):
         BillingHook().get_engine()
 
 
-@pytest.mark.parametrize("hook, conn_id", [(BillingHook, "billing_default"), (ErpHook, "erp_default"),
-                                           (OneCODataHook, "onec_default")])
-def test_each_hook_carries_airflows_connection_contract(hook, conn_id):
+@pytest.mark.parametrize("hook, conn_id", [(BillingHook, "billing_default"), (ErpHook, "erp_default")])
+def test_each_sql_hook_carries_airflows_connection_contract(hook, conn_id):
     assert hook.default_conn_name == conn_id
     assert hook.conn_type and hook.hook_name and hook.conn_name_attr
     assert "password" in hook.secret_fields
@@ -69,3 +67,4 @@ def test_each_hook_carries_airflows_connection_contract(hook, conn_id):
 
 def test_the_sql_hooks_share_one_base():
     assert issubclass(BillingHook, SqlDatabaseHook) and issubclass(ErpHook, SqlDatabaseHook)
+
