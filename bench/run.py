@@ -170,10 +170,8 @@ def worker_ledgerlink(cfg: dict) -> dict:
 
 def worker_sftp(cfg: dict) -> dict:
     sys.path.insert(0, str(ROOT))
-    import paramiko
-
     from devtools.sshd import run_sshd
-    from ledgerlink.sftp import connect_tuned, tuned_sftp_get, tuned_sftp_put
+    from ledgerlink.sftp import TunedSFTPHook
 
     work = Path(cfg["work"]) / "sftp"
     shutil.rmtree(work, ignore_errors=True)
@@ -190,26 +188,25 @@ def worker_sftp(cfg: dict) -> dict:
     results = {"bytes": size}
     with run_sshd(work) as server:
         remote_dir = server.root
-        host_key = paramiko.PKey.from_type_string(server.host_key_line.split()[0],
-                                                  __import__("base64").b64decode(server.host_key_line.split()[1]))
-        transport, sftp = connect_tuned(server.host, server.port, server.user, key_filename=str(server.private_key_path),
-                                        host_key=host_key)
-        try:
-            results["ledgerlink_cipher"] = transport.remote_cipher
+        # the production path: Airflow's SFTPHook (ledgerlink.sftp) over a connection that pins the host key
+        os.environ["AIRFLOW_CONN_BENCH_SFTP"] = json.dumps({
+            "conn_type": "sftp", "host": server.host, "port": server.port, "login": server.user,
+            "extra": {"key_file": str(server.private_key_path), "host_key": server.host_key_line,
+                      "no_host_key_check": False, "look_for_keys": False}})
+        hook = TunedSFTPHook("bench_sftp")
+        with hook.get_managed_conn() as sftp:
+            results["ledgerlink_cipher"] = sftp.get_channel().get_transport().remote_cipher
 
             def timed(transfer) -> float:
                 mark = time.perf_counter()
                 transfer()
                 return time.perf_counter() - mark
 
-            results["ledgerlink_put_runs_s"] = [timed(lambda: tuned_sftp_put(sftp, local, f"{remote_dir}/ll_up.bin"))
+            results["ledgerlink_put_runs_s"] = [timed(lambda: hook.store_file(f"{remote_dir}/ll_up.bin", str(local)))
                                                 for _ in range(repeat)]
             results["ledgerlink_get_runs_s"] = [
-                timed(lambda: tuned_sftp_get(sftp, f"{remote_dir}/ll_up.bin", work / "ll_down.bin"))
+                timed(lambda: hook.retrieve_file(f"{remote_dir}/ll_up.bin", str(work / "ll_down.bin")))
                 for _ in range(repeat)]
-        finally:
-            sftp.close()
-            transport.close()
         known_hosts = work / "known_hosts"
         known_hosts.write_text(f"[{server.host}]:{server.port} {server.host_key_line}\n")
         base = ["sftp", "-q", "-P", str(server.port), "-i", str(server.private_key_path), "-o", "BatchMode=yes",

@@ -14,6 +14,7 @@ Each takes ``--json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from datetime import datetime, timezone
@@ -33,6 +34,12 @@ def _since(text: str | None) -> datetime | None:
         return None
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _airflow_logs_to_stderr():
+    """Airflow logs to the stdout of the moment it sets up its logging (on import, here when it is asked for a
+    connection); the CLI's stdout is its answer, often JSON for a program, so Airflow's lines go to stderr."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _print(rows: list[dict], columns: list[str], as_json: bool) -> None:
@@ -72,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from ledgerlink.ledger import Ledger
 
-    ledger = Ledger()
+    with _airflow_logs_to_stderr():
+        ledger = Ledger()  # finds the Airflow connection ledgerlink_ledger, if there is one
     if args.command == "history":
         rows = ledger.history(target=args.target, since=_since(args.since), flow=args.flow)
         _print(rows, ["updated_at", "flow", "target", "source_key", "target_key", "operation", "status", "attempts",
@@ -120,7 +128,8 @@ def _summary(ledger, as_json: bool, check_targets: bool) -> int:
             continue
         out.append(RunSummary(**{k: v for k, v in summary.items() if k in known}).text())
         if check_targets:
-            line, agrees = check_target(flow, ledger)
+            with _airflow_logs_to_stderr():
+                line, agrees = check_target(flow, ledger)
             out.append(line)
             status = status or (0 if agrees else 1)
     if as_json:

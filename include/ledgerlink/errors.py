@@ -35,6 +35,18 @@ class ConfigurationError(TerminalError):
     """A connection or setting is missing or unusable."""
 
 
+class ConnectionLookupError(TransientError):
+    """A source Airflow reads connections from failed (a secrets backend, the metadata database, the API
+    server): the connection may be defined there, so nothing falls back to a default."""
+
+    def __init__(self, conn_id: str, source: str, problem: str):
+        super().__init__(f"Airflow connection {conn_id!r}: {source} failed ({problem}); fix that source or "
+                         f"its configuration ([secrets] backend, the metadata database), then retry")
+        self.conn_id = conn_id
+        self.source = source
+        self.problem = problem
+
+
 class BadInputError(TerminalError):
     """Input that cannot be read; names the file, row and field."""
 

@@ -266,15 +266,26 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def default_ledger_url() -> str:
-    """``LEDGERLINK_LEDGER_URL``, else the Airflow connection ``ledgerlink_ledger``, else SQLite in LEDGERLINK_HOME."""
-    if os.environ.get("LEDGERLINK_LEDGER_URL"):
-        return os.environ["LEDGERLINK_LEDGER_URL"]
-    if os.environ.get("AIRFLOW_CONN_LEDGERLINK_LEDGER"):
-        from ledgerlink.connections import sqlalchemy_url_from_connection
+LEDGER_CONN_ID = "ledgerlink_ledger"
 
-        return sqlalchemy_url_from_connection("ledgerlink_ledger").render_as_string(hide_password=False)
-    return f"sqlite:///{settings.home() / 'ledger.db'}"
+
+def default_ledger_url() -> str:
+    """``LEDGERLINK_LEDGER_URL``, else the Airflow connection ``ledgerlink_ledger`` (environment, secrets backend or
+    metadata database, as Airflow finds it), else SQLite in LEDGERLINK_HOME. Logs which, never the password."""
+    if os.environ.get("LEDGERLINK_LEDGER_URL"):
+        url, source = sa.make_url(os.environ["LEDGERLINK_LEDGER_URL"]), "LEDGERLINK_LEDGER_URL"
+    else:
+        from ledgerlink.connections import find_connection
+        from ledgerlink.sqlhook import sqlalchemy_url
+
+        connection = find_connection(LEDGER_CONN_ID)  # a source that fails raises: no silent SQLite ledger
+        if connection is not None:
+            url, source = sqlalchemy_url(connection), f"Airflow connection {LEDGER_CONN_ID!r}"
+        else:
+            url = sa.make_url(f"sqlite:///{settings.home() / 'ledger.db'}")
+            source = f"the default: Airflow connection {LEDGER_CONN_ID!r} is not defined"
+    log.info("ledger: %s (%s)", url.render_as_string(hide_password=True), source)
+    return url.render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from airflow.sdk import BaseHook
 
+from ledgerlink.connections import get_connection
 from ledgerlink.errors import ConfigurationError
 from ledgerlink.onec.client import ODataClient
 
@@ -28,7 +29,7 @@ class OneCODataHook(BaseHook):
                 "placeholders": {"extra": '{"base": "/accounting", "timeout": 30}'}}
 
     def get_conn(self) -> ODataClient:
-        connection = self.get_connection(self.onec_conn_id)
+        connection = get_connection(self.onec_conn_id)  # outside a task too (the CLI's --check-targets)
         if not connection.host:
             raise ConfigurationError(f"connection {self.onec_conn_id!r} has no host")
         extra = connection.extra_dejson
