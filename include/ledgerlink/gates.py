@@ -112,14 +112,10 @@ def _text(value) -> str | None:
     return None if _isna(value) else str(value)
 
 
-def _common_derived(df: pd.DataFrame, required: tuple[str, ...], text: tuple[str, ...],
-                    applies: np.ndarray | None = None) -> dict:
-    """``<field>_present`` for required fields and ``<field>_printable`` for text fields; ``applies``: rows the
-    required-field rule judges (others, such as orphan lines, are held back by a rule of their own)."""
-    out = {}
-    for column in required:
-        present = _present(df, column)
-        out[f"{column}_present"] = present if applies is None else present | ~applies
+def _common_derived(df: pd.DataFrame, required: tuple[str, ...], text: tuple[str, ...]) -> dict:
+    """``<field>_present`` for required fields, ``<field>_printable`` for text fields, and whether every number
+    was a whole one."""
+    out = {f"{column}_present": _present(df, column) for column in required}
     for column in text:
         out[f"{column}_printable"] = _printable(df, column)
     whole = np.ones(len(df), dtype=bool)
@@ -147,7 +143,7 @@ def _derive_customer(df: pd.DataFrame) -> dict:
     out["tax_id_check_digits_ok"] = [t is None or is_valid_tax_id(c, t) for c, t in zip(countries, tax_ids)]
     # Stored exactly as the tax office writes it: "6135317476", not " 6135 317476 ". The raw value is refused,
     # never silently compacted: billing (the ERP's relay) is what finance corrects, and 1C would keep the spaces.
-    out["tax_id_canonical"] = [t is None or is_canonical_tax_id(c, t) for c, t in zip(countries, tax_ids)]
+    out["tax_id_canonical"] = [t is None or is_canonical_tax_id(t) for t in tax_ids]
     russian_company = (df["country"] == "RU").fillna(False) & (df["entity_kind"] == "company").fillna(False)
     out["kpp_well_formed"] = (~russian_company | df["kpp"].fillna("").str.fullmatch(r"\d{9}").fillna(False)
                               ).to_numpy(dtype=bool)

@@ -45,10 +45,13 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
     snapshot's, and, when they disagree, every line's hash (see :func:`_compare_every_line`).
     """
     ledger.start_run(run_id, FLOW)  # takes the flow's lease: a second run at once stops here
+    snapshot = ledger.snapshot_fingerprint(FLOW)
+    if not snapshot[0]:  # a first load reads every line: there is nothing it could miss
+        return _extract(run_id, billing, ledger, chunk_rows, snapshot, None)
     # Billing hashes every line and sums the hashes while the ledger and the changes are read.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="billing-fingerprint") as pool:
         billing_fingerprint = pool.submit(invoice_line_fingerprint, billing, CONTENT_COLUMNS)
-        return _extract(run_id, billing, ledger, chunk_rows, billing_fingerprint)
+        return _extract(run_id, billing, ledger, chunk_rows, snapshot, billing_fingerprint)
 
 
 class _Staged:
@@ -79,10 +82,12 @@ def _hash_sum(hashes) -> int:
     return int((values >> 32).sum()) * (1 << 32) + int((values & 0xFFFFFFFF).sum())
 
 
-def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, billing_fingerprint) -> dict:
-    """:func:`extract`, given the future of billing's (line count, content hash sum)."""
+def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, snapshot: tuple[int, int | None],
+             billing_fingerprint) -> dict:
+    """:func:`extract`, given the snapshot's (line count, content hash sum) and the future of billing's (None on
+    a first load)."""
     watermark = ledger.watermark(FLOW, WATERMARK)
-    snapshot_size, snapshot_sum = ledger.snapshot_fingerprint(FLOW)
+    snapshot_size, snapshot_sum = snapshot
     # A key billing holds twice: every copy goes to the gate together, which holds them all back.
     twins = set(duplicate_keys(billing, "invoice_lines", "line_id"))
     staged, highest = _Staged(run_id), watermark
@@ -113,7 +118,7 @@ def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, b
         sent = staged.add("changes_headers", batch, ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()))
         log.info("Billing invoices: %d header(s) moved (customer or date); %d of their lines changed",
                  len(moved), len(sent))
-    source_count, source_sum = billing_fingerprint.result()
+    source_count, source_sum = billing_fingerprint.result() if billing_fingerprint else (None, None)
     deleted: list[str] = []
     if snapshot_size and not (
             source_sum is not None and snapshot_sum is not None and not twins
@@ -135,7 +140,8 @@ def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, b
     log.info("Billing invoice lines: %d read since %s; %d new, %d changed, %d deleted",
              counts["read"], watermark or "the beginning", counts["new"], counts["changed"], len(deleted))
     return {"run_id": run_id, **counts, "initial": snapshot_size == 0,
-            "headers": header_parts, "deleted": len(deleted), "source_keys": source_count, "parts": staged.parts,
+            "headers": header_parts, "deleted": len(deleted), "parts": staged.parts,
+            "source_keys": source_count if source_count is not None else counts["read"],  # a first load read all
             "deletions": stage_json(FLOW, run_id, "deletions", deleted), "watermark_read": highest}
 
 

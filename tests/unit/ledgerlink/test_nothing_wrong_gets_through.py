@@ -225,3 +225,65 @@ def test_a_run_left_running_by_a_killed_worker_is_closed_when_the_lease_lapses(w
     run(world, "next")
     assert [(r["run_id"], r["status"]) for r in world["ledger"].runs()] == [("killed", "abandoned"),
                                                                             ("next", "succeeded")]
+
+
+# The customer flow's gate (extract and gate need billing and the ledger only) ---------------------------------
+def customers_gated(world, run_id: str = "customers"):
+    from ledgerlink.flows import customers_to_onec
+
+    return customers_to_onec.gate(customers_to_onec.extract(run_id, world["billing"], world["ledger"]),
+                                  world["ledger"])
+
+
+def a_customer(world, country: str = "TR") -> dict:
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        db.row_factory = sqlite3.Row
+        return dict(db.execute("SELECT * FROM customers WHERE country = ? ORDER BY customer_id LIMIT 1",
+                               (country,)).fetchone())
+
+
+def test_a_null_tax_id_is_a_gate_failure_naming_the_customer_not_a_type_error(world):
+    """Was: TypeError: boolean value of NA is ambiguous, in the tax-id check, retried three times."""
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        db.execute("CREATE TABLE c AS SELECT * FROM customers")
+        db.execute("DROP TABLE customers")
+        db.execute("ALTER TABLE c RENAME TO customers")
+    key = a_customer(world)["customer_id"]
+    billing_sql(world, "UPDATE customers SET tax_id = NULL WHERE customer_id = ?", key)
+    with pytest.raises(GateFailed) as caught:
+        customers_gated(world)
+    assert "tax_id present" in str(caught.value) and key in str(caught.value)
+    assert world["ledger"].runs()[-1]["status"] == "blocked"
+
+
+def test_a_valid_tax_id_with_spaces_is_refused_not_compacted(world):
+    customer = a_customer(world)
+    spaced = f" {customer['tax_id'][:4]} {customer['tax_id'][4:]} "
+    billing_sql(world, "UPDATE customers SET tax_id = ? WHERE customer_id = ?", spaced, customer["customer_id"])
+    with pytest.raises(GateFailed) as caught:
+        customers_gated(world)
+    assert "tax id stored in its canonical form" in str(caught.value)
+    assert "tax id check digits valid" not in str(caught.value), "the digits are valid: only the form is wrong"
+
+
+def test_a_control_character_in_a_name_holds_the_customer_back(world):
+    key = a_customer(world)["customer_id"]
+    billing_sql(world, "UPDATE customers SET legal_name = legal_name || ? WHERE customer_id = ?", "\x00\x1b", key)
+    meta = customers_gated(world)
+    assert meta["quarantined"] == 1
+    assert [(q["source_key"], q["reasons"]) for q in world["ledger"].quarantined(run_id="customers")] == [
+        (key, "legal_name has no control characters")]
+
+
+def test_a_customer_key_held_twice_is_held_back_whole(world):
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        db.execute("CREATE TABLE c AS SELECT * FROM customers")
+        db.execute("DROP TABLE customers")
+        db.execute("ALTER TABLE c RENAME TO customers")
+    key = a_customer(world)["customer_id"]
+    billing_sql(world, "INSERT INTO customers SELECT * FROM customers WHERE customer_id = ?", key)
+    billing_sql(world, "UPDATE customers SET legal_name = 'Twin Ltd' WHERE rowid = (SELECT max(rowid) FROM customers)")
+    meta = customers_gated(world)
+    held = world["ledger"].quarantined(run_id="customers")
+    assert [q["source_key"] for q in held] == [key, key] and meta["quarantined"] == 2
+    assert all(q["reasons"] == "customer id unique in billing" for q in held)
