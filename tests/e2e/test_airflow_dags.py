@@ -97,3 +97,8 @@ def test_a_broken_batch_is_blocked_by_the_gate(world):
     assert len(ledger.items()) == items_before, "a blocked batch must plan nothing"
     failed = [v for v in ledger.validations(flow="billing_customers_to_onec") if not v["success"]]
     assert failed and Path(failed[-1]["report_html"]).exists()
+    # The run ends "blocked" in the ledger (it once stayed "running" forever), and the flow is free again.
+    last = ledger.runs(flow="billing_customers_to_onec")[-1]
+    assert last["status"] == "blocked" and "tax id check digits valid" in last["summary"]
+    with ledger.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM flow_leases").scalar() == 0
