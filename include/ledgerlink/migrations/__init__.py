@@ -117,6 +117,8 @@ def migrate(url: str | None = None) -> Migration:
                 if old is not None:
                     stamped = LEGACY_REVISIONS[old]
                     command.stamp(config, stamped)
+                    if engine.dialect.name == "postgresql":
+                        _grant_version_table_as_runs(conn)
             command.upgrade(config, "head")
             after = current_revision(conn)
     finally:
@@ -124,12 +126,27 @@ def migrate(url: str | None = None) -> Migration:
     return Migration(engine.url.render_as_string(hide_password=True), before, stamped, old, after)
 
 
+def _grant_version_table_as_runs(connection: sa.Connection) -> None:
+    """PostgreSQL, a ledger from before Alembic: the roles granted rights on its tables (a role the nightly
+    loads run as, not the owner) may read the new version table, which every ``Ledger`` checks."""
+    grantees = connection.scalars(sa.text(
+        "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END "
+        "FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = 'runs'::regclass AND a.grantee <> c.relowner")).all()
+    for grantee in grantees:  # names quoted by the server
+        connection.execute(sa.text(f"GRANT SELECT ON {VERSION_TABLE} TO {grantee}"))
+
+
 def require_head(engine: sa.Engine) -> None:
     """Raise :class:`~ledgerlink.errors.ConfigurationError` unless the ledger is at this code's head."""
     from ledgerlink.errors import ConfigurationError
 
-    with engine.connect() as conn:
-        found = current_revision(conn)
+    try:
+        with engine.connect() as conn:
+            found = current_revision(conn)
+    except sa.exc.ProgrammingError as e:  # PostgreSQL: a role without rights on the version table
+        raise ConfigurationError(
+            f"cannot read the ledger's schema revision ({VERSION_TABLE}) at "
+            f"{engine.url.render_as_string(hide_password=True)}: grant this role SELECT on it ({e.orig})") from e
     wanted = head()
     if found == wanted:
         return
