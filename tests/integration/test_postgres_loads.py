@@ -39,7 +39,8 @@ def world(server, tmp_path, monkeypatch, request):
     billing, erp, ledger = (create_database(server, f"{name}_{kind}") for kind in ("billing", "erp", "ledger"))
     generate_billing(billing.url, seed=9, customers=15)
     return {"billing": sa.create_engine(billing.url), "erp": sa.create_engine(erp.url),
-            "billing_url": billing.url, "ledger": Ledger.migrated(str(ledger.url) if not isinstance(ledger.url, str) else ledger.url)}
+            "billing_url": billing.url,
+            "ledger": Ledger.migrated(str(ledger.url) if not isinstance(ledger.url, str) else ledger.url)}
 
 
 def _equal(world) -> None:

@@ -49,15 +49,13 @@ def test_a_ledger_that_was_not_migrated_is_refused_with_what_to_run(tmp_path, mo
 
 def test_ledgerlink_migrate_upgrades_the_default_ledger_and_a_second_run_does_nothing(tmp_path, monkeypatch,
                                                                                       capsys):
-    monkeypatch.delenv("LEDGERLINK_LEDGER_URL", raising=False)
-    monkeypatch.delenv("AIRFLOW_CONN_LEDGERLINK_LEDGER", raising=False)
-    monkeypatch.setenv("LEDGERLINK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LEDGERLINK_LEDGER_URL", f"sqlite:///{tmp_path / 'default.db'}")
     assert cli.main(["migrate"]) == 0
-    assert capsys.readouterr().out.endswith(f"/home/ledger.db: empty -> {head()} (head)\n")
-    before = (tmp_path / "home" / "ledger.db").read_bytes()
+    assert capsys.readouterr().out == f"ledger sqlite:///{tmp_path / 'default.db'}: empty -> {head()} (head)\n"
+    before = (tmp_path / "default.db").read_bytes()
     assert cli.main(["migrate"]) == 0
-    assert capsys.readouterr().out.endswith(f"/home/ledger.db: at {head()} (head), nothing to do\n")
-    assert (tmp_path / "home" / "ledger.db").read_bytes() == before
+    assert capsys.readouterr().out == f"ledger sqlite:///{tmp_path / 'default.db'}: at {head()} (head), nothing to do\n"
+    assert (tmp_path / "default.db").read_bytes() == before
     assert cli.main(["runs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
 
