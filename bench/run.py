@@ -147,7 +147,7 @@ def worker_ledgerlink(cfg: dict) -> dict:
     billing, erp = sa.create_engine(cfg["billing_url"]), sa.create_engine(cfg["erp_url"])
     steps, peaks = {}, {"setup": setup_rss}
     started = time.perf_counter()
-    ledger = Ledger(cfg["ledger_url"])
+    ledger = Ledger.migrated(cfg["ledger_url"])
     steps["ledger_open"] = time.perf_counter() - started
     outcome = cfg["run_id"]
     # Each step takes what the one before it returned, as the Airflow tasks do through XCom.

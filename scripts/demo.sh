@@ -10,6 +10,7 @@ trap 'python -m sandbox down --dir "$SANDBOX_DIR"' EXIT
 # shellcheck disable=SC1091
 source "$SANDBOX_DIR/connections.env"
 airflow db migrate > "$LEDGERLINK_HOME/demo-logs/db-migrate.log" 2>&1
+python -m ledgerlink migrate  # the ledger's schema: tasks only check it is at head
 
 status=0
 logical_date="$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"

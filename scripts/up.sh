@@ -7,4 +7,5 @@ python -m sandbox up --dir "$SANDBOX_DIR"
 trap 'python -m sandbox down --dir "$SANDBOX_DIR"' EXIT
 # shellcheck disable=SC1091
 source "$SANDBOX_DIR/connections.env"
+python -m ledgerlink migrate  # the ledger's schema: tasks only check it is at head
 exec airflow standalone

@@ -1,6 +1,8 @@
 """``ledgerlink`` (``python -m ledgerlink``): the exchange map, and the ledger's answers for finance and data engineers.
 
     map                               the exchange map as a table
+    migrate                           upgrade the ledger's schema to this code's head (run it once after
+                                      installing or upgrading Ledgerlink; a second run does nothing)
     history --target onec --since D   what went where, when, with what result
     planned                           what is waiting to go (or went without a confirmation yet)
     lines --flow F [--run R] [--key K]  line by line, what a chunked (SQL) load delivered; ``history`` shows
@@ -9,7 +11,7 @@
     runs                              each run, with its status
     summary [--check-targets]         the last run of each flow as finance reads it; with --check-targets
                                       also asks each target what it now holds and compares with the ledger
-Each takes ``--json``.
+Each but ``migrate`` takes ``--json``.
 """
 from __future__ import annotations
 
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--key", help="one record's deliveries, run after run")
         if name == "summary":
             command.add_argument("--check-targets", action="store_true")
+    sub.add_parser("migrate", help="upgrade the ledger's schema (LEDGERLINK_LEDGER_URL, the ledgerlink_ledger "
+                                   "connection, or SQLite in LEDGERLINK_HOME)")
     args = parser.parse_args(argv)
 
     if args.command == "map":
@@ -77,10 +81,23 @@ def main(argv: list[str] | None = None) -> int:
         _print(rows, list(rows[0]), args.json)
         return 0
 
+    if args.command == "migrate":
+        from ledgerlink.migrations import migrate
+
+        with _airflow_logs_to_stderr():
+            done = migrate()  # the ledger Ledger() would open
+        sys.stdout.write(done.describe() + "\n")
+        return 0
+
+    from ledgerlink.errors import ConfigurationError
     from ledgerlink.ledger import Ledger
 
-    with _airflow_logs_to_stderr():
-        ledger = Ledger()  # finds the Airflow connection ledgerlink_ledger, if there is one
+    try:
+        with _airflow_logs_to_stderr():
+            ledger = Ledger()  # finds the Airflow connection ledgerlink_ledger, if there is one
+    except ConfigurationError as e:  # e.g. a ledger not migrated: the message says what to run
+        sys.stderr.write(f"{e}\n")
+        return 2
     if args.command == "history":
         rows = ledger.history(target=args.target, since=_since(args.since), flow=args.flow)
         _print(rows, ["updated_at", "flow", "target", "source_key", "target_key", "operation", "status", "attempts",

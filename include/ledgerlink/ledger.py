@@ -177,89 +177,14 @@ class FlowLease(Base):
 
 
 class SchemaVersion(Base):
+    """The versions the hand-written runner before Alembic applied (1 to 4; revisions 0001 to 0004 still write
+    theirs). Kept for the ledgers it built: ``ledgerlink migrate`` stamps them from it. See
+    :mod:`ledgerlink.migrations`."""
+
     __tablename__ = "ledger_schema_version"
     version: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True)
     description: orm.Mapped[str] = orm.mapped_column(sa.String(200))
     applied_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
-
-
-_TABLES_OF_MIGRATION_1 = ("runs", "items", "snapshots", "watermarks", "quarantine", "validations")
-
-
-def _migration_1_initial(connection: sa.Connection) -> None:
-    Base.metadata.create_all(connection, tables=[Base.metadata.tables[name] for name in _TABLES_OF_MIGRATION_1])
-
-
-def _migration_2_deliveries(connection: sa.Connection) -> None:
-    deliveries.create(connection, checkfirst=True)
-
-
-def _migration_3_narrow_snapshots_holding_latest_deliveries(connection: sa.Connection) -> None:
-    """Snapshots name their flow by id and hold each chunked line's latest delivery; deliveries are indexed by
-    chunk and by key. Existing snapshot rows keep no chunk: their deliveries are in ``deliveries`` already, so
-    none is listed twice. (Migrations 1 and 2 create today's tables: on a new ledger only ``flows`` is new.)
-
-    On a big ledger this rewrites the snapshot and indexes the whole history once, blocking writes meanwhile:
-    upgrade between nightly runs."""
-    Flow.__table__.create(connection, checkfirst=True)
-    connection.execute(sa.text("DROP INDEX IF EXISTS ix_deliveries_chunk_item"))  # schema 2's BRIN
-    for index in deliveries.indexes:
-        index.create(connection, checkfirst=True)
-    if "flow_id" in {column["name"] for column in sa.inspect(connection).get_columns("snapshots")}:
-        return
-    connection.execute(sa.text("INSERT INTO flows (name) SELECT DISTINCT flow FROM snapshots ORDER BY flow"))
-    if connection.dialect.name == "postgresql":
-        _snapshots_by_flow_id_in_place(connection)
-    else:
-        _snapshots_by_flow_id_rebuilt(connection)
-
-
-def _snapshots_by_flow_id_in_place(connection: sa.Connection) -> None:
-    """PostgreSQL: the table altered in place, so a ledger role granted rights on it keeps them; the roles
-    granted rights on it get the same on ``flows`` (and its sequence, to name a new flow)."""
-    connection.execute(sa.text("ALTER TABLE snapshots ADD COLUMN flow_id SMALLINT, ADD COLUMN chunk_item_id BIGINT, "
-                               "ADD COLUMN operation VARCHAR(10)"))
-    connection.execute(sa.text("UPDATE snapshots s SET flow_id = f.id FROM flows f WHERE f.name = s.flow"))
-    connection.execute(sa.text("ALTER TABLE snapshots DROP CONSTRAINT snapshots_pkey, DROP COLUMN flow, "
-                               "ALTER COLUMN flow_id SET NOT NULL, "
-                               "ALTER COLUMN acknowledged_at SET DEFAULT CURRENT_TIMESTAMP"))
-    connection.execute(sa.text("ALTER TABLE snapshots ADD PRIMARY KEY (flow_id, source_key)"))
-    grants = connection.execute(sa.text(
-        "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END, "
-        "a.privilege_type FROM pg_class c, aclexplode(c.relacl) a "
-        "WHERE c.oid = 'snapshots'::regclass AND a.grantee <> c.relowner")).all()
-    sequence = connection.scalar(sa.text("SELECT pg_get_serial_sequence('flows', 'id')"))
-    for grantee, privilege in grants:  # names quoted by the server; privileges are its own keywords
-        connection.execute(sa.text(f"GRANT {privilege} ON flows TO {grantee}"))
-        if privilege == "INSERT":
-            connection.execute(sa.text(f"GRANT USAGE, SELECT ON SEQUENCE {sequence} TO {grantee}"))
-    connection.execute(sa.text("ANALYZE snapshots"))  # the next night's key lookups plan on the new shape
-
-
-def _snapshots_by_flow_id_rebuilt(connection: sa.Connection) -> None:
-    """SQLite cannot change a primary key: the table is rebuilt."""
-    connection.execute(sa.text("ALTER TABLE snapshots RENAME TO snapshots_schema_2"))
-    Snapshot.__table__.create(connection)
-    connection.execute(sa.text(
-        "INSERT INTO snapshots (flow_id, source_key, content_hash, target_key, acknowledged_at) "
-        "SELECT f.id, s.source_key, s.content_hash, s.target_key, s.acknowledged_at "
-        "FROM snapshots_schema_2 s JOIN flows f ON f.name = s.flow"))
-    connection.execute(sa.text("DROP TABLE snapshots_schema_2"))
-
-
-def _migration_4_flow_leases(connection: sa.Connection) -> None:
-    FlowLease.__table__.create(connection, checkfirst=True)
-
-
-# Ordered, append-only: a released migration is never edited, a new one is added with the next number.
-MIGRATIONS: list[tuple[int, str, callable]] = [
-    (1, "runs, items, snapshots, watermarks, quarantine, validations", _migration_1_initial),
-    (2, "deliveries: per-line history of chunked loads, append-only", _migration_2_deliveries),
-    (3, "flows; snapshots name their flow by id and hold each chunked line's latest delivery; "
-        "deliveries indexed by chunk and key",
-     _migration_3_narrow_snapshots_holding_latest_deliveries),
-    (4, "flow_leases: one run per flow at a time", _migration_4_flow_leases),
-]
 
 
 def utcnow() -> datetime:
@@ -326,8 +251,15 @@ def _make_engine(url: str) -> sa.Engine:
     return engine
 
 
+# Ledger URLs found at the head revision in this process: each is checked once, not per Ledger().
+_AT_HEAD: set[str] = set()
+
+
 class Ledger:
-    """Repository over the ledger database. Methods commit their own transaction."""
+    """Repository over the ledger database. Methods commit their own transaction.
+
+    Raises :class:`~ledgerlink.errors.ConfigurationError` when the database is not at the head revision
+    (``ledgerlink migrate`` upgrades it)."""
 
     def __init__(self, url: str | None = None):
         self.url = url or default_ledger_url()
@@ -336,22 +268,22 @@ class Ledger:
         # into the snapshot, everything else into a temporary table first)
         self._postgres = self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg"
         self._flow_ids: dict[str, int] = {}
-        self.migrate()
+        if self.url not in _AT_HEAD:  # migrating is an explicit step (`ledgerlink migrate`); here only a check
+            from ledgerlink.migrations import require_head
 
-    def migrate(self) -> int:
-        """Apply pending migrations; returns the schema version."""
-        with self.engine.begin() as conn:
-            if self.engine.dialect.name == "postgresql":
-                # Two DAGs starting at once on a fresh ledger would race to create the tables.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7470263)"))
-            SchemaVersion.__table__.create(conn, checkfirst=True)
-            done = set(conn.scalars(sa.select(SchemaVersion.version)))
-            for version, description, apply in MIGRATIONS:
-                if version not in done:
-                    apply(conn)
-                    conn.execute(sa.insert(SchemaVersion).values(version=version, description=description,
-                                                                 applied_at=utcnow()))
-            return max(v for v, _, _ in MIGRATIONS)
+            require_head(self.engine)
+            _AT_HEAD.add(self.url)
+
+    @classmethod
+    def migrated(cls, url: str | None = None) -> "Ledger":
+        """The ledger at ``url`` (default: :func:`default_ledger_url`), upgraded to head first: for tests, the
+        demo and the bench, which create fresh ledgers. Deployments run ``ledgerlink migrate`` instead."""
+        from ledgerlink.migrations import migrate
+
+        url = url or default_ledger_url()
+        migrate(url)
+        _AT_HEAD.add(url)
+        return cls(url)
 
     def _flow_id(self, flow: str, *, create: bool = True) -> int | None:
         """The flow's id in ``flows``, created if needed (None for an unknown flow when not ``create``). It is

@@ -37,6 +37,10 @@ def world(tmp_path_factory):
         migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, cwd=REPO,
                                  capture_output=True, text=True, timeout=300)
         assert migrate.returncode == 0, migrate.stderr[-3000:]
+        # the ledger (SQLite in LEDGERLINK_HOME), as `make demo` and the compose init service migrate it
+        ledger = subprocess.run([sys.executable, "-m", "ledgerlink", "migrate"], env=env, cwd=REPO,
+                                capture_output=True, text=True, timeout=120)
+        assert ledger.returncode == 0, ledger.stderr[-3000:]
         yield {"env": env, "sandbox": sandbox, "home": base / "home"}
     finally:
         subprocess.run([sys.executable, "-m", "sandbox", "down", "--dir", str(sandbox)], env=env, cwd=REPO,

@@ -27,7 +27,7 @@ def ledger_connection_probe():
         from ledgerlink.ledger import Ledger, PlannedChange
 
         assert task_runner.SUPERVISOR_COMMS is not None, "a task run by the Task SDK"
-        Ledger().plan("probe-run", "probe_flow", "probe", "thing", [PlannedChange("K-1", None, "h", "create")])
+        Ledger.migrated().plan("probe-run", "probe_flow", "probe", "thing", [PlannedChange("K-1", None, "h", "create")])
 
     plan_one_item()
 

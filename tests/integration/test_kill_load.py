@@ -70,7 +70,7 @@ def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch, erp_and_ledger_urls)
     generate_billing(tmp_path / "billing.db", seed=11, customers=12)
     billing = sa.create_engine(f"sqlite:///{tmp_path / 'billing.db'}")
     erp_url, ledger_url = erp_and_ledger_urls
-    erp, ledger = sa.create_engine(erp_url), Ledger(ledger_url)
+    erp, ledger = sa.create_engine(erp_url), Ledger.migrated(ledger_url)
     meta = flow.gate(flow.extract("nightly", billing, ledger, chunk_rows=25), ledger)
     assert len(meta["parts"]) >= 4
     meta_path, ready = tmp_path / "meta.json", tmp_path / "ready"

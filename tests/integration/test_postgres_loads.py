@@ -19,7 +19,10 @@ from ledgerlink.ledger import Ledger, PlannedChange
 from ledgerlink.reconcile import compare
 from sandbox.generator import generate_billing, mutate_billing
 from tests.support.crashes import SimulatedCrash
-from tests.support.ledger_history import (check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice,
+from ledgerlink.migrations import migrate
+from tests.support.ledger_history import (check_a_fresh_ledger_migrates_to_exactly_the_models,
+                                          check_a_ledger_built_before_alembic_upgrades_keeping_every_row,
+                                          check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice,
                                           check_every_delivery_is_listed_once, downgrade_to_schema_2)
 
 
@@ -36,7 +39,8 @@ def world(server, tmp_path, monkeypatch, request):
     billing, erp, ledger = (create_database(server, f"{name}_{kind}") for kind in ("billing", "erp", "ledger"))
     generate_billing(billing.url, seed=9, customers=15)
     return {"billing": sa.create_engine(billing.url), "erp": sa.create_engine(erp.url),
-            "billing_url": billing.url, "ledger": Ledger(str(ledger.url) if not isinstance(ledger.url, str) else ledger.url)}
+            "billing_url": billing.url,
+            "ledger": Ledger.migrated(str(ledger.url) if not isinstance(ledger.url, str) else ledger.url)}
 
 
 def _equal(world) -> None:
@@ -167,7 +171,7 @@ def test_a_first_load_into_an_erp_that_already_holds_the_lines_falls_back_to_the
     was rebuilt from nothing), the COPY's transaction rolls back whole and the staged upsert runs instead."""
     first = flow.run_all("pg-before", world["billing"], world["erp"], world["ledger"], chunk_rows=100)
     fresh = create_database(server, "rebuilt_ledger")
-    rebuilt = Ledger(fresh.url)
+    rebuilt = Ledger.migrated(fresh.url)
     again = flow.run_all("pg-rebuilt", world["billing"], world["erp"], rebuilt, chunk_rows=100)
     assert again.created == first.created and again.reconciliation == []
     _equal(world)  # every line once: the PRIMARY KEY would have refused a second copy
@@ -231,6 +235,16 @@ def test_a_schema_2_ledger_on_postgres_upgrades_without_listing_a_delivery_twice
         world["ledger"].engine.url.render_as_string(hide_password=False))
 
 
+def test_a_fresh_ledger_on_postgres_migrates_to_exactly_the_models(server):
+    check_a_fresh_ledger_migrates_to_exactly_the_models(create_database(server, "fresh_ledger").url)
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_a_ledger_built_before_alembic_on_postgres_upgrades_keeping_every_row(server, version):
+    check_a_ledger_built_before_alembic_upgrades_keeping_every_row(
+        create_database(server, f"pre_alembic_ledger_{version}").url, version)
+
+
 def test_a_ledger_role_granted_the_tables_keeps_its_rights_through_the_upgrade_to_schema_3(world):
     """A deployment may run nightly loads as a role that does not own the ledger's tables: the upgrade alters
     the snapshot in place (its grants stay) and grants that role the same on the new flows table."""
@@ -243,7 +257,7 @@ def test_a_ledger_role_granted_the_tables_keeps_its_rights_through_the_upgrade_t
         conn.execute(sa.text("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO ledger_writer"))
     url = owner.engine.url
     owner.engine.dispose()
-    Ledger(url.render_as_string(hide_password=False)).engine.dispose()  # the owner upgrades
+    assert migrate(url.render_as_string(hide_password=False)).stamped == "0002"  # the owner upgrades
     writer = Ledger(url.set(username="ledger_writer").render_as_string(hide_password=False))
     chunk = writer.plan_and_mark_sent("run", "a new flow", "erp", "invoice_line",
                                       [PlannedChange("chunk", None, "2 lines", "upsert")])["chunk"]

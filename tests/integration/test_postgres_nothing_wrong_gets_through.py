@@ -32,7 +32,7 @@ def world(server, tmp_path, monkeypatch, request):
     billing, erp, ledger = (create_database(server, f"{name}_{kind}") for kind in ("billing", "erp", "ledger"))
     generate_billing(billing.url, seed=9, customers=12)
     return {"billing": sa.create_engine(billing.url), "erp": sa.create_engine(erp.url),
-            "ledger": Ledger(str(ledger.url))}
+            "ledger": Ledger.migrated(str(ledger.url))}
 
 
 def sql(engine: sa.Engine, statement: str, **params):

@@ -52,7 +52,7 @@ def test_the_ledger_writes_to_the_postgres_database_its_connection_names(postgre
     env.update({"PYTHONPATH": str(REPO / "include"), "AIRFLOW_HOME": str(tmp_path / "airflow"),
                 "LEDGERLINK_HOME": str(tmp_path / "home"), "AIRFLOW_CONN_LEDGERLINK_LEDGER": connection_json(ledger_db)})
     script = ("from ledgerlink.ledger import Ledger, PlannedChange\n"
-              "ledger = Ledger()\n"
+              "ledger = Ledger.migrated()\n"
               "assert ledger.engine.dialect.driver == 'psycopg'\n"
               "ledger.plan('probe-run', 'probe_flow', 'probe', 'thing', [PlannedChange('K-1', None, 'h', 'create')])\n")
     done = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True,

@@ -31,7 +31,7 @@ class OneCWorld:
         self.folder = folder
         self.billing_path = billing_db
         self.billing = sa.create_engine(f"sqlite:///{billing_db}")
-        self.ledger = Ledger(f"sqlite:///{folder / 'ledger.db'}")
+        self.ledger = Ledger.migrated(f"sqlite:///{folder / 'ledger.db'}")
         self._stack = contextlib.ExitStack()
         self.server = None
         self.client: ODataClient | None = None

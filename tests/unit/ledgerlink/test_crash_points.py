@@ -31,7 +31,7 @@ def world(tmp_path, monkeypatch):
     generate_billing(tmp_path / "billing.db", seed=3, customers=10)
     return {"billing": sa.create_engine(f"sqlite:///{tmp_path / 'billing.db'}"),
             "erp": sa.create_engine(f"sqlite:///{tmp_path / 'erp.db'}"),
-            "ledger": Ledger(f"sqlite:///{tmp_path / 'ledger.db'}"), "path": tmp_path}
+            "ledger": Ledger.migrated(f"sqlite:///{tmp_path / 'ledger.db'}"), "path": tmp_path}
 
 
 def _target_equals_source(world):

@@ -23,7 +23,7 @@ def world(tmp_path, monkeypatch):
     monkeypatch.setenv("LEDGERLINK_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     generate_billing(tmp_path / "billing.db", seed=5, customers=8)
     return {"billing": sa.create_engine(f"sqlite:///{tmp_path / 'billing.db'}"),
-            "erp": sa.create_engine(f"sqlite:///{tmp_path / 'erp.db'}"), "ledger": Ledger(), "path": tmp_path}
+            "erp": sa.create_engine(f"sqlite:///{tmp_path / 'erp.db'}"), "ledger": Ledger.migrated(), "path": tmp_path}
 
 
 def _edit(world, sql: str, *params) -> None:

@@ -76,7 +76,7 @@ def test_after_two_runs_the_erp_holds_the_valid_lines_and_only_the_invalid_ones_
         billing_path = _loose_billing(folder)
         billing = sa.create_engine(f"sqlite:///{billing_path}")
         erp = sa.create_engine(f"sqlite:///{folder / 'erp.db'}")
-        ledger = Ledger(f"sqlite:///{folder / 'ledger.db'}")
+        ledger = Ledger.migrated(f"sqlite:///{folder / 'ledger.db'}")
         flow.run_all("first", billing, erp, ledger, chunk_rows=30)
         with sqlite3.connect(billing_path) as db:
             for step, (kind, index, moved) in enumerate(edits):

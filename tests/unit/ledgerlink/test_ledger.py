@@ -5,22 +5,59 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 
 from ledgerlink import cli
-from ledgerlink.ledger import ACKNOWLEDGED, MIGRATIONS, PLANNED, REJECTED, SENT, Ledger, PlannedChange
-from tests.support.ledger_history import (check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice,
+from ledgerlink.errors import ConfigurationError
+from ledgerlink.ledger import ACKNOWLEDGED, PLANNED, REJECTED, SENT, Ledger, PlannedChange
+from ledgerlink.migrations import VERSION_TABLE, head
+from tests.support.ledger_history import (check_a_fresh_ledger_migrates_to_exactly_the_models,
+                                          check_a_ledger_built_before_alembic_upgrades_keeping_every_row,
+                                          check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice,
                                           check_every_delivery_is_listed_once)
 
 
 @pytest.fixture
 def ledger(tmp_path, monkeypatch):
     monkeypatch.setenv("LEDGERLINK_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
-    return Ledger()
+    return Ledger.migrated()
 
 
 def test_migrations_are_recorded_and_idempotent(ledger):
-    assert ledger.migrate() == MIGRATIONS[-1][0]
-    assert Ledger(ledger.url).migrate() == MIGRATIONS[-1][0]
+    with ledger.engine.connect() as conn:
+        assert conn.scalar(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")) == head()
+    assert Ledger.migrated(ledger.url).runs() == []
+
+
+def test_a_fresh_ledger_migrates_to_exactly_the_models(tmp_path):
+    check_a_fresh_ledger_migrates_to_exactly_the_models(f"sqlite:///{tmp_path / 'fresh.db'}")
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_a_ledger_built_before_alembic_upgrades_keeping_every_row(tmp_path, version):
+    check_a_ledger_built_before_alembic_upgrades_keeping_every_row(f"sqlite:///{tmp_path / 'old.db'}", version)
+
+
+def test_a_ledger_that_was_not_migrated_is_refused_with_what_to_run(tmp_path, monkeypatch, capsys):
+    url = f"sqlite:///{tmp_path / 'never-migrated.db'}"
+    with pytest.raises(ConfigurationError, match=r"has no schema yet.*run `ledgerlink migrate`"):
+        Ledger(url)
+    monkeypatch.setenv("LEDGERLINK_LEDGER_URL", url)
+    assert cli.main(["runs"]) == 2
+    assert "run `ledgerlink migrate`" in capsys.readouterr().err
+
+
+def test_ledgerlink_migrate_upgrades_the_default_ledger_and_a_second_run_does_nothing(tmp_path, monkeypatch,
+                                                                                      capsys):
+    monkeypatch.setenv("LEDGERLINK_LEDGER_URL", f"sqlite:///{tmp_path / 'default.db'}")
+    assert cli.main(["migrate"]) == 0
+    assert capsys.readouterr().out == f"ledger sqlite:///{tmp_path / 'default.db'}: empty -> {head()} (head)\n"
+    before = (tmp_path / "default.db").read_bytes()
+    assert cli.main(["migrate"]) == 0
+    assert capsys.readouterr().out == f"ledger sqlite:///{tmp_path / 'default.db'}: at {head()} (head), nothing to do\n"
+    assert (tmp_path / "default.db").read_bytes() == before
+    assert cli.main(["runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
 
 
 def test_the_history_lists_every_line_delivery_once(ledger):
@@ -88,6 +125,7 @@ def test_cli_history_planned_and_quarantine(ledger, capsys):
 def test_the_ledger_can_live_behind_an_airflow_connection(tmp_path, monkeypatch):
     monkeypatch.delenv("LEDGERLINK_LEDGER_URL", raising=False)
     monkeypatch.setenv("AIRFLOW_CONN_LEDGERLINK_LEDGER", f"sqlite:///{tmp_path / 'via-connection.db'}")
+    assert cli.main(["migrate"]) == 0
     ledger = Ledger()
-    assert ledger.migrate() == MIGRATIONS[-1][0]
+    assert ledger.runs() == []
     assert (tmp_path / "via-connection.db").exists()

@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 PLAN_ONE_ITEM = """
 from ledgerlink.ledger import Ledger, PlannedChange
-Ledger().plan("probe-run", "probe_flow", "probe", "thing", [PlannedChange("K-1", None, "h", "create")])
+Ledger.migrated().plan("probe-run", "probe_flow", "probe", "thing", [PlannedChange("K-1", None, "h", "create")])
 """
 
 

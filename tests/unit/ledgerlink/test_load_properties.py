@@ -38,7 +38,7 @@ class LoadMachine(RedeliveryMachine):
         shutil.copy(seeded_billing(7, 12), self.folder / "billing.db")
         self.billing = sa.create_engine(f"sqlite:///{self.folder / 'billing.db'}")
         self.erp = sa.create_engine(f"sqlite:///{self.folder / 'erp.db'}")
-        self.ledger = Ledger(f"sqlite:///{self.folder / 'ledger.db'}")
+        self.ledger = Ledger.migrated(f"sqlite:///{self.folder / 'ledger.db'}")
         self.runs = 0
         self.clock = datetime(2026, 11, 2, tzinfo=timezone.utc)
         self.old_metas: list[dict] = []
