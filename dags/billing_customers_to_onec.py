@@ -1,6 +1,4 @@
 """
-### Billing customers → 1C counterparties
-
 Hourly. Reads customers changed in billing, checks them (Great Expectations gate), and creates or updates
 `Catalog_Контрагенты` in 1C over OData. Customers removed from billing are marked for deletion in 1C.
 
@@ -18,11 +16,4 @@ from ledgerlink.spine import exchange_dag
 
 ONEC_COUNTERPARTIES = Asset(name="onec_counterparties", uri="onec://default/Catalog_Kontragenty")
 
-exchange_dag(
-    dag_id="billing_customers_to_onec",
-    schedule="@hourly",
-    tags=["billing", "1c", "customer"],
-    doc_md=__doc__,
-    flow_module="ledgerlink.flows.customers_to_onec",
-    produces=ONEC_COUNTERPARTIES,
-)
+exchange_dag("billing_customers_to_onec", produces=ONEC_COUNTERPARTIES, doc_md=__doc__)  # schedule, tags, facts: the map

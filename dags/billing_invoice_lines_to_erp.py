@@ -1,6 +1,4 @@
 """
-### Billing invoice lines → ERP (nightly)
-
 Every night at 02:00 UTC, the invoice lines billing issued or changed are booked into the ERP's
 `billed_invoice_lines`; lines removed from billing are removed there too.
 
@@ -17,11 +15,4 @@ from ledgerlink.spine import exchange_dag
 
 ERP_BILLED_INVOICE_LINES = Asset(name="erp_billed_invoice_lines", uri="erp://default/billed_invoice_lines")
 
-exchange_dag(
-    dag_id="billing_invoice_lines_to_erp",
-    schedule="0 2 * * *",
-    tags=["billing", "erp", "invoice_line", "nightly"],
-    doc_md=__doc__,
-    flow_module="ledgerlink.flows.invoice_lines_to_erp",
-    produces=ERP_BILLED_INVOICE_LINES,
-)
+exchange_dag("billing_invoice_lines_to_erp", produces=ERP_BILLED_INVOICE_LINES, doc_md=__doc__)  # schedule, tags, facts: the map

@@ -157,25 +157,19 @@ def _summary(ledger, as_json: bool, check_targets: bool) -> int:
 
 
 def check_target(flow: str, ledger) -> tuple[str, bool]:
-    """Ask the target what it holds now, independently of the run, and compare with the ledger."""
-    acknowledged = len(ledger.snapshot(flow))
-    if flow == "billing_customers_to_onec":
-        from ledgerlink.onec import counterparties
-        from ledgerlink.tasks import onec_client
+    """Ask the target what it holds now, independently of the run, and compare with the ledger (each flow
+    says how to count its target: ``FlowSteps.count_in_target``)."""
+    import importlib
 
-        known = {target_key for _, target_key in ledger.snapshot(flow).values() if target_key}
-        target = counterparties.read_ours(onec_client(), known)
-        held = 0 if target.empty else int((target["DeletionMark"] == False).sum())  # noqa: E712
-        what = "1C holds"
-    elif flow == "billing_invoice_lines_to_erp":
-        from ledgerlink.erp.invoice_lines import count_loaded
-        from ledgerlink.tasks import erp_engine
+    from ledgerlink.flows import FLOW_MODULES
 
-        held, what = count_loaded(erp_engine()), "ERP holds"
-    else:
+    steps = importlib.import_module(FLOW_MODULES[flow]).STEPS if flow in FLOW_MODULES else None
+    if steps is None or steps.count_in_target is None:
         return f"check: no live check for {flow}", True
-    agrees = held == acknowledged
-    return (f"check: {what} {held} records from Ledgerlink; the ledger has {acknowledged} acknowledged: "
+    snapshot = ledger.snapshot(flow)
+    held, what = steps.count_in_target(snapshot)
+    agrees = held == len(snapshot)
+    return (f"check: {what} {held} records from Ledgerlink; the ledger has {len(snapshot)} acknowledged: "
             f"{'they agree' if agrees else 'THEY DIFFER'}"), agrees
 
 

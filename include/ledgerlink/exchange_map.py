@@ -30,6 +30,7 @@ class Flow:
     fields: tuple[str, ...]
     gate: str | None
     status: str
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,8 @@ def parse_exchange_map(document: dict) -> ExchangeMap:
                 if field_masters and field_name not in field_masters:
                     raise ExchangeMapError(name, f"{where}.fields", f"field {field_name!r} is not declared in the entity")
             flows.append(Flow(id=flow_id, entity=name, source=raw_flow["from"], target=raw_flow["to"],
-                              schedule=schedule, mode=mode, fields=carried, gate=raw_flow.get("gate"), status=status))
+                              schedule=schedule, mode=mode, fields=carried, gate=raw_flow.get("gate"), status=status,
+                              title=str(raw_flow.get("title") or flow_id)))
 
         entity = Entity(name=name, title=raw.get("title", name), master=master, key=keys, field_masters=field_masters,
                         conflict_policy=policy, timestamp_field=conflict.get("timestamp_field"),

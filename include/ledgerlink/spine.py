@@ -1,8 +1,8 @@
 """The spine every exchange DAG shares: extract → gate → load → reconcile_and_report, as four tasks.
 
-A flow module (``ledgerlink.flows.<name>``) provides ``task_extract(run_id)``, ``task_gate(meta)``,
-``task_load(meta)`` and ``task_reconcile_and_report(meta)``, each opening its own connections. The DAG file
-names the flow module by its dotted path: it is imported only when a task runs, never at parse time.
+A DAG file names its flow id; the exchange map gives its schedule, tags and documentation (``flows.spec``), and
+``ledgerlink.flows.FLOW_MODULES`` names the module whose ``STEPS`` run its tasks. The module is imported only
+when a task runs, never at parse time.
 """
 from __future__ import annotations
 
@@ -11,44 +11,50 @@ from datetime import datetime, timezone
 
 from airflow.sdk import Asset, dag, task
 
+from ledgerlink.flows import FLOW_MODULES
+from ledgerlink.flows.spec import spec_of
 from ledgerlink.tasks import DEFAULT_ARGS, close_run_on_failure, current_run_id, fail_fast_on_terminal
 
 START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def _flow(module: str):
-    return importlib.import_module(module)
+def _steps(flow_id: str):
+    """The flow's steps (``FlowSteps``), from the module the registry names for it."""
+    return importlib.import_module(FLOW_MODULES[flow_id]).STEPS
 
 
-def exchange_dag(*, dag_id: str, schedule: str, tags: list[str], doc_md: str, flow_module: str, produces: Asset):
-    """Build the DAG of one exchange. ``produces`` is the Asset its load task updates."""
-
+def exchange_dag(flow_id: str, *, produces: Asset, doc_md: str = ""):
+    """Build the DAG of one exchange from its exchange-map entry. ``produces`` is the Asset its load task
+    updates; ``doc_md`` is the DAG file's own prose, shown after what the map says."""
+    if flow_id not in FLOW_MODULES:
+        raise KeyError(f"flow {flow_id!r} has no module in ledgerlink.flows.FLOW_MODULES")
+    spec = spec_of(flow_id)
     # A task that fails for good, or a run that fails (a task killed, a timeout), closes the run in the ledger.
-    on_failure = close_run_on_failure(dag_id)
+    on_failure = close_run_on_failure(flow_id)
 
-    @dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
+    @dag(dag_id=flow_id, schedule=spec.schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
          default_args={**DEFAULT_ARGS, "on_failure_callback": on_failure}, on_failure_callback=on_failure,
-         tags=["ledgerlink", *tags], doc_md=doc_md)
+         tags=spec.tags, doc_md=spec.doc_md(doc_md))
     def exchange():
         @task
         @fail_fast_on_terminal
         def extract() -> dict:
-            return _flow(flow_module).task_extract(current_run_id())
+            return _steps(flow_id).extract(current_run_id())
 
         @task
         @fail_fast_on_terminal
         def gate(meta: dict) -> dict:
-            return _flow(flow_module).task_gate(meta)
+            return _steps(flow_id).gate(meta)
 
         @task(outlets=[produces])
         @fail_fast_on_terminal
         def load(meta: dict) -> dict:
-            return _flow(flow_module).task_load(meta)
+            return _steps(flow_id).load(meta)
 
         @task
         @fail_fast_on_terminal
         def reconcile_and_report(meta: dict) -> dict:
-            return _flow(flow_module).task_reconcile_and_report(meta)
+            return _steps(flow_id).reconcile_and_report(meta)
 
         reconcile_and_report(load(gate(extract())))
 

@@ -1,4 +1,28 @@
 """Each exchange as a few plain steps (extract, gate, load, reconcile and report) that a DAG wires together.
 
-Steps hand each other small dicts (safe for XCom) and keep the data itself in staged Arrow IPC files.
+Steps hand each other small dicts (safe for XCom) and keep the data itself in staged Arrow IPC files. Each flow
+module declares its spec against the exchange map (``spec.declared``) and its ``STEPS``; the registry below
+tells the spine which module runs which flow (a dict, not a naming convention, and light to import).
 """
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+FLOW_MODULES = {
+    "billing_customers_to_onec": "ledgerlink.flows.customers_to_onec",
+    "billing_invoice_lines_to_erp": "ledgerlink.flows.invoice_lines_to_erp",
+}
+
+
+@dataclass(frozen=True)
+class FlowSteps:
+    """The four Airflow tasks of a flow, each opening the connections it needs."""
+
+    extract: Callable[[str], dict]
+    gate: Callable[[dict], dict]
+    load: Callable[[dict], dict]
+    reconcile_and_report: Callable[[dict], dict]
+    # For ``ledgerlink summary --check-targets``: given the flow's snapshot, how many of its records the target
+    # holds now, and a phrase naming the target ("1C holds").
+    count_in_target: Callable[[dict], tuple[int, str]] | None = None

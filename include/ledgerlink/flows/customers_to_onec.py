@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from ledgerlink import settings
 from ledgerlink.billing.extract import read_customers
 from ledgerlink.errors import AuthenticationFailed, GateFailed, RemoteRejected, TerminalError, TransientError
-from ledgerlink.exchange_map import default_map
+from ledgerlink.flows import FlowSteps
+from ledgerlink.flows.spec import declared
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
 from ledgerlink.gates import run_gate, suite_for
 from ledgerlink.ledger import BLOCKED, CREATE, DELETE, FAILED, SUCCEEDED, SUPERSEDED, UPDATE, Ledger, PlannedChange
@@ -23,7 +24,9 @@ from ledgerlink.retrying import RetryBudget
 from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, next_watermark, with_keys_and_hashes
 
 log = logging.getLogger(__name__)
-FLOW = "billing_customers_to_onec"
+SPEC = declared("billing_customers_to_onec", entity="customer", source="billing", target="onec",
+                carries=counterparties.CARRIED)
+FLOW = SPEC.id
 WATERMARK = "updated_at"
 
 
@@ -48,15 +51,15 @@ def gate(meta: dict, ledger: Ledger) -> dict:
     run_id = meta["run_id"]
     ledger.hold_lease(FLOW, run_id)
     rows = read_frame(meta["batch"])
-    volume = default_map().entities["customer"].volume_total
+    volume = SPEC.volume_total
     ledger.clear_quarantine(run_id, FLOW)
     try:
-        result = run_gate(rows, suite_for("customer", max_rows=volume), run_id=run_id, flow=FLOW,
+        result = run_gate(rows, suite_for(SPEC.gate, max_rows=volume), run_id=run_id, flow=FLOW,
                           report_dir=settings.reports_dir(FLOW, run_id), ledger=ledger)
     except GateFailed as e:
         ledger.end_run_early(run_id, FLOW, BLOCKED, str(e))
         raise
-    batch = with_keys_and_hashes(result.passed, ["customer_id"], counterparties.CONTENT_COLUMNS)
+    batch = with_keys_and_hashes(result.passed, list(SPEC.key), SPEC.content_columns)
     # Every key billing holds, held-back ones included: only a key gone from billing is a deletion.
     changes = diff(batch, ledger.snapshot(FLOW), set(rows["customer_id"].dropna()))
     to_send = changes.to_send
@@ -189,9 +192,12 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, le
             mismatched = counterparties.content_mismatches(counterparties.to_counterparty(row), actual)
             if mismatched:
                 drifted.append(key)
-                differences.append(f"customer {key}: 1C differs in {sorted(mismatched)}")
-    if drifted:
-        # Billing is the master (exchange map: master_wins): forget what 1C acknowledged for these customers,
+                both = "; ".join(f"{field}: 1C {actual.get(field)!r}, billing {value!r}"
+                                 for field, value in sorted(mismatched.items()))
+                differences.append(f"customer {key}: 1C differs in {sorted(mismatched)} ({both})")
+    if drifted and SPEC.conflict_policy == "master_wins":
+        # The exchange map's policy (master wins; billing relays the master's data to 1C, and the spec refuses a
+        # policy this flow cannot apply): forget what 1C acknowledged for these customers,
         # so the next run sends them again and puts billing's values back.
         ledger.forget(FLOW, drifted)
         differences.append(f"billing is the master: the next run re-sends {len(drifted)} customer(s) to 1C: "
@@ -252,3 +258,16 @@ def task_reconcile_and_report(meta: dict) -> dict:
     from ledgerlink import tasks
 
     return reconcile_and_report(meta, tasks.billing_engine(), tasks.onec_client(), tasks.ledger()).as_dict()
+
+
+def count_in_target(snapshot: dict) -> tuple[int, str]:
+    """Active counterparties 1C holds of those Ledgerlink wrote."""
+    from ledgerlink import tasks
+
+    known = {target_key for _, target_key in snapshot.values() if target_key}
+    target = counterparties.read_ours(tasks.onec_client(), known)
+    return (0 if target.empty else int((target["DeletionMark"] == False).sum())), "1C holds"  # noqa: E712
+
+
+STEPS = FlowSteps(extract=task_extract, gate=task_gate, load=task_load, reconcile_and_report=task_reconcile_and_report,
+                  count_in_target=count_in_target)

@@ -19,7 +19,8 @@ from ledgerlink.billing.extract import (LINES_FROM, content_hash_value_sql, dupl
 from ledgerlink.billing.figures import invoice_line_figures
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.errors import GateFailed, ReconciliationError
-from ledgerlink.exchange_map import default_map
+from ledgerlink.flows import FlowSteps
+from ledgerlink.flows.spec import declared
 from ledgerlink.flows.staging import read_column, read_frame, read_json, stage_frame, stage_json
 from ledgerlink.gates import run_gate, suite_for
 from ledgerlink.ledger import BLOCKED, CREATE, DELETE, FAILED, SUCCEEDED, UPDATE, Ledger, PlannedChange
@@ -29,10 +30,12 @@ from ledgerlink.report import RunSummary, write_workbook
 from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, next_watermark, read_from, with_keys_and_hashes
 
 log = logging.getLogger(__name__)
-FLOW = "billing_invoice_lines_to_erp"
+SPEC = declared("billing_invoice_lines_to_erp", entity="invoice_line", source="billing", target="erp",
+                carries=[c for c in erp_lines.COLUMNS if c not in ("line_id", "content_hash")])
+FLOW = SPEC.id
 WATERMARK = "updated_at"
 HEADER_FLOW = f"{FLOW}:invoice_headers"  # the invoice fields each line carries, as last loaded
-CONTENT_COLUMNS = [c for c in erp_lines.COLUMNS if c != "content_hash"]
+CONTENT_COLUMNS = SPEC.content_columns  # what the map says the flow carries, key first
 BULK_LINES = 50_000  # a load this big refreshes the ledger's and the ERP table's planner statistics
 
 
@@ -187,15 +190,14 @@ def gate(meta: dict, ledger: Ledger) -> dict:
 
 def _gate(meta: dict, ledger: Ledger) -> dict:
     run_id = meta["run_id"]
-    entity = default_map().entities["invoice_line"]
     # A first load brings the whole table; after it, a run far above the usual volume is a runaway extract.
-    volume, per = (entity.volume_total, "in total") if meta.get("initial") else (entity.volume_per_run, "per run")
+    volume, per = (SPEC.volume_total, "in total") if meta.get("initial") else (SPEC.volume_per_run, "per run")
     to_send = meta["new"] + meta["changed"]
     if volume is not None and to_send > volume:
         # Chunks are gated one by one; the run's volume is checked once, over all of them.
         raise GateFailed("invoice_line", [f"batch size within the expected volume: {to_send} lines to send, "
                                           f"the exchange map expects at most {volume} {per}"], [], None)
-    suite = suite_for("invoice_line", max_rows=None)
+    suite = suite_for(SPEC.gate, max_rows=None)
     ledger.clear_quarantine(run_id, FLOW)
     gated, quarantined, report = [], 0, ""
     for index, part in enumerate(meta["parts"]):
@@ -461,3 +463,14 @@ def task_reconcile_and_report(meta: dict) -> dict:
     from ledgerlink import tasks
 
     return reconcile_and_report(meta, tasks.billing_engine(), tasks.erp_engine(), tasks.ledger()).as_dict()
+
+
+def count_in_target(snapshot: dict) -> tuple[int, str]:
+    """Lines the ERP's book holds."""
+    from ledgerlink import tasks
+
+    return erp_lines.count_loaded(tasks.erp_engine()), "ERP holds"
+
+
+STEPS = FlowSteps(extract=task_extract, gate=task_gate, load=task_load, reconcile_and_report=task_reconcile_and_report,
+                  count_in_target=count_in_target)

@@ -17,7 +17,9 @@ LEDGERLINK_NAMESPACE = uuid.UUID("6f1c2a1e-4a57-5b1e-9d2c-6c6564676572")
 COMMENT_PREFIX = "Ledgerlink: billing customer "
 # What 1C's counterparty holds of a billing customer (the exchange map's fields for this flow): a change in
 # any of these travels; a change elsewhere (e-mail, segment) has nothing to write in 1C and does not.
-CONTENT_COLUMNS = ["customer_id", "legal_name", "country", "entity_kind", "tax_id", "kpp", "address", "city"]
+# The customer fields :func:`to_counterparty` reads (the key aside): checked against the exchange map, which
+# says what the flow carries.
+CARRIED = ("legal_name", "country", "entity_kind", "tax_id", "kpp", "address", "city")
 
 
 def ref_key(customer_id: str) -> str:

@@ -108,11 +108,10 @@ def test_a_run_larger_than_the_expected_volume_is_blocked(world, monkeypatch):
     import dataclasses
     from datetime import datetime, timezone
 
-    from ledgerlink.exchange_map import default_map
     from sandbox.generator import mutate_billing
 
-    entities = default_map().entities
-    monkeypatch.setitem(entities, "invoice_line", dataclasses.replace(entities["invoice_line"], volume_per_run=5))
+    # The flow's spec, as the exchange map declares it, with a per-run volume of 5.
+    monkeypatch.setattr(flow, "SPEC", dataclasses.replace(flow.SPEC, volume_per_run=5))
     first = flow.run_all("initial", world["billing"], world["erp"], world["ledger"], chunk_rows=10)
     assert first.created > 5, "the initial load is checked against the total volume, not the per-run one"
     mutate_billing(world["path"] / "billing.db", seed=4, changed_fraction=0.5,
