@@ -9,13 +9,14 @@ import sqlalchemy as sa
 
 from ledgerlink import settings
 from ledgerlink.billing.extract import read_customers
-from ledgerlink.errors import AuthenticationFailed, GateFailed, RemoteRejected, TerminalError, TransientError
+from ledgerlink.delivery import UNCHANGED, ItemDelivery
+from ledgerlink.errors import GateFailed, TerminalError
 from ledgerlink.flows import FlowSteps
 from ledgerlink.flows.spec import declared
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
 from ledgerlink.gates import run_gate, suite_for
 from ledgerlink.ledger import BLOCKED, CREATE, DELETE, FAILED, SUCCEEDED, SUPERSEDED, UPDATE, Ledger, PlannedChange
-from ledgerlink.loads.http import UNCHANGED
+from ledgerlink.loads.http import ALREADY_GONE
 from ledgerlink.onec import counterparties
 from ledgerlink.onec.client import ODataClient
 from ledgerlink.reconcile import assert_reconciled
@@ -71,83 +72,41 @@ def gate(meta: dict, ledger: Ledger) -> dict:
             "quarantined": len(result.quarantined), "gate_report": str(result.report_html)}
 
 
-OUTCOME = {CREATE: "created", UPDATE: "updated", DELETE: "deleted"}
-
-
-def _attempt(ledger: Ledger, item_id: int, send):
-    """One attempt to send an item: the ledger counts it (and shows it in flight) before the request leaves."""
-    ledger.mark_sent([item_id])
-    try:
-        return send()
-    except TransientError as e:
-        ledger.record_failure(item_id, str(e), terminal=False)
-        raise
-
-
 def load(meta: dict, client: ODataClient, ledger: Ledger, retry: RetryBudget | None = None) -> dict:
-    """Send each change to 1C; every item is planned, sent and acknowledged in the ledger.
-
-    A transient failure is retried for that customer with backoff (``retry``); only when 1C stays down is it
-    raised for Airflow to retry the task: what 1C confirmed stays confirmed, the rest stays open and is
-    continued (not doubled) by the retry. Refused credentials stop the run at once, as one error.
-    """
+    """Send each change to 1C through the delivery lifecycle (``ItemDelivery``): every item planned, sent and
+    acknowledged in the ledger; a transient failure retried per customer (``retry``), the task failing only when
+    1C stays down; refused credentials stopping the run at once, as one error."""
     run_id = meta["run_id"]
     ledger.hold_lease(FLOW, run_id)
-    retry = retry or RetryBudget()
     batch = read_frame(meta["batch"])
     deletions: dict[str, str | None] = read_json(meta["deletions"])
-    planned = [PlannedChange(row[KEY_COLUMN], counterparties.ref_key(row[KEY_COLUMN]), row[HASH_COLUMN], row["_op"])
+    changes = [PlannedChange(row[KEY_COLUMN], counterparties.ref_key(row[KEY_COLUMN]), row[HASH_COLUMN], row["_op"])
                for row in batch.to_dict("records")]
-    planned += [PlannedChange(key, target_key or counterparties.ref_key(key), None, DELETE)
+    changes += [PlannedChange(key, target_key or counterparties.ref_key(key), None, DELETE)
                 for key, target_key in deletions.items()]
-    ledger.close_superseded(FLOW, {c.source_key for c in planned})
-    # Every change ends as exactly one of these (held back ones were counted by the gate).
-    outcomes = {"created": 0, "updated": 0, "deleted": 0, "already_in_target": 0, "rejected": 0}
-    # A retry does not send again what an earlier attempt of this run got acknowledged: it counts it.
-    acknowledged = ledger.snapshot_hashes(FLOW, [c.source_key for c in planned])
-    done = [c for c in planned if (c.source_key not in acknowledged if c.operation == DELETE
-                                   else acknowledged.get(c.source_key) == c.content_hash)]
-    for change in done:
-        outcomes[OUTCOME[change.operation]] += 1
-    done_keys = {c.source_key for c in done}
-    planned = [c for c in planned if c.source_key not in done_keys]
-    item_ids = ledger.plan(run_id, FLOW, "onec", "customer", planned)
-    # Sent by an earlier attempt whose answer never came: 1C may have applied them already.
-    sent_earlier = ledger.sent_before(item_ids.values())
     rows = {row[KEY_COLUMN]: row for row in batch.to_dict("records")}
-    for change in planned:
-        item_id = item_ids[change.source_key]
-        what = f"customer {change.source_key} ({OUTCOME[change.operation][:-1]} in 1C)"
+    delivery = ItemDelivery(ledger, flow=FLOW, run_id=run_id, target="onec", entity="customer", retry=retry)
+    for change in delivery.open(changes):
         if change.operation == DELETE:
-            send = functools.partial(counterparties.mark_deleted, client, change.target_key)
+            delivery.deliver(change, functools.partial(_mark_deleted, client, change.target_key))
         else:
-            send = functools.partial(counterparties.upsert_counterparty, client, rows[change.source_key],
-                                     believed_new=change.operation == CREATE)
-        try:
-            result = retry.call(what, functools.partial(_attempt, ledger, item_id, send))
-            if change.operation == DELETE:
-                outcome = "deleted"
-            else:
-                outcome = result[0]
-                if outcome == UNCHANGED:
-                    # 1C holds the content already: from an earlier attempt of ours whose answer was lost (then
-                    # it is what that attempt did), or from elsewhere (then nothing was done).
-                    lost_answer = item_id in sent_earlier or retry.attempts_of_last_call > 1
-                    outcome = OUTCOME[change.operation] if lost_answer else "already_in_target"
-        except RemoteRejected as e:
-            ledger.record_failure(item_id, str(e), terminal=True)
-            outcomes["rejected"] += 1
-            log.warning("1C refused customer %s: %s", change.source_key, e)
-            continue
-        except (TransientError, AuthenticationFailed) as e:  # 1C stays down, or refuses who we are
-            ledger.record_failure(item_id, str(e), terminal=False)
-            raise
-        ledger.acknowledge(FLOW, [(item_id, change.source_key, change.content_hash, change.target_key, change.operation)])
-        outcomes[outcome] += 1
+            delivery.deliver(change, functools.partial(_upsert, client, rows[change.source_key],
+                                                       change.operation == CREATE))
     if meta.get("watermark_read"):
         ledger.set_watermark(FLOW, WATERMARK, meta["watermark_read"])
-    log.info("Loaded into 1C: %s", outcomes)
-    return {**meta, **outcomes}
+    log.info("Loaded into 1C: %s", dict(delivery.outcomes))
+    return {**meta, **delivery.outcomes}
+
+
+def _mark_deleted(client: ODataClient, ref_key: str) -> str:
+    """A counterparty 1C no longer has is, for this change, already as billing wants it."""
+    outcome = counterparties.mark_deleted(client, ref_key)
+    return UNCHANGED if outcome == ALREADY_GONE else outcome
+
+
+def _upsert(client: ODataClient, row: dict, believed_new: bool) -> str:
+    outcome, _ = counterparties.upsert_counterparty(client, row, believed_new=believed_new)
+    return outcome
 
 
 def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, ledger: Ledger) -> RunSummary:

@@ -5,7 +5,6 @@ run per chunk, COPY + one upsert per chunk, bulk ledger writes, and reconciliati
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,13 +16,14 @@ from ledgerlink import settings
 from ledgerlink.billing.extract import (LINES_FROM, content_hash_value_sql, duplicate_keys, invoice_line_fingerprint,
                                        read_invoice_headers, read_invoice_lines, read_invoice_lines_by_key)
 from ledgerlink.billing.figures import invoice_line_figures
+from ledgerlink.delivery import ChunkDelivery
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.errors import GateFailed, ReconciliationError
 from ledgerlink.flows import FlowSteps
 from ledgerlink.flows.spec import declared
 from ledgerlink.flows.staging import read_column, read_frame, read_json, stage_frame, stage_json
 from ledgerlink.gates import run_gate, suite_for
-from ledgerlink.ledger import BLOCKED, CREATE, DELETE, FAILED, SUCCEEDED, UPDATE, Ledger, PlannedChange
+from ledgerlink.ledger import BLOCKED, CREATE, FAILED, SUCCEEDED, UPDATE, Ledger
 from ledgerlink.loads.sql import delete_keys, upsert_frame
 from ledgerlink.reconcile import Figures, compare, figures
 from ledgerlink.report import RunSummary, write_workbook
@@ -216,12 +216,8 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
     ledger.hold_lease(FLOW, run_id)
     erp_lines.ensure_table(erp)
     deleted_keys = read_json(meta["deletions"])
-    # Lines are never open items (each is written once, acknowledged): only chunks are, so only this run's
-    # chunk keys are still wanted; an open chunk of an abandoned run is closed as superseded.
-    chunk_keys = [_chunk_key(run_id, i) for i in range(len(meta["parts"]))] + [_chunk_key(run_id, -1)]
-    ledger.close_superseded(FLOW, set(chunk_keys))
-    # Chunks an earlier attempt of this run already started: only their lines can be acknowledged already.
-    attempted = {i["source_key"] for i in ledger.items(flow=FLOW, run_id=run_id)}
+    delivery = ChunkDelivery(ledger, flow=FLOW, run_id=run_id, target="erp", entity="invoice_line",
+                             chunks=len(meta["parts"]))
     created = updated = 0
     sent = Figures(count=0)  # summed chunk by chunk: memory stays one chunk
     for index, part in enumerate(meta["parts"]):
@@ -233,24 +229,14 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
         created += int((batch["_op"] == CREATE).sum())
         updated += int((batch["_op"] == UPDATE).sum())
         sent = _add_figures(sent, figures(batch))
-        retry = _chunk_key(run_id, index) in attempted
-        if retry:
-            batch = _not_yet_acknowledged(batch, ledger)
-            if batch.empty:
-                continue
-        chunk_item = _chunk_in_flight(ledger, run_id, index, len(batch), "upsert")
-        first_load = not retry and bool((batch["_op"] == CREATE).all())  # none of these keys was ever loaded
-        # The ledger writes the chunk's lines while the ERP takes them, and commits once the ERP has.
-        with ledger.recording_lines_alongside(FLOW, chunk_item, batch[KEY_COLUMN], batch[HASH_COLUMN], batch["_op"],
-                                              expect_new=first_load):
+        first_load = delivery.is_first_delivery(index, batch)  # none of these keys was ever loaded
+        batch = delivery.pending(index, batch)
+        if batch.empty:
+            continue
+        with delivery.writing(index, batch, expect_new=first_load):
             upsert_frame(erp, erp_lines.TABLE, batch.rename(columns={HASH_COLUMN: "content_hash"}),
                          [erp_lines.KEY], erp_lines.COLUMNS, expect_new=first_load)
-    still_acknowledged = sorted(ledger.snapshot_hashes(FLOW, deleted_keys))  # deletions a retry has not done yet
-    if still_acknowledged:
-        chunk_item = _chunk_in_flight(ledger, run_id, -1, len(still_acknowledged), DELETE)
-        delete_keys(erp, erp_lines.TABLE, erp_lines.KEY, still_acknowledged)
-        ledger.record_confirmed_lines(FLOW, chunk_item, still_acknowledged, [None] * len(still_acknowledged),
-                                      [DELETE] * len(still_acknowledged))
+    delivery.delete(deleted_keys, lambda keys: delete_keys(erp, erp_lines.TABLE, erp_lines.KEY, keys))
     if created + updated >= BULK_LINES:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erp-statistics") as pool:
             erp_statistics = pool.submit(erp_lines.refresh_statistics, erp)  # two servers, at the same time
@@ -268,29 +254,6 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
     return {**meta, "created": created, "updated": updated, "rejected": 0,
             # Amounts cross XCom as exact decimal text: Airflow's serialiser would turn a Decimal into a float.
             "sent_totals": [{k: str(v) for k, v in row.items()} for row in sent.as_rows()]}
-
-
-def _chunk_key(run_id: str, index: int) -> str:
-    """Short and unique per run (the item's run_id column names the run; keys are limited to 200 characters)."""
-    run = hashlib.sha1(run_id.encode()).hexdigest()[:12]
-    return f"chunk {'deletions' if index < 0 else f'{index:04d}'} of run {run}"
-
-
-def _chunk_in_flight(ledger: Ledger, run_id: str, index: int, lines: int, operation: str) -> int:
-    """The chunk's own ledger item, sent before the target's transaction; a retry continues it."""
-    key = _chunk_key(run_id, index)
-    item_ids = ledger.plan_and_mark_sent(run_id, FLOW, "erp", "invoice_line",
-                                         [PlannedChange(key, None, f"{lines} lines", operation)])
-    return item_ids[key]
-
-
-def _not_yet_acknowledged(batch: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
-    """Rows whose content the ERP has not acknowledged yet (all of them, unless this is a retry)."""
-    acknowledged = ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist())
-    if not acknowledged:
-        return batch
-    done = batch[KEY_COLUMN].map(acknowledged) == batch[HASH_COLUMN]
-    return batch[~done.fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
 
 
 def _add_figures(left: Figures, right: Figures) -> Figures:

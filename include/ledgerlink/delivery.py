@@ -1,0 +1,159 @@
+"""The delivery lifecycle every flow's load goes through, in one place: planned → sent → acknowledged or
+rejected, per item (keyed HTTP targets) or per chunk (transactional SQL targets).
+
+The order is enforced here, not by a docstring: a flow hands over its changes and a function that sends one
+item (or writes one chunk) and gets the outcomes back. What an earlier attempt of the same run got
+acknowledged is counted and never sent again; an item left open by an earlier attempt is continued, not
+doubled; a transient failure is retried item by item (``RetryBudget``), and the task fails only when the target
+stays down; refused credentials stop the run as one error.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+
+import pandas as pd
+
+from ledgerlink.errors import AuthenticationFailed, RemoteRejected, TransientError
+from ledgerlink.ledger import CREATE, DELETE, UPDATE, Ledger, PlannedChange
+from ledgerlink.retrying import RetryBudget
+from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN
+
+log = logging.getLogger(__name__)
+OUTCOME = {CREATE: "created", UPDATE: "updated", DELETE: "deleted"}
+UNCHANGED = "unchanged"  # what a send returns when the target held the content already
+
+
+class ItemDelivery:
+    """One item at a time, to a target that answers per item (1C's OData, a REST API).
+
+    ``outcomes`` ends with each change counted once as created / updated / deleted / already_in_target /
+    rejected (held-back rows never reach here: the gate counts them)."""
+
+    def __init__(self, ledger: Ledger, *, flow: str, run_id: str, target: str, entity: str,
+                 retry: RetryBudget | None = None):
+        self.ledger, self.flow, self.run_id, self.target, self.entity = ledger, flow, run_id, target, entity
+        self.retry = retry or RetryBudget()
+        self.outcomes: Counter = Counter({"created": 0, "updated": 0, "deleted": 0, "already_in_target": 0,
+                                          "rejected": 0})
+        self._item_ids: dict[str, int] = {}
+        self._sent_earlier: set[int] = set()
+
+    def open(self, changes: Sequence[PlannedChange]) -> list[PlannedChange]:
+        """Plan this run's changes and return those still to send, in order.
+
+        Open items of earlier runs that no longer need sending are closed as superseded; a change an earlier
+        attempt of this run got acknowledged is counted as what it did and not sent again."""
+        self.ledger.close_superseded(self.flow, {c.source_key for c in changes})
+        acknowledged = self.ledger.snapshot_hashes(self.flow, [c.source_key for c in changes])
+        to_send = []
+        for change in changes:
+            done = (change.source_key not in acknowledged if change.operation == DELETE
+                    else acknowledged.get(change.source_key) == change.content_hash)
+            if done:
+                self.outcomes[OUTCOME[change.operation]] += 1
+            else:
+                to_send.append(change)
+        self._item_ids = self.ledger.plan(self.run_id, self.flow, self.target, self.entity, to_send)
+        # Sent by an earlier attempt whose answer never came: the target may have applied them already.
+        self._sent_earlier = self.ledger.sent_before(self._item_ids.values())
+        return to_send
+
+    def deliver(self, change: PlannedChange, send: Callable[[], str]) -> str:
+        """Send one planned change; ``send`` returns created / updated / deleted / unchanged. Returns the
+        outcome counted. A refusal rejects the item and the run goes on; a target that stays down, or refuses
+        our credentials, leaves the item open and raises."""
+        item_id = self._item_ids[change.source_key]
+        what = f"{self.entity} {change.source_key} ({change.operation} in {self.target})"
+        try:
+            outcome = self.retry.call(what, lambda: self._attempt(item_id, send))
+        except RemoteRejected as e:
+            self.ledger.record_failure(item_id, str(e), terminal=True)
+            self.outcomes["rejected"] += 1
+            log.warning("%s refused %s %s: %s", self.target, self.entity, change.source_key, e)
+            return "rejected"
+        except (TransientError, AuthenticationFailed) as e:
+            self.ledger.record_failure(item_id, str(e), terminal=False)
+            raise
+        if outcome == UNCHANGED:
+            # The target holds the content already: from an earlier attempt of ours whose answer was lost (then
+            # it is what that attempt did), or from elsewhere (then this run did nothing).
+            lost_answer = item_id in self._sent_earlier or self.retry.attempts_of_last_call > 1
+            outcome = OUTCOME[change.operation] if lost_answer else "already_in_target"
+        self.ledger.acknowledge(self.flow, [(item_id, change.source_key, change.content_hash, change.target_key,
+                                             change.operation)])
+        self.outcomes[outcome] += 1
+        return outcome
+
+    def _attempt(self, item_id: int, send: Callable[[], str]) -> str:
+        """One attempt: the ledger counts it (and shows the item in flight) before the request leaves."""
+        self.ledger.mark_sent([item_id])
+        try:
+            return send()
+        except TransientError as e:
+            self.ledger.record_failure(item_id, str(e), terminal=False)
+            raise
+
+
+class ChunkDelivery:
+    """Chunks of lines to a transactional target (an SQL table): each chunk is one ledger item, in flight
+    while the target's transaction runs; its lines are recorded acknowledged in the ledger transaction that
+    closes it, committed right after the target's. A retry of the run sends only what is not acknowledged."""
+
+    def __init__(self, ledger: Ledger, *, flow: str, run_id: str, target: str, entity: str, chunks: int):
+        self.ledger, self.flow, self.run_id, self.target, self.entity = ledger, flow, run_id, target, entity
+        # Lines are never open items (each is written once, acknowledged): only chunks are, so only this run's
+        # chunk keys are still wanted; an open chunk of an abandoned run is closed as superseded.
+        ledger.close_superseded(flow, {self._key(i) for i in range(chunks)} | {self._key(-1)})
+        # Chunks an earlier attempt of this run already started: only their lines can be acknowledged already.
+        self._attempted = {i["source_key"] for i in ledger.items(flow=flow, run_id=run_id)}
+
+    def _key(self, index: int) -> str:
+        """Short and unique per run (the item's run_id column names the run; keys are limited to 200 characters)."""
+        run = hashlib.sha1(self.run_id.encode()).hexdigest()[:12]
+        return f"chunk {'deletions' if index < 0 else f'{index:04d}'} of run {run}"
+
+    def _in_flight(self, index: int, lines: int, operation: str) -> int:
+        """The chunk's own ledger item, sent before the target's transaction; a retry continues it."""
+        key = self._key(index)
+        return self.ledger.plan_and_mark_sent(self.run_id, self.flow, self.target, self.entity,
+                                              [PlannedChange(key, None, f"{lines} lines", operation)])[key]
+
+    def pending(self, index: int, batch: pd.DataFrame) -> pd.DataFrame:
+        """The chunk's rows still to send: all of them, unless an earlier attempt of this run got some
+        acknowledged."""
+        if self._key(index) not in self._attempted:
+            return batch
+        acknowledged = self.ledger.snapshot_hashes(self.flow, batch[KEY_COLUMN].tolist())
+        if not acknowledged:
+            return batch
+        done = batch[KEY_COLUMN].map(acknowledged) == batch[HASH_COLUMN]
+        return batch[~done.fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
+
+    def is_first_delivery(self, index: int, batch: pd.DataFrame) -> bool:
+        """No key of the chunk was ever delivered (a first load's chunk: creations only, never attempted)."""
+        return self._key(index) not in self._attempted and bool((batch["_op"] == CREATE).all())
+
+    @contextlib.contextmanager
+    def writing(self, index: int, batch: pd.DataFrame, *, expect_new: bool) -> Iterator[None]:
+        """The block writes the chunk into the target in one transaction; the ledger records the chunk's lines
+        alongside and commits once the block returned."""
+        chunk_item = self._in_flight(index, len(batch), "upsert")
+        with self.ledger.recording_lines_alongside(self.flow, chunk_item, batch[KEY_COLUMN], batch[HASH_COLUMN],
+                                                   batch["_op"], expect_new=expect_new):
+            yield
+
+    def delete(self, keys: Sequence[str], remove: Callable[[list[str]], None]) -> int:
+        """Deletions the target has not had yet (a retry skips those already done): ``remove`` deletes them in
+        the target's transaction, then the ledger records them. Returns how many were deleted now."""
+        still_acknowledged = sorted(self.ledger.snapshot_hashes(self.flow, list(keys)))
+        if not still_acknowledged:
+            return 0
+        chunk_item = self._in_flight(-1, len(still_acknowledged), DELETE)
+        remove(still_acknowledged)
+        self.ledger.record_confirmed_lines(self.flow, chunk_item, still_acknowledged,
+                                           [None] * len(still_acknowledged), [DELETE] * len(still_acknowledged))
+        return len(still_acknowledged)
