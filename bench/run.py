@@ -139,9 +139,9 @@ def worker_ledgerlink(cfg: dict) -> dict:
     # Outside the timed window, as the peers' imports are (dlt, pandas, psycopg): importing Great Expectations
     # and building the gate's ValidationDefinition, once per process. Reported on its own.
     mark = time.perf_counter()
-    from ledgerlink import gates
+    from ledgerlink.gates import gx, suite_for
 
-    gates._validation_for(gates.suite_for("invoice_line", max_rows=None))
+    gx.validation_for(suite_for("invoice_line", max_rows=None))
     setup = time.perf_counter() - mark
     setup_rss = _peak_rss_mb()
     billing, erp = sa.create_engine(cfg["billing_url"]), sa.create_engine(cfg["erp_url"])
