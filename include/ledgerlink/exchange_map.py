@@ -162,12 +162,19 @@ def parse_exchange_map(document: dict) -> ExchangeMap:
             status = raw_flow.get("status", "planned")
             if status not in STATUSES:
                 raise ExchangeMapError(name, f"{where}.status", f"{status!r} is not one of {sorted(STATUSES)}")
+            gate = raw_flow.get("gate")
+            if gate is not None:
+                from ledgerlink.gates.suites import suite_names  # light: names only, no pandas or GX
+
+                if gate not in suite_names():
+                    raise ExchangeMapError(name, f"{where}.gate",
+                                           f"no gate suite called {gate!r}; the suites are {sorted(suite_names())}")
             carried = tuple(raw_flow.get("fields") or field_masters.keys())
             for field_name in carried:
                 if field_masters and field_name not in field_masters:
                     raise ExchangeMapError(name, f"{where}.fields", f"field {field_name!r} is not declared in the entity")
             flows.append(Flow(id=flow_id, entity=name, source=raw_flow["from"], target=raw_flow["to"],
-                              schedule=schedule, mode=mode, fields=carried, gate=raw_flow.get("gate"), status=status,
+                              schedule=schedule, mode=mode, fields=carried, gate=gate, status=status,
                               title=str(raw_flow.get("title") or flow_id)))
 
         entity = Entity(name=name, title=raw.get("title", name), master=master, key=keys, field_masters=field_masters,

@@ -108,3 +108,11 @@ def test_cli_prints_the_map(capsys):
     assert cli.main(["map", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert any(r["flow"] == "billing_invoice_lines_to_erp" and r["mode"] == "sql" for r in rows)
+
+
+def test_a_gate_suite_that_does_not_exist_is_refused(document):
+    broken = copy.deepcopy(document)
+    flow = next(f for f in broken["entities"]["customer"]["flows"] if f["id"] == "billing_customers_to_onec")
+    flow["gate"] = "customers"  # the suite is called "customer"
+    error = _refused(broken)
+    assert error.entity == "customer" and error.key.endswith(".gate") and "'customer'" in str(error)
