@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 
-from ledgerlink.gates.model import Suite
+from ledgerlink.gates.model import Check, Suite
 
 # Each batch row's position, added for validation: GX names failing rows by it.
 ROW_ID = "_row"
@@ -46,13 +47,71 @@ def validate(df: pd.DataFrame, suite: Suite) -> dict:
     for name, values in (suite.derive(df) if suite.derive else {}).items():
         batch[name] = values
     batch[ROW_ID] = np.arange(len(batch))
-    # Counts first (GX's BASIC format: a third cheaper on a 200,000-line chunk); only a batch with a failing
-    # check is validated again for the failing rows' ids, which quarantine and the reports name.
-    result = validation.run(batch_parameters={"dataframe": batch}, result_format={"result_format": "BASIC"})
-    if not result.success:
-        result = validation.run(batch_parameters={"dataframe": batch}, result_format={
-            "result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID], "partial_unexpected_count": 20})
+    # Screening first: the per-row rules derived as booleans are checked as two columns (every blocking one
+    # holds; every warning one holds) instead of one expectation each, in GX's BASIC format (counts only). A
+    # batch that passes is done: each rule's own result follows from its family's. Only a batch with a failing
+    # check is validated again, rule by rule, for the failing rows' ids, which quarantine and the reports name.
+    # (On a 200,000-line chunk each expectation costs GX about 9 ms; the invoice-line suite has 16 such rules.)
+    screening, families = screening_for(suite)
+    for family, members in families.items():
+        batch[family] = np.logical_and.reduce([batch[m.args["column"]].to_numpy(dtype=bool) for m in members])
+    result = screening.run(batch_parameters={"dataframe": batch}, result_format={"result_format": "BASIC"})
+    if result.success:
+        return _screened_outcome(result, suite, families, len(df))
+    result = validation.run(batch_parameters={"dataframe": batch}, result_format={
+        "result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID], "partial_unexpected_count": 20})
     return _outcome(result, suite, len(df))
+
+
+def _is_derived_rule(check, suite: Suite) -> bool:
+    """A check that a derived boolean column is True on every row (what the families gather)."""
+    return (check.kind == "ExpectColumnValuesToBeInSet" and check.args.get("value_set") == [True]
+            and suite.derive is not None)
+
+
+_SCREENINGS: dict[str, tuple[object, dict]] = {}
+
+
+def screening_for(suite: Suite):
+    """The suite's screening validation (its derived rules folded into one column per blocking kind, the other
+    checks as they are) and the families: family column -> its member checks."""
+    cache_key = repr((suite.entity, suite.checks))
+    if cache_key not in _SCREENINGS:
+        families: dict[str, list] = {}
+        checks = []
+        for check in suite.checks:
+            if _is_derived_rule(check, suite):
+                family = f"_all_{'blocking' if check.blocking else 'warning'}_rules_hold"
+                if family not in families:
+                    checks.append(Check(family, check.kind, {"column": family, "value_set": [True]}, check.blocking))
+                families.setdefault(family, []).append(check)
+            else:
+                checks.append(check)
+        screening = Suite(entity=f"{suite.entity}_screening", key=suite.key, checks=tuple(checks), derive=suite.derive)
+        _SCREENINGS[cache_key] = (_build_validation(screening), families)
+    return _SCREENINGS[cache_key]
+
+
+def _screened_outcome(result, suite: Suite, families: dict, rows_count: int) -> dict:
+    """The suite's outcome from a screening that passed: each check as GX reported it, and each derived rule as
+    its family did (every row holds it)."""
+    reported = {c["name"]: c for c in _outcome(result, suite, rows_count)["checks"]}
+    members = {check.name for checks in families.values() for check in checks}
+    checks = []
+    for check in suite.checks:
+        if check.name in members:
+            checks.append({"name": check.name, "blocking": check.blocking, "success": True,
+                           "expectation": _snake(check.kind), "kwargs": _jsonable(check.args),
+                           "unexpected_count": 0, "observed_value": None, "unexpected_rows": [], "exception": None})
+        else:
+            checks.append(reported[check.name])
+    return {"entity": suite.entity, "rows": rows_count, "success": True, "checks": checks,
+            "validated_at": datetime.now(timezone.utc).isoformat()}
+
+
+def _snake(kind: str) -> str:
+    """GX's expectation type as it reports it: ExpectColumnValuesToBeInSet -> expect_column_values_to_be_in_set."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
 
 
 _VALIDATIONS: dict[str, object] = {}

@@ -41,3 +41,41 @@ def test_gx_does_not_fingerprint_the_batch():
     markers = result.meta["batch_markers"]
     assert "ge_load_time" in markers  # the markers are where GX puts the fingerprint
     assert "pandas_data_fingerprint" not in markers
+
+
+def _lines(n: int = 6):
+    import pandas as pd
+
+    return pd.DataFrame({
+        "line_id": [f"L{i}" for i in range(n)], "invoice_id": ["I1"] * n, "line_no": list(range(1, n + 1)),
+        "customer_id": ["C1"] * n, "issue_date": ["2026-11-01"] * n, "tariff_id": ["T1"] * n,
+        "description": ["a"] * n, "quantity": ["1"] * n, "unit_price_minor": [100] * n, "net_minor": [100] * n,
+        "vat_rate": ["20"] * n, "vat_minor": [20] * n, "gross_minor": [120] * n, "currency": ["TRY"] * n})
+
+
+def test_a_screened_batch_reports_every_check_as_the_full_suite_would():
+    """A batch that passes the screening (derived rules folded into one column per kind) gets the same outcome,
+    check by check, as the full suite run rule by rule."""
+    from ledgerlink.gates import gx, suite_for
+
+    suite, batch = suite_for("invoice_line"), _lines()
+    screened = gx.validate(batch, suite)
+    derived = batch[[c for c in suite.checked_columns if c in batch.columns]].copy()
+    for name, values in suite.derive(batch).items():
+        derived[name] = values
+    derived[gx.ROW_ID] = range(len(derived))
+    full = gx._outcome(gx.validation_for(suite).run(batch_parameters={"dataframe": derived},
+                                                    result_format={"result_format": "BASIC"}), suite, len(batch))
+    strip = lambda c: {k: c[k] for k in ("name", "blocking", "success", "expectation", "unexpected_count")}  # noqa: E731
+    assert [strip(c) for c in screened["checks"]] == [strip(c) for c in full["checks"]]
+    assert screened["success"] is full["success"] is True
+
+
+def test_one_failing_rule_in_a_family_is_reported_by_its_own_name():
+    from ledgerlink.gates import gx, suite_for
+
+    batch = _lines()
+    batch.loc[2, "description"] = "bell\x07"
+    outcome = gx.validate(batch, suite_for("invoice_line"))
+    failed = [(c["name"], c["unexpected_rows"]) for c in outcome["checks"] if not c["success"]]
+    assert failed == [("description has no control characters", [2])]
