@@ -98,6 +98,13 @@ class ItemDelivery:
             raise
 
 
+def chunk_key(run_id: str, index: int) -> str:
+    """A chunk's item key: short and unique per run (the item's run_id column names the run; keys are limited
+    to 200 characters). Index -1 is the run's deletions."""
+    run = hashlib.sha1(run_id.encode()).hexdigest()[:12]
+    return f"chunk {'deletions' if index < 0 else f'{index:04d}'} of run {run}"
+
+
 class ChunkDelivery:
     """Chunks of lines to a transactional target (an SQL table): each chunk is one ledger item, in flight
     while the target's transaction runs; its lines are recorded acknowledged in the ledger transaction that
@@ -112,9 +119,7 @@ class ChunkDelivery:
         self._attempted = {i["source_key"] for i in ledger.items(flow=flow, run_id=run_id)}
 
     def _key(self, index: int) -> str:
-        """Short and unique per run (the item's run_id column names the run; keys are limited to 200 characters)."""
-        run = hashlib.sha1(self.run_id.encode()).hexdigest()[:12]
-        return f"chunk {'deletions' if index < 0 else f'{index:04d}'} of run {run}"
+        return chunk_key(self.run_id, index)
 
     def _in_flight(self, index: int, lines: int, operation: str) -> int:
         """The chunk's own ledger item, sent before the target's transaction; a retry continues it."""

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from devtools.pg import create_database, run_postgres
+from ledgerlink.delivery import chunk_key
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import ACKNOWLEDGED, Ledger
@@ -89,7 +90,7 @@ def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch, erp_and_ledger_urls)
     assert process.returncode == -signal.SIGKILL
 
     in_flight = [i for i in ledger.items(flow=flow.FLOW) if i["status"] == "sent"]
-    second_chunk = flow._chunk_key("nightly", 1)
+    second_chunk = chunk_key("nightly", 1)
     assert [i["source_key"] for i in in_flight] == [second_chunk], \
         "the killed attempt left its second chunk sent and unacknowledged"
     acknowledged_before = {i["source_key"] for i in ledger.items(flow=flow.FLOW) if i["status"] == ACKNOWLEDGED}

@@ -12,7 +12,9 @@ KNOWN_VAT_RATES = ["0", "1", "5", "7", "10", "20", "22"]
 # C0 controls and DEL (NUL, tabs, line breaks, escapes): 1C and the ERP store them as they come, and they break
 # files, reports and screens downstream. C1 controls too (U+0080..U+009F): what cp1251/cp1254 text read as
 # Latin-1 turns into.
-_CONTROL_CHARACTERS = r"[\x00-\x1f\x7f-\x9f]"
+# Also the invisible ones that split or hide text the same way: zero-width spaces and joiners, direction marks,
+# the Unicode line and paragraph separators, a stray byte-order mark.
+_CONTROL_CHARACTERS = r"[\x00-\x1f\x7f-\x9f" + "\u200b-\u200f\u2028\u2029\ufeff" + "]"
 # Set by the invoice-line extract: whether the line's invoice exists in billing (a line is read with a left join,
 # so an orphan is held back by its key instead of vanishing from an inner join).
 INVOICE_FOUND = "invoice_found"
