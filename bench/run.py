@@ -165,7 +165,7 @@ def worker_ledgerlink(cfg: dict) -> dict:
         rows = conn.scalar(sa.text("SELECT count(*) FROM billed_invoice_lines"))
     return {"seconds": seconds, "rows": rows, "steps": steps, "gx_setup_s": setup, "peak_rss_mb_after": peaks,
             "sent": summary.sent, "created": summary.created,
-            "updated": summary.updated, "deleted": summary.deleted, "read": meta["read"]}
+            "updated": summary.updated, "deleted": summary.deleted, "read": meta.read}
 
 
 def worker_sftp(cfg: dict) -> dict:

@@ -178,7 +178,7 @@ def test_a_dropped_answer_to_a_create_is_retried_without_a_duplicate(world):
 
     # 1C applied the first POST and never answered; the retry found our content there: that customer was
     # created by this run, not "unchanged" (issue 18, fault 8), and every change is counted once.
-    assert (meta["created"], meta["already_in_target"], meta["rejected"]) == (CUSTOMERS, 0, 0)
+    assert (meta.outcomes.created, meta.outcomes.already_in_target, meta.outcomes.rejected) == (CUSTOMERS, 0, 0)
     codes = [o["Code"] for o in world.dump()]
     assert sorted(codes) == sorted(world.customers()) and len(set(codes)) == len(codes)
     items = items_of(world, "run-1")
@@ -205,7 +205,7 @@ def test_a_lost_answer_in_one_task_attempt_counts_as_what_it_did_in_the_next(wor
         flow.load(meta, world.client, world.ledger, retry=quick)
     world.faults([])
     meta = flow.load(meta, world.client, world.ledger)  # Airflow's retry of the task
-    assert (meta["updated"], meta["already_in_target"]) == (1, 0)
+    assert (meta.outcomes.updated, meta.outcomes.already_in_target) == (1, 0)
     summary = flow.reconcile_and_report(meta, world.billing, world.client, world.ledger)
     assert summary.counts_add_up() and (summary.changes, summary.updated) == (1, 1)
 
@@ -222,7 +222,7 @@ def test_short_503_outages_are_retried_item_by_item_within_one_task_attempt(worl
 
     meta = flow.load(meta, world.client, world.ledger, retry=RetryBudget(first_wait=0.05))
 
-    assert meta["updated"] == 4
+    assert meta.outcomes.updated == 4
     summary = flow.reconcile_and_report(meta, world.billing, world.client, world.ledger)
     assert summary.reconciliation == []
     in_onec = world.by_ref()
@@ -237,7 +237,7 @@ def test_1c_staying_down_fails_the_task_and_the_next_attempt_continues(world):
         flow.load(meta, world.client, world.ledger, retry=RetryBudget(per_item=2, first_wait=0.01))
     world.faults([])
     meta, errors = load_until_done(world, meta, attempts=1)
-    assert meta["created"] == CUSTOMERS and errors == []
+    assert meta.outcomes.created == CUSTOMERS and errors == []
     assert flow.reconcile_and_report(meta, world.billing, world.client, world.ledger).reconciliation == []
 
 
@@ -248,7 +248,7 @@ def test_a_timeout_is_transient_and_the_retry_converges(world):
 
     meta = flow.load(meta, world.client, world.ledger)
 
-    assert meta["created"] == CUSTOMERS
+    assert meta.outcomes.created == CUSTOMERS
     codes = [o["Code"] for o in world.dump()]
     assert len(codes) == len(set(codes)) == CUSTOMERS
     assert flow.reconcile_and_report(meta, world.billing, world.client, world.ledger).reconciliation == []
@@ -307,7 +307,7 @@ def test_an_invalid_tax_id_blocks_the_whole_batch(world):
               at=at, key=good)
 
     meta = flow.extract("run-2", world.billing, world.ledger)
-    assert meta["read"] == CUSTOMERS  # the gate sees every customer, not only the changed ones
+    assert meta.read == CUSTOMERS  # the gate sees every customer, not only the changed ones
     with pytest.raises(GateFailed) as failure:
         flow.gate(meta, world.ledger)
 

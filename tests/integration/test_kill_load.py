@@ -46,7 +46,8 @@ def upsert_then_hang(*args, **kwargs):
     return written
 
 flow.upsert_frame = upsert_then_hang
-flow.load(json.loads(Path(meta_path).read_text()), sa.create_engine(erp_url), Ledger(ledger_url))
+from ledgerlink.flows.state import RunState
+flow.load(RunState.from_xcom(json.loads(Path(meta_path).read_text())), sa.create_engine(erp_url), Ledger(ledger_url))
 """
 
 
@@ -73,9 +74,9 @@ def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch, erp_and_ledger_urls)
     erp_url, ledger_url = erp_and_ledger_urls
     erp, ledger = sa.create_engine(erp_url), Ledger.migrated(ledger_url)
     meta = flow.gate(flow.extract("nightly", billing, ledger, chunk_rows=25), ledger)
-    assert len(meta["parts"]) >= 4
+    assert len(meta.batch) >= 4
     meta_path, ready = tmp_path / "meta.json", tmp_path / "ready"
-    meta_path.write_text(json.dumps(meta))
+    meta_path.write_text(json.dumps(meta.to_xcom()))
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "include"), "LEDGERLINK_HOME": str(tmp_path / "home")}
     process = subprocess.Popen([sys.executable, "-c", LOAD_UNTIL_KILLED, str(meta_path), erp_url, ledger_url,
@@ -114,6 +115,6 @@ def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch, erp_and_ledger_urls)
         "one delivery per line: the retry did not send the acknowledged chunk again"
     assert all(i["status"] == ACKNOWLEDGED and i["attempts"] == 1 for key, i in chunks.items() if key != second_chunk)
     assert chunks[second_chunk]["status"] == ACKNOWLEDGED and chunks[second_chunk]["attempts"] == 2
-    assert len(chunks) == len(meta["parts"])
+    assert len(chunks) == len(meta.batch)
     assert acknowledged_before <= set(chunks)
     assert {d["chunk_item_id"] for d in lines} <= {i["id"] for i in chunks.values()}, "every line belongs to a chunk"

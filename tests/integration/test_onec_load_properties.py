@@ -119,7 +119,7 @@ class OneCLoadMachine(RedeliveryMachine):
                     pass
         finally:
             self.world.faults([])
-            self.end_run(meta["run_id"])
+            self.end_run(meta.run_id)
 
     @invariant()
     def each_customer_at_most_once_in_1c(self):

@@ -32,7 +32,7 @@ class RedeliveryMachine(RuleBasedStateMachine):
         if len(self.old_metas) >= back:
             meta = self.old_metas[-back]
             self.load(meta)
-            self.end_run(meta["run_id"])
+            self.end_run(meta.run_id)
 
     def end_run(self, run_id: str) -> None:
         """What the rest of an interrupted or redelivered DAG run does in the end (its last task, or Airflow's

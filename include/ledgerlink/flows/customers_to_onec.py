@@ -1,6 +1,7 @@
 """Billing customers → 1C counterparties over OData (flow ``billing_customers_to_onec``)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 
@@ -13,6 +14,7 @@ from ledgerlink.delivery import UNCHANGED, ItemDelivery
 from ledgerlink.errors import GateFailed, TerminalError
 from ledgerlink.flows import FlowSteps
 from ledgerlink.flows.spec import declared
+from ledgerlink.flows.state import Outcomes, RunState
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
 from ledgerlink.gates import run_gate, suite_for
 from ledgerlink.ledger import BLOCKED, CREATE, DELETE, FAILED, SUCCEEDED, SUPERSEDED, UPDATE, Ledger, PlannedChange
@@ -31,7 +33,7 @@ FLOW = SPEC.id
 WATERMARK = "updated_at"
 
 
-def extract(run_id: str, billing: sa.Engine, ledger: Ledger) -> dict:
+def extract(run_id: str, billing: sa.Engine, ledger: Ledger) -> RunState:
     """Read every billing customer: the gate sees them all before change tracking picks what travels.
 
     A customer table is small (the exchange map's volume: 100,000), so reading it whole each hour costs less
@@ -39,19 +41,19 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger) -> dict:
     unchanged, a customer held back before."""
     ledger.start_run(run_id, FLOW)  # takes the flow's lease: a second run at once stops here
     rows = read_customers(billing, None)
-    meta = {"run_id": run_id, "read": len(rows), "source_keys": int(rows["customer_id"].nunique()),
-            "batch": stage_frame(FLOW, run_id, "customers", rows),
-            "watermark_read": next_watermark(rows, WATERMARK, None)}
+    state = RunState(run_id=run_id, read=len(rows), source_keys=int(rows["customer_id"].nunique()),
+                     batch=[stage_frame(FLOW, run_id, "customers", rows)],
+                     watermark_read=next_watermark(rows, WATERMARK, None))
     log.info("Billing customers: %d read", len(rows))
-    return meta
+    return state
 
 
-def gate(meta: dict, ledger: Ledger) -> dict:
+def gate(state: RunState, ledger: Ledger) -> RunState:
     """Validate every customer; blocking failures stop here with nothing loaded. What passed is then diffed
     against what 1C acknowledged: only changes (and deletions) travel."""
-    run_id = meta["run_id"]
+    run_id = state.run_id
     ledger.hold_lease(FLOW, run_id)
-    rows = read_frame(meta["batch"])
+    rows = read_frame(state.batch[0])
     volume = SPEC.volume_total
     ledger.clear_quarantine(run_id, FLOW)
     try:
@@ -67,19 +69,19 @@ def gate(meta: dict, ledger: Ledger) -> dict:
     to_send["_op"] = changes.operations(CREATE, UPDATE)
     log.info("Billing customers: %d new, %d changed, %d deleted, %d unchanged, %d held back",
              len(changes.new), len(changes.changed), len(changes.deleted), changes.unchanged, len(result.quarantined))
-    return {**meta, **changes.counts(), "batch": stage_frame(FLOW, run_id, "changes", to_send),
-            "deletions": stage_json(FLOW, run_id, "deletions", changes.target_keys),
-            "quarantined": len(result.quarantined), "gate_report": str(result.report_html)}
+    return dataclasses.replace(state, **changes.counts(), batch=[stage_frame(FLOW, run_id, "changes", to_send)],
+                               deletions=stage_json(FLOW, run_id, "deletions", changes.target_keys),
+                               quarantined=len(result.quarantined), gate_report=str(result.report_html))
 
 
-def load(meta: dict, client: ODataClient, ledger: Ledger, retry: RetryBudget | None = None) -> dict:
+def load(state: RunState, client: ODataClient, ledger: Ledger, retry: RetryBudget | None = None) -> RunState:
     """Send each change to 1C through the delivery lifecycle (``ItemDelivery``): every item planned, sent and
     acknowledged in the ledger; a transient failure retried per customer (``retry``), the task failing only when
     1C stays down; refused credentials stopping the run at once, as one error."""
-    run_id = meta["run_id"]
+    run_id = state.run_id
     ledger.hold_lease(FLOW, run_id)
-    batch = read_frame(meta["batch"])
-    deletions: dict[str, str | None] = read_json(meta["deletions"])
+    batch = read_frame(state.batch[0])
+    deletions: dict[str, str | None] = read_json(state.deletions)
     changes = [PlannedChange(row[KEY_COLUMN], counterparties.ref_key(row[KEY_COLUMN]), row[HASH_COLUMN], row["_op"])
                for row in batch.to_dict("records")]
     changes += [PlannedChange(key, target_key or counterparties.ref_key(key), None, DELETE)
@@ -92,10 +94,10 @@ def load(meta: dict, client: ODataClient, ledger: Ledger, retry: RetryBudget | N
         else:
             delivery.deliver(change, functools.partial(_upsert, client, rows[change.source_key],
                                                        change.operation == CREATE))
-    if meta.get("watermark_read"):
-        ledger.set_watermark(FLOW, WATERMARK, meta["watermark_read"])
+    if state.watermark_read:
+        ledger.set_watermark(FLOW, WATERMARK, state.watermark_read)
     log.info("Loaded into 1C: %s", dict(delivery.outcomes))
-    return {**meta, **delivery.outcomes}
+    return dataclasses.replace(state, outcomes=Outcomes(**delivery.outcomes))
 
 
 def _mark_deleted(client: ODataClient, ref_key: str) -> str:
@@ -109,16 +111,16 @@ def _upsert(client: ODataClient, row: dict, believed_new: bool) -> str:
     return outcome
 
 
-def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, ledger: Ledger) -> RunSummary:
+def reconcile_and_report(state: RunState, billing: sa.Engine, client: ODataClient, ledger: Ledger) -> RunSummary:
     """Compare billing with 1C, write the workbook, log the summary; fail on any difference or refusal."""
-    run_id = meta["run_id"]
+    run_id = state.run_id
     ledger.hold_lease(FLOW, run_id)
     source = read_customers(billing, None)
     # A customer changed in billing after this run read it is the next run's work, not a difference.
     late_keys: set[str] = set()
-    if meta.get("watermark_read") and not source.empty:
+    if state.watermark_read and not source.empty:
         changed_after = pd.to_datetime(source["updated_at"], utc=True, format="ISO8601") > \
-            pd.Timestamp(meta["watermark_read"]).tz_convert("UTC")
+            pd.Timestamp(state.watermark_read).tz_convert("UTC")
         late_keys = set(source.loc[changed_after.to_numpy(dtype=bool), "customer_id"])
     snapshot = ledger.snapshot(FLOW)
     held = ledger.quarantined(flow=FLOW, run_id=run_id)
@@ -162,15 +164,17 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, le
         differences.append(f"billing is the master: the next run re-sends {len(drifted)} customer(s) to 1C: "
                            f"{sorted(drifted)[:10]}")
 
+    done = state.outcomes or Outcomes()
     summary = RunSummary(
         flow=FLOW, run_id=run_id, entity="customer", target="1C Catalog_Контрагенты",
-        sent=meta["created"] + meta["updated"], created=meta["created"], updated=meta["updated"],
-        unchanged=meta["unchanged"], deleted=meta["deleted"], already_in_target=meta["already_in_target"],
-        changes=meta["new"] + meta["changed"] + meta["deleted"] + meta["quarantined"],
-        quarantined=meta["quarantined"], rejected=meta["rejected"], reconciliation=differences,
+        sent=done.created + done.updated, created=done.created, updated=done.updated,
+        unchanged=state.unchanged, deleted=done.deleted, already_in_target=done.already_in_target,
+        # The gate diffed only what passed: held-back customers are changes of their own here.
+        changes=state.changes + state.quarantined,
+        quarantined=state.quarantined, rejected=done.rejected, reconciliation=differences,
         reconciliation_detail=f"billing {len(source_keys)} customers, {len(held_keys)} held back; "
                               f"1C {len(target_by_key)} active counterparties",
-        gate_report=meta.get("gate_report", ""),
+        gate_report=state.gate_report,
         held_back=[{"key": q["source_key"], "status": "quarantined", "reasons": q["reasons"], "row": q["row"]}
                    for q in held] + [{"key": i["source_key"], "status": "rejected", "reasons": i["last_error"],
                                       "row": ""} for i in rejected],
@@ -188,35 +192,37 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, client: ODataClient, le
 
 def run_all(run_id: str, billing: sa.Engine, client: ODataClient, ledger: Ledger) -> RunSummary:
     """The whole flow in one call (the CLI and tests; the DAG runs the same steps as tasks)."""
-    meta = extract(run_id, billing, ledger)
-    meta = gate(meta, ledger)
-    meta = load(meta, client, ledger)
-    return reconcile_and_report(meta, billing, client, ledger)
+    state = extract(run_id, billing, ledger)
+    state = gate(state, ledger)
+    state = load(state, client, ledger)
+    return reconcile_and_report(state, billing, client, ledger)
 
 
-# The four Airflow tasks (ledgerlink.spine), each opening the connections it needs.
+# The four Airflow tasks (ledgerlink.spine), each opening the connections it needs; the run's state crosses
+# XCom as plain JSON.
 def task_extract(run_id: str) -> dict:
     from ledgerlink import tasks
 
-    return extract(run_id, tasks.billing_engine(), tasks.ledger())
+    return extract(run_id, tasks.billing_engine(), tasks.ledger()).to_xcom()
 
 
-def task_gate(meta: dict) -> dict:
+def task_gate(state: dict) -> dict:
     from ledgerlink import tasks
 
-    return gate(meta, tasks.ledger())
+    return gate(RunState.from_xcom(state), tasks.ledger()).to_xcom()
 
 
-def task_load(meta: dict) -> dict:
+def task_load(state: dict) -> dict:
     from ledgerlink import tasks
 
-    return load(meta, tasks.onec_client(), tasks.ledger())
+    return load(RunState.from_xcom(state), tasks.onec_client(), tasks.ledger()).to_xcom()
 
 
-def task_reconcile_and_report(meta: dict) -> dict:
+def task_reconcile_and_report(state: dict) -> dict:
     from ledgerlink import tasks
 
-    return reconcile_and_report(meta, tasks.billing_engine(), tasks.onec_client(), tasks.ledger()).as_dict()
+    return reconcile_and_report(RunState.from_xcom(state), tasks.billing_engine(), tasks.onec_client(),
+                                tasks.ledger()).as_dict()
 
 
 def count_in_target(snapshot: dict) -> tuple[int, str]:

@@ -5,6 +5,7 @@ run per chunk, COPY + one upsert per chunk, bulk ledger writes, and reconciliati
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +22,7 @@ from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.errors import GateFailed, ReconciliationError
 from ledgerlink.flows import FlowSteps
 from ledgerlink.flows.spec import declared
+from ledgerlink.flows.state import Outcomes, RunState
 from ledgerlink.flows.staging import read_column, read_frame, read_json, stage_frame, stage_json
 from ledgerlink.gates import run_gate, suite_for
 from ledgerlink.ledger import BLOCKED, CREATE, FAILED, SUCCEEDED, UPDATE, Ledger
@@ -60,11 +62,14 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
 class _Staged:
     """The changes staged so far, with what they do to the snapshot's fingerprint once acknowledged."""
 
-    def __init__(self, flow_run: str):
+    def __init__(self, flow_run: str, *, fingerprinting: bool):
         self.run_id = flow_run
         self.parts: list[str] = []
         self.counts = {"read": 0, "new": 0, "changed": 0, "unchanged": 0}
-        self.hash_delta = 0  # sum of the new hashes sent minus the acknowledged hashes they replace
+        # Sum of the new hashes sent minus the acknowledged hashes they replace; only when billing's fingerprint
+        # is compared (a first load reads everything: summing a million hashes would buy nothing).
+        self.fingerprinting = fingerprinting
+        self.hash_delta = 0
 
     def add(self, name: str, batch: pd.DataFrame, known: dict[str, str]) -> pd.DataFrame:
         changes = diff(batch, known, None)
@@ -73,7 +78,8 @@ class _Staged:
         self.counts["read"] += len(batch)
         for what in ("new", "changed", "unchanged"):
             self.counts[what] += changes.counts()[what]
-        self.hash_delta += _hash_sum(to_send[HASH_COLUMN]) - _hash_sum(changes.changed[KEY_COLUMN].map(known))
+        if self.fingerprinting:
+            self.hash_delta += _hash_sum(to_send[HASH_COLUMN]) - _hash_sum(changes.changed[KEY_COLUMN].map(known))
         if len(to_send):
             self.parts.append(stage_frame(FLOW, self.run_id, name, to_send))
         return to_send
@@ -93,7 +99,7 @@ def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, s
     snapshot_size, snapshot_sum = snapshot
     # A key billing holds twice: every copy goes to the gate together, which holds them all back.
     twins = set(duplicate_keys(billing, "invoice_lines", "line_id"))
-    staged, highest = _Staged(run_id), watermark
+    staged, highest = _Staged(run_id, fingerprinting=billing_fingerprint is not None), watermark
     for index, chunk in enumerate(read_invoice_lines(billing, read_from(watermark), chunk_rows, CONTENT_COLUMNS)):
         batch = with_keys_and_hashes(chunk, ["line_id"], CONTENT_COLUMNS)
         highest = next_watermark(batch, WATERMARK, highest)
@@ -142,10 +148,10 @@ def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, s
     counts = staged.counts
     log.info("Billing invoice lines: %d read since %s; %d new, %d changed, %d deleted",
              counts["read"], watermark or "the beginning", counts["new"], counts["changed"], len(deleted))
-    return {"run_id": run_id, **counts, "initial": snapshot_size == 0,
-            "headers": header_parts, "deleted": len(deleted), "parts": staged.parts,
-            "source_keys": source_count if source_count is not None else counts["read"],  # a first load read all
-            "deletions": stage_json(FLOW, run_id, "deletions", deleted), "watermark_read": highest}
+    return RunState(run_id=run_id, **counts, initial=snapshot_size == 0, headers=header_parts,
+                    deleted=len(deleted), batch=staged.parts,
+                    source_keys=source_count if source_count is not None else counts["read"],  # a first load: all
+                    deletions=stage_json(FLOW, run_id, "deletions", deleted), watermark_read=highest)
 
 
 def _compare_every_line(billing: sa.Engine, ledger: Ledger, staged: _Staged, twins: set[str],
@@ -177,22 +183,22 @@ def _compare_every_line(billing: sa.Engine, ledger: Ledger, staged: _Staged, twi
     return deleted
 
 
-def gate(meta: dict, ledger: Ledger) -> dict:
+def gate(state: RunState, ledger: Ledger) -> RunState:
     """Gate every staged chunk; a blocking failure in any chunk stops the run before anything is loaded."""
-    run_id = meta["run_id"]
+    run_id = state.run_id
     ledger.hold_lease(FLOW, run_id)
     try:
-        return _gate(meta, ledger)
+        return _gate(state, ledger)
     except GateFailed as e:
         ledger.end_run_early(run_id, FLOW, BLOCKED, str(e))
         raise
 
 
-def _gate(meta: dict, ledger: Ledger) -> dict:
-    run_id = meta["run_id"]
+def _gate(state: RunState, ledger: Ledger) -> RunState:
+    run_id = state.run_id
     # A first load brings the whole table; after it, a run far above the usual volume is a runaway extract.
-    volume, per = (SPEC.volume_total, "in total") if meta.get("initial") else (SPEC.volume_per_run, "per run")
-    to_send = meta["new"] + meta["changed"]
+    volume, per = (SPEC.volume_total, "in total") if state.initial else (SPEC.volume_per_run, "per run")
+    to_send = state.new + state.changed
     if volume is not None and to_send > volume:
         # Chunks are gated one by one; the run's volume is checked once, over all of them.
         raise GateFailed("invoice_line", [f"batch size within the expected volume: {to_send} lines to send, "
@@ -200,27 +206,27 @@ def _gate(meta: dict, ledger: Ledger) -> dict:
     suite = suite_for(SPEC.gate, max_rows=None)
     ledger.clear_quarantine(run_id, FLOW)
     gated, quarantined, report = [], 0, ""
-    for index, part in enumerate(meta["parts"]):
+    for index, part in enumerate(state.batch):
         result = run_gate(read_frame(part), suite, run_id=run_id, flow=FLOW,
                           report_dir=settings.reports_dir(FLOW, run_id) / f"part_{index:04d}", ledger=ledger)
         quarantined += len(result.quarantined)
         report = str(result.report_html)
         # Nothing held back: the staged chunk is what passed, so it is not written a second time.
         gated.append(stage_frame(FLOW, run_id, f"gated_{index:04d}", result.passed) if result.quarantined else part)
-    return {**meta, "parts": gated, "quarantined": quarantined, "gate_report": report}
+    return dataclasses.replace(state, batch=gated, quarantined=quarantined, gate_report=report)
 
 
-def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
+def load(state: RunState, erp: sa.Engine, ledger: Ledger) -> RunState:
     """Upsert each gated chunk in one transaction, then acknowledge its lines; delete what billing deleted."""
-    run_id = meta["run_id"]
+    run_id = state.run_id
     ledger.hold_lease(FLOW, run_id)
     erp_lines.ensure_table(erp)
-    deleted_keys = read_json(meta["deletions"])
+    deleted_keys = read_json(state.deletions)
     delivery = ChunkDelivery(ledger, flow=FLOW, run_id=run_id, target="erp", entity="invoice_line",
-                             chunks=len(meta["parts"]))
+                             chunks=len(state.batch))
     created = updated = 0
     sent = Figures(count=0)  # summed chunk by chunk: memory stays one chunk
-    for index, part in enumerate(meta["parts"]):
+    for index, part in enumerate(state.batch):
         batch = read_frame(part)
         if batch.empty:
             continue
@@ -242,18 +248,17 @@ def load(meta: dict, erp: sa.Engine, ledger: Ledger) -> dict:
             erp_statistics = pool.submit(erp_lines.refresh_statistics, erp)  # two servers, at the same time
             ledger.refresh_statistics()
             erp_statistics.result()
-    header_parts = meta["headers"] if isinstance(meta["headers"], list) else [meta["headers"]]  # one file before
-    for part in header_parts:
+    for part in state.headers:
         headers = read_frame(part)
         ledger.put_snapshot(HEADER_FLOW, headers[KEY_COLUMN], headers[HASH_COLUMN])
     # Held-back lines do not hold the watermark: they are not in the snapshot, so the next extract finds
-    # them by key (see _deleted_keys) and gates them again, without rescanning everything after them.
-    if meta["watermark_read"]:
-        ledger.set_watermark(FLOW, WATERMARK, meta["watermark_read"])
+    # them (see _compare_every_line) and gates them again, without rescanning everything after them.
+    if state.watermark_read:
+        ledger.set_watermark(FLOW, WATERMARK, state.watermark_read)
     log.info("Loaded into the ERP: %d created, %d updated, %d deleted", created, updated, len(deleted_keys))
-    return {**meta, "created": created, "updated": updated, "rejected": 0,
-            # Amounts cross XCom as exact decimal text: Airflow's serialiser would turn a Decimal into a float.
-            "sent_totals": [{k: str(v) for k, v in row.items()} for row in sent.as_rows()]}
+    return dataclasses.replace(state, outcomes=Outcomes(created=created, updated=updated, deleted=len(deleted_keys)),
+                               # As exact decimal text: Airflow's serialiser would turn a Decimal into a float.
+                               sent_totals=[{k: str(v) for k, v in row.items()} for row in sent.as_rows()])
 
 
 def _add_figures(left: Figures, right: Figures) -> Figures:
@@ -266,9 +271,9 @@ def _add_figures(left: Figures, right: Figures) -> Figures:
     return Figures(count=left.count + right.count, totals=totals)
 
 
-def reconcile_and_report(meta: dict, billing: sa.Engine, erp: sa.Engine, ledger: Ledger) -> RunSummary:
+def reconcile_and_report(state: RunState, billing: sa.Engine, erp: sa.Engine, ledger: Ledger) -> RunSummary:
     """Counts and totals per currency and VAT rate, billing against ERP, leaving out rows held back."""
-    run_id = meta["run_id"]
+    run_id = state.run_id
     ledger.hold_lease(FLOW, run_id)
     held = ledger.quarantined(flow=FLOW, run_id=run_id)
     held_keys = sorted({q["source_key"] for q in held})
@@ -279,16 +284,16 @@ def reconcile_and_report(meta: dict, billing: sa.Engine, erp: sa.Engine, ledger:
         source = billing_side.result()
     differences = compare(FLOW, source, target, what="invoice lines")
     differences += compare_content(billing, erp, held_keys)
+    done = state.outcomes or Outcomes()
     summary = RunSummary(
         flow=FLOW, run_id=run_id, entity="invoice_line", target="ERP billed_invoice_lines",
-        sent=meta["created"] + meta["updated"], created=meta["created"], updated=meta["updated"],
-        unchanged=meta["source_keys"] - meta["new"] - meta["changed"], deleted=meta["deleted"],
-        changes=meta["new"] + meta["changed"] + meta["deleted"],
-        quarantined=meta["quarantined"], rejected=0, totals=meta["sent_totals"], reconciliation=differences,
+        sent=done.created + done.updated, created=done.created, updated=done.updated,
+        unchanged=state.source_keys - state.new - state.changed, deleted=done.deleted, changes=state.changes,
+        quarantined=state.quarantined, rejected=0, totals=state.sent_totals, reconciliation=differences,
         reconciliation_detail=f"billing {source.count} lines, ERP {target.count} lines, "
                               f"totals equal in {len(source.totals)} currency/VAT group(s), "
                               f"every line's content equal",
-        gate_report=meta.get("gate_report", ""),
+        gate_report=state.gate_report,
         held_back=[{"key": q["source_key"], "status": "quarantined", "reasons": q["reasons"], "row": q["row"]}
                    for q in held])
     workbook = settings.reports_dir(FLOW, run_id) / "reconciliation.xlsx"
@@ -397,35 +402,37 @@ class _LineSide:
 
 
 def run_all(run_id: str, billing: sa.Engine, erp: sa.Engine, ledger: Ledger, chunk_rows: int = 200_000) -> RunSummary:
-    meta = extract(run_id, billing, ledger, chunk_rows)
-    meta = gate(meta, ledger)
-    meta = load(meta, erp, ledger)
-    return reconcile_and_report(meta, billing, erp, ledger)
+    state = extract(run_id, billing, ledger, chunk_rows)
+    state = gate(state, ledger)
+    state = load(state, erp, ledger)
+    return reconcile_and_report(state, billing, erp, ledger)
 
 
-# The four Airflow tasks (ledgerlink.spine), each opening the connections it needs.
+# The four Airflow tasks (ledgerlink.spine), each opening the connections it needs; the run's state crosses
+# XCom as plain JSON.
 def task_extract(run_id: str) -> dict:
     from ledgerlink import tasks
 
-    return extract(run_id, tasks.billing_engine(), tasks.ledger())
+    return extract(run_id, tasks.billing_engine(), tasks.ledger()).to_xcom()
 
 
-def task_gate(meta: dict) -> dict:
+def task_gate(state: dict) -> dict:
     from ledgerlink import tasks
 
-    return gate(meta, tasks.ledger())
+    return gate(RunState.from_xcom(state), tasks.ledger()).to_xcom()
 
 
-def task_load(meta: dict) -> dict:
+def task_load(state: dict) -> dict:
     from ledgerlink import tasks
 
-    return load(meta, tasks.erp_engine(), tasks.ledger())
+    return load(RunState.from_xcom(state), tasks.erp_engine(), tasks.ledger()).to_xcom()
 
 
-def task_reconcile_and_report(meta: dict) -> dict:
+def task_reconcile_and_report(state: dict) -> dict:
     from ledgerlink import tasks
 
-    return reconcile_and_report(meta, tasks.billing_engine(), tasks.erp_engine(), tasks.ledger()).as_dict()
+    return reconcile_and_report(RunState.from_xcom(state), tasks.billing_engine(), tasks.erp_engine(),
+                                tasks.ledger()).as_dict()
 
 
 def count_in_target(snapshot: dict) -> tuple[int, str]:

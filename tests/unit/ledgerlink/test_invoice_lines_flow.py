@@ -96,17 +96,20 @@ def test_a_load_retried_across_the_upgrade_reads_what_the_old_extract_staged(wor
     """Before this version a run staged Parquet files and one header file; its retry still loads them."""
     meta = flow.gate(flow.extract("old", world["billing"], world["ledger"]), world["ledger"])
     from ledgerlink.flows.staging import read_frame
+    from ledgerlink.flows.state import RunState
 
     def as_parquet(path: str) -> str:
         old = path.replace(".arrow", ".parquet")
         read_frame(path).to_parquet(old, index=False)
         return old
 
-    headers = pd.concat([read_frame(p) for p in meta["headers"]], ignore_index=True)
-    meta["headers"] = as_parquet(meta["headers"][0])
-    headers.to_parquet(meta["headers"], index=False)
-    meta["parts"] = [as_parquet(p) for p in meta["parts"]]
-    summary = flow.reconcile_and_report(flow.load(meta, world["erp"], world["ledger"]), world["billing"],
+    headers = pd.concat([read_frame(p) for p in meta.headers], ignore_index=True)
+    untyped = meta.to_xcom()  # what the old version's XCom held: a dict, "parts", one header file
+    untyped["parts"] = [as_parquet(p) for p in untyped.pop("batch")]
+    untyped["headers"] = as_parquet(meta.headers[0])
+    headers.to_parquet(untyped["headers"], index=False)
+    state = RunState.from_xcom(untyped)
+    summary = flow.reconcile_and_report(flow.load(state, world["erp"], world["ledger"]), world["billing"],
                                         world["erp"], world["ledger"])
     assert summary.created > 0 and summary.reconciliation == []
     assert len(world["ledger"].snapshot_hashes(flow.HEADER_FLOW, headers["_key"].tolist())) == len(headers)

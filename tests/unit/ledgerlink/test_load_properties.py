@@ -106,7 +106,7 @@ class LoadMachine(RedeliveryMachine):
                 pass
         if retry:
             flow.load(meta, self.erp, self.ledger)
-        self.end_run(meta["run_id"])
+        self.end_run(meta.run_id)
 
     @invariant()
     def each_key_at_most_once(self):

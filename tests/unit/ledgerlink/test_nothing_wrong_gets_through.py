@@ -270,7 +270,7 @@ def test_a_control_character_in_a_name_holds_the_customer_back(world):
     key = a_customer(world)["customer_id"]
     billing_sql(world, "UPDATE customers SET legal_name = legal_name || ? WHERE customer_id = ?", "\x00\x1b", key)
     meta = customers_gated(world)
-    assert meta["quarantined"] == 1
+    assert meta.quarantined == 1
     assert [(q["source_key"], q["reasons"]) for q in world["ledger"].quarantined(run_id="customers")] == [
         (key, "legal_name has no control characters")]
 
@@ -285,5 +285,5 @@ def test_a_customer_key_held_twice_is_held_back_whole(world):
     billing_sql(world, "UPDATE customers SET legal_name = 'Twin Ltd' WHERE rowid = (SELECT max(rowid) FROM customers)")
     meta = customers_gated(world)
     held = world["ledger"].quarantined(run_id="customers")
-    assert [q["source_key"] for q in held] == [key, key] and meta["quarantined"] == 2
+    assert [q["source_key"] for q in held] == [key, key] and meta.quarantined == 2
     assert all(q["reasons"] == "customer id unique in billing" for q in held)

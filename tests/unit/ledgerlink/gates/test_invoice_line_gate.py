@@ -86,11 +86,13 @@ def test_money_crosses_task_boundaries_as_exact_text(world):
     """What a task returns goes through XCom; amounts must survive it exactly (no float on the way)."""
     meta = flow.load(flow.gate(flow.extract("xcom", world["billing"], world["ledger"]), world["ledger"]),
                      world["erp"], world["ledger"])
-    assert meta["sent_totals"], "the run sent money"
-    for row in meta["sent_totals"]:
+    assert meta.sent_totals, "the run sent money"
+    for row in meta.sent_totals:
         for column in ("net", "vat", "gross"):
             assert isinstance(row[column], str) and row[column].count(".") == 1 and len(row[column].split(".")[1]) == 2
-    assert json.loads(json.dumps(meta)) == meta
+    from ledgerlink.flows.state import RunState
+
+    assert RunState.from_xcom(json.loads(json.dumps(meta.to_xcom()))) == meta
 
 
 def test_rows_held_back_in_several_chunks_are_all_kept(world):
