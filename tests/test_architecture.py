@@ -70,8 +70,8 @@ FORBIDDEN = [
     ("core-imports-no-system", "include/ledgerlink/report.py", "from ledgerlink.billing import figures",
      "ledgerlink.report"),
     # imported inside a function, as cli.py and tasks.py do: import-linter sees those too
-    ("layers", "include/ledgerlink/ledger.py", "def _late():\n    from ledgerlink.flows import customers_to_onec",
-     "ledgerlink.ledger"),
+    ("layers", "include/ledgerlink/ledger/repository.py",
+     "def _late():\n    from ledgerlink.flows import customers_to_onec", "ledgerlink.ledger.repository"),
     ("bench-uses-no-test-helpers", "bench/run.py", "from tests.support.pg import run_postgres", "bench.run"),
 ]
 

@@ -129,3 +129,20 @@ def test_the_ledger_can_live_behind_an_airflow_connection(tmp_path, monkeypatch)
     ledger = Ledger()
     assert ledger.runs() == []
     assert (tmp_path / "via-connection.db").exists()
+
+
+# What was importable from ledger.py before it became a package, _make_engine included (ledgerlink.migrations).
+NAMES_OF_THE_MODULE = [
+    "PLANNED", "SENT", "ACKNOWLEDGED", "REJECTED", "QUARANTINED", "OPEN_STATUSES", "CREATE", "UPDATE", "DELETE",
+    "SUPERSEDED", "RUNNING", "SUCCEEDED", "FAILED", "BLOCKED", "ABANDONED", "LEASE_DURATION",
+    "Base", "Run", "Item", "Flow", "Snapshot", "Watermark", "QuarantinedRow", "Validation", "deliveries",
+    "FlowLease", "SchemaVersion", "utcnow", "LEDGER_CONN_ID", "default_ledger_url", "PlannedChange",
+    "Ledger", "_make_engine",
+]
+
+
+def test_the_ledger_package_keeps_every_name_of_the_module():
+    import ledgerlink.ledger as ledger
+
+    assert [name for name in NAMES_OF_THE_MODULE if not hasattr(ledger, name)] == []
+    assert isinstance(ledger.deliveries, sa.Table), "the deliveries table, not a submodule of that name"
