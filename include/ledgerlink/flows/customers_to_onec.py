@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from ledgerlink import settings
 from ledgerlink.billing.extract import read_customers
 from ledgerlink.delivery import UNCHANGED, ItemDelivery
-from ledgerlink.errors import GateFailed, TerminalError
+from ledgerlink.errors import TerminalError
 from ledgerlink.flows import FlowSteps
 from ledgerlink.flows.spec import declared
 from ledgerlink.flows.state import Outcomes, RunState
+from ledgerlink.flows.steps import blocked_on_gate_failure, gate_staged
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
-from ledgerlink.gates import run_gate, suite_for
-from ledgerlink.ledger import BLOCKED, CREATE, DELETE, FAILED, SUCCEEDED, SUPERSEDED, UPDATE, Ledger, PlannedChange
+from ledgerlink.ledger import CREATE, DELETE, FAILED, SUCCEEDED, SUPERSEDED, UPDATE, Ledger, PlannedChange
 from ledgerlink.loads.http import ALREADY_GONE
 from ledgerlink.onec import counterparties
 from ledgerlink.onec.client import ODataClient
@@ -52,26 +52,18 @@ def gate(state: RunState, ledger: Ledger) -> RunState:
     """Validate every customer; blocking failures stop here with nothing loaded. What passed is then diffed
     against what 1C acknowledged: only changes (and deletions) travel."""
     run_id = state.run_id
-    ledger.hold_lease(FLOW, run_id)
-    rows = read_frame(state.batch[0])
-    volume = SPEC.volume_total
-    ledger.clear_quarantine(run_id, FLOW)
-    try:
-        result = run_gate(rows, suite_for(SPEC.gate, max_rows=volume), run_id=run_id, flow=FLOW,
-                          report_dir=settings.reports_dir(FLOW, run_id), ledger=ledger)
-    except GateFailed as e:
-        ledger.end_run_early(run_id, FLOW, BLOCKED, str(e))
-        raise
-    batch = with_keys_and_hashes(result.passed, list(SPEC.key), SPEC.content_columns)
-    # Every key billing holds, held-back ones included: only a key gone from billing is a deletion.
-    changes = diff(batch, ledger.snapshot(FLOW), set(rows["customer_id"].dropna()))
+    source_keys = set(read_frame(state.batch[0])["customer_id"].dropna())  # held-back ones included
+    with blocked_on_gate_failure(ledger, SPEC, run_id):
+        state = gate_staged(state, ledger, SPEC, max_rows=SPEC.volume_total)
+    batch = with_keys_and_hashes(read_frame(state.batch[0]), list(SPEC.key), SPEC.content_columns)
+    # Only a key gone from billing is a deletion, not one held back.
+    changes = diff(batch, ledger.snapshot(FLOW), source_keys)
     to_send = changes.to_send
     to_send["_op"] = changes.operations(CREATE, UPDATE)
     log.info("Billing customers: %d new, %d changed, %d deleted, %d unchanged, %d held back",
-             len(changes.new), len(changes.changed), len(changes.deleted), changes.unchanged, len(result.quarantined))
+             len(changes.new), len(changes.changed), len(changes.deleted), changes.unchanged, state.quarantined)
     return dataclasses.replace(state, **changes.counts(), batch=[stage_frame(FLOW, run_id, "changes", to_send)],
-                               deletions=stage_json(FLOW, run_id, "deletions", changes.target_keys),
-                               quarantined=len(result.quarantined), gate_report=str(result.report_html))
+                               deletions=stage_json(FLOW, run_id, "deletions", changes.target_keys))
 
 
 def load(state: RunState, client: ODataClient, ledger: Ledger, retry: RetryBudget | None = None) -> RunState:

@@ -23,9 +23,9 @@ from ledgerlink.errors import GateFailed, ReconciliationError
 from ledgerlink.flows import FlowSteps
 from ledgerlink.flows.spec import declared
 from ledgerlink.flows.state import Outcomes, RunState
+from ledgerlink.flows.steps import blocked_on_gate_failure, gate_staged
 from ledgerlink.flows.staging import read_column, read_frame, read_json, stage_frame, stage_json
-from ledgerlink.gates import run_gate, suite_for
-from ledgerlink.ledger import BLOCKED, CREATE, FAILED, SUCCEEDED, UPDATE, Ledger
+from ledgerlink.ledger import CREATE, FAILED, SUCCEEDED, UPDATE, Ledger
 from ledgerlink.loads.sql import delete_keys, upsert_frame
 from ledgerlink.reconcile import Figures, compare, figures
 from ledgerlink.report import RunSummary, write_workbook
@@ -185,35 +185,14 @@ def _compare_every_line(billing: sa.Engine, ledger: Ledger, staged: _Staged, twi
 
 def gate(state: RunState, ledger: Ledger) -> RunState:
     """Gate every staged chunk; a blocking failure in any chunk stops the run before anything is loaded."""
-    run_id = state.run_id
-    ledger.hold_lease(FLOW, run_id)
-    try:
-        return _gate(state, ledger)
-    except GateFailed as e:
-        ledger.end_run_early(run_id, FLOW, BLOCKED, str(e))
-        raise
-
-
-def _gate(state: RunState, ledger: Ledger) -> RunState:
-    run_id = state.run_id
-    # A first load brings the whole table; after it, a run far above the usual volume is a runaway extract.
-    volume, per = (SPEC.volume_total, "in total") if state.initial else (SPEC.volume_per_run, "per run")
-    to_send = state.new + state.changed
-    if volume is not None and to_send > volume:
+    with blocked_on_gate_failure(ledger, SPEC, state.run_id):
+        # A first load brings the whole table; after it, a run far above the usual volume is a runaway extract.
         # Chunks are gated one by one; the run's volume is checked once, over all of them.
-        raise GateFailed("invoice_line", [f"batch size within the expected volume: {to_send} lines to send, "
-                                          f"the exchange map expects at most {volume} {per}"], [], None)
-    suite = suite_for(SPEC.gate, max_rows=None)
-    ledger.clear_quarantine(run_id, FLOW)
-    gated, quarantined, report = [], 0, ""
-    for index, part in enumerate(state.batch):
-        result = run_gate(read_frame(part), suite, run_id=run_id, flow=FLOW,
-                          report_dir=settings.reports_dir(FLOW, run_id) / f"part_{index:04d}", ledger=ledger)
-        quarantined += len(result.quarantined)
-        report = str(result.report_html)
-        # Nothing held back: the staged chunk is what passed, so it is not written a second time.
-        gated.append(stage_frame(FLOW, run_id, f"gated_{index:04d}", result.passed) if result.quarantined else part)
-    return dataclasses.replace(state, batch=gated, quarantined=quarantined, gate_report=report)
+        volume, per = (SPEC.volume_total, "in total") if state.initial else (SPEC.volume_per_run, "per run")
+        if volume is not None and state.new + state.changed > volume:
+            raise GateFailed(SPEC.entity, [f"batch size within the expected volume: {state.new + state.changed} "
+                                           f"lines to send, the exchange map expects at most {volume} {per}"], [], None)
+        return gate_staged(state, ledger, SPEC)
 
 
 def load(state: RunState, erp: sa.Engine, ledger: Ledger) -> RunState:
