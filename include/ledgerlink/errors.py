@@ -114,6 +114,18 @@ class FlowBusy(TerminalError):
         self.holder_run_id = holder_run_id
 
 
+class RunSuperseded(TerminalError):
+    """A run asked to go on after a later run of the same flow started: replaying it would undo newer work."""
+
+    def __init__(self, flow: str, run_id: str, later_run_id: str):
+        super().__init__(f"run {run_id!r} of flow {flow!r} was superseded by run {later_run_id!r}, which started "
+                         f"after it: replaying it would send older data over newer. Nothing was changed; trigger a "
+                         f"new run instead.")
+        self.flow = flow
+        self.run_id = run_id
+        self.later_run_id = later_run_id
+
+
 class AuthenticationFailed(TerminalError):
     """The target refused our credentials (401/403): one error for the run, not a refusal per record."""
 

@@ -7,9 +7,12 @@ A machine names its flow module (``flow``), sets ``self.ledger``, keeps its stag
 """
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+
+from ledgerlink.errors import RunSuperseded
 
 
 class RedeliveryMachine(RuleBasedStateMachine):
@@ -28,10 +31,15 @@ class RedeliveryMachine(RuleBasedStateMachine):
 
     @rule(back=st.integers(1, 3))
     def redeliver_old_batch(self, back):
-        """An old staged batch is loaded again (a duplicate delivery)."""
+        """An old staged batch is loaded again (a duplicate delivery): the latest run's is harmless; an older
+        one, after a later run started, is refused, having changed nothing."""
         if len(self.old_metas) >= back:
             meta = self.old_metas[-back]
-            self.load(meta)
+            if back == 1:
+                self.load(meta)
+            else:
+                with pytest.raises(RunSuperseded):
+                    self.load(meta)
             self.end_run(meta.run_id)
 
     def end_run(self, run_id: str) -> None:

@@ -46,6 +46,18 @@ def refresh_statistics(engine: sa.Engine) -> None:
         conn.execute(sa.text(f"ANALYZE {TABLE}"))
 
 
+STALE = "stale"  # a content_hash no line has: the next upsert of the line rewrites it whatever it holds
+
+
+def mark_stale(engine: sa.Engine, keys: Sequence[str]) -> None:
+    """Lines whose ERP copy differs from billing (edited in the ERP): the next load rewrites them (an upsert
+    skips a line whose stored content_hash equals billing's, and an edit in the ERP does not change it)."""
+    with engine.begin() as conn:
+        for start in range(0, len(keys), 900):
+            conn.execute(sa.text(f"UPDATE {TABLE} SET content_hash = :stale WHERE {KEY} IN :keys").bindparams(
+                sa.bindparam("keys", expanding=True)), {"stale": STALE, "keys": list(keys[start:start + 900])})
+
+
 def count_loaded(engine: sa.Engine) -> int:
     ensure_table(engine)
     with engine.connect() as conn:

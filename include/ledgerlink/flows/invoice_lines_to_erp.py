@@ -97,8 +97,14 @@ def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, s
     a first load)."""
     watermark = ledger.watermark(FLOW, WATERMARK)
     snapshot_size, snapshot_sum = snapshot
-    # A key billing holds twice: every copy goes to the gate together, which holds them all back.
+    # A key billing holds twice: every copy goes to the gate together, which holds them all back. An invoice
+    # held twice doubles each of its lines through the join: those lines are held back the same way.
     twins = set(duplicate_keys(billing, "invoice_lines", "line_id"))
+    doubled_invoices = duplicate_keys(billing, "invoices", "invoice_id")
+    if doubled_invoices:
+        twins |= set(read_invoice_lines_by_key(billing, doubled_invoices, key="l.invoice_id")["line_id"].dropna())
+        log.warning("Billing holds %d invoice(s) more than once: their lines are held back: %s",
+                    len(doubled_invoices), doubled_invoices[:10])
     staged, highest = _Staged(run_id, fingerprinting=billing_fingerprint is not None), watermark
     for index, chunk in enumerate(read_invoice_lines(billing, read_from(watermark), chunk_rows, CONTENT_COLUMNS)):
         batch = with_keys_and_hashes(chunk, ["line_id"], CONTENT_COLUMNS)
@@ -262,7 +268,15 @@ def reconcile_and_report(state: RunState, billing: sa.Engine, erp: sa.Engine, le
         target = erp_lines.target_figures(erp, held_keys)
         source = billing_side.result()
     differences = compare(FLOW, source, target, what="invoice lines")
-    differences += compare_content(billing, erp, held_keys)
+    content_differences, stale = compare_content(billing, erp, held_keys)
+    differences += content_differences
+    if stale and SPEC.conflict_policy == "master_wins":
+        # The exchange map's policy: billing wins. The ERP's copies are marked stale and the ledger forgets them,
+        # so the next run sends billing's lines again (recorded as deliveries) over whatever the ERP now holds.
+        erp_lines.mark_stale(erp, sorted(stale))
+        ledger.forget(FLOW, sorted(stale))
+        differences.append(f"billing is the master: the next run re-sends {len(stale)} line(s) to the ERP: "
+                           f"{sorted(stale)[:DIFFERING_KEYS_SHOWN]}")
     done = state.outcomes or Outcomes()
     summary = RunSummary(
         flow=FLOW, run_id=run_id, entity="invoice_line", target="ERP billed_invoice_lines",
@@ -287,20 +301,21 @@ def reconcile_and_report(state: RunState, billing: sa.Engine, erp: sa.Engine, le
 DIFFERING_KEYS_SHOWN = 10
 
 
-def compare_content(billing: sa.Engine, erp: sa.Engine, held_keys: list[str]) -> list[str]:
+def compare_content(billing: sa.Engine, erp: sa.Engine, held_keys: list[str]) -> tuple[list[str], set[str]]:
     """Every line's content, billing against the ERP, leaving out lines held back: a hash per line summed per
     month of issue on both sides; for a month that differs, the lines that differ are named (capped, with a
     count). Counts and money alone miss a changed description or customer.
 
     Both on PostgreSQL, each server hashes its own lines (the same functions, so the same hashes); otherwise
-    both sides are hashed by pandas over the lines' text form."""
+    both sides are hashed by pandas over the lines' text form. Returns the differences and the billing lines
+    the ERP does not hold as billing has them (missing there, or with other values)."""
     on_servers = billing.dialect.name == erp.dialect.name == "postgresql"
     sides = (_LineSide(billing, "billing", on_servers), _LineSide(erp, "erp", on_servers))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-content") as pool:
         source_months = pool.submit(sides[0].by_month, held_keys)
         target_months = sides[1].by_month(held_keys)
         source_months = source_months.result()
-    differences = []
+    differences, stale = [], set()
     for month in sorted(set(source_months) | set(target_months), key=str):
         if source_months.get(month) == target_months.get(month):
             continue
@@ -308,12 +323,17 @@ def compare_content(billing: sa.Engine, erp: sa.Engine, held_keys: list[str]) ->
         differing = sorted(k for k in set(source_rows) | set(target_rows) if source_rows.get(k) != target_rows.get(k))
         only_source = sum(1 for k in differing if k not in target_rows)
         only_target = sum(1 for k in differing if k not in source_rows)
+        stale.update(k for k in differing if k in source_rows)
+        if not differing:
+            differences.append(f"content of lines issued in {month or 'no month (no invoice)'}: the sums differ but "
+                               f"no single line does (a key held twice on one side)")
+            continue
         differences.append(
             f"content of lines issued in {month or 'no month (no invoice)'}: {len(differing)} line(s) differ "
             f"({only_source} only in billing, {only_target} only in the ERP, "
             f"{len(differing) - only_source - only_target} with other values): "
             f"{differing[:DIFFERING_KEYS_SHOWN]}{' …' if len(differing) > DIFFERING_KEYS_SHOWN else ''}")
-    return differences
+    return differences, stale
 
 
 class _LineSide:

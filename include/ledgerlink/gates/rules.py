@@ -61,6 +61,23 @@ def text_or_none(value) -> str | None:
     return None if is_missing(value) else str(value)
 
 
+def readable_timestamps(df: pd.DataFrame, column: str) -> np.ndarray:
+    """Per row: the value is an ISO 8601 timestamp (or missing). Change tracking reads it: a value it cannot
+    read must stop the run naming the row, not raise inside the watermark's arithmetic."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column not in df:
+        return np.ones(len(df), dtype=bool)
+    values = df[column]
+    try:  # the usual case, all with an offset: one Arrow cast, no Python per row
+        pc.cast(pa.array(values.astype("string"), type=pa.string(), from_pandas=True), pa.timestamp("ns", tz="UTC"))
+        return np.ones(len(df), dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+        return (parsed.notna() | values.isna()).to_numpy(dtype=bool)
+
+
 def common_derived(df: pd.DataFrame, required: tuple[str, ...], text: tuple[str, ...]) -> dict:
     """``<field>_present`` for required fields, ``<field>_printable`` for text fields, and whether every number
     was a whole one."""
@@ -71,6 +88,7 @@ def common_derived(df: pd.DataFrame, required: tuple[str, ...], text: tuple[str,
     if NOT_INTEGER in df:
         whole = df[NOT_INTEGER].isna().to_numpy(dtype=bool)
     out["numbers_are_whole"] = whole
+    out["updated_at_readable"] = readable_timestamps(df, "updated_at")
     return out
 
 
@@ -81,6 +99,8 @@ def common_checks(required: tuple[str, ...], text: tuple[str, ...]) -> tuple[Che
                     {"column": f"{column}_present", "value_set": [True]}, True) for column in required]
     checks.append(Check("amounts and counts are whole numbers (minor units)", "ExpectColumnValuesToBeInSet",
                         {"column": "numbers_are_whole", "value_set": [True]}, True))
+    checks.append(Check("updated_at is an ISO 8601 timestamp", "ExpectColumnValuesToBeInSet",
+                        {"column": "updated_at_readable", "value_set": [True]}, True))
     checks += [Check(f"{column} has no control characters", "ExpectColumnValuesToBeInSet",
                      {"column": f"{column}_printable", "value_set": [True]}, False) for column in text]
     return tuple(checks)

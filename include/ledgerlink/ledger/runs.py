@@ -40,6 +40,16 @@ class Runs:
         now = utcnow()
         values = {"run_id": run_id, "acquired_at": now, "expires_at": now + lease_for}
         with self.engine.begin() as conn:
+            # A run replayed after a later run of the flow started (a cleared task of an old DAG run) would bring
+            # back older data and move the watermark back: it never takes the lease again.
+            started = conn.scalar(sa.select(Run.started_at).where(Run.run_id == run_id, Run.flow == flow))
+            if started is not None:
+                later = conn.scalar(sa.select(Run.run_id).where(Run.flow == flow, Run.started_at > started)
+                                    .order_by(Run.started_at).limit(1))
+                if later is not None:
+                    from ledgerlink.errors import RunSuperseded
+
+                    raise RunSuperseded(flow, run_id, later)
             taken = conn.execute(sa.update(FlowLease).where(
                 FlowLease.flow == flow, sa.or_(FlowLease.run_id == run_id, FlowLease.expires_at < now))
                 .values(**values)).rowcount

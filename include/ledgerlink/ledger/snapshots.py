@@ -66,7 +66,13 @@ class Snapshots:
             return conn.scalar(sa.select(Watermark.value).where(Watermark.flow == flow, Watermark.name == name))
 
     def set_watermark(self, flow: str, name: str, value: str) -> None:
+        """Move the watermark forward to ``value`` (an ISO timestamp); never back (a late retry of an older
+        attempt must not make the next run miss nothing, nor re-read everything). To re-read, delete it."""
         with self.engine.begin() as conn:
+            current = conn.scalar(sa.select(Watermark.value).where(Watermark.flow == flow, Watermark.name == name))
+            if current is not None and _moment(current) is not None and _moment(value) is not None \
+                    and _moment(value) < _moment(current):
+                return
             updated = conn.execute(sa.update(Watermark).where(Watermark.flow == flow, Watermark.name == name)
                                    .values(value=value, updated_at=utcnow())).rowcount
             if not updated:
@@ -157,3 +163,14 @@ def _keep_latest_deliveries(conn: sa.Connection, flow_id: int, keys: Sequence[st
         ["chunk_item_id", "source_key", "content_hash", "operation"],
         sa.select(Snapshot.chunk_item_id, Snapshot.source_key, Snapshot.content_hash, Snapshot.operation)
         .where(Snapshot.flow_id == flow_id, Snapshot.source_key.in_(keys), Snapshot.chunk_item_id.is_not(None))))
+
+
+def _moment(value: str):
+    """An ISO timestamp as an aware datetime (naive ones are UTC), or None when it is not one."""
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

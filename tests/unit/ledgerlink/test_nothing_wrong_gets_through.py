@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from ledgerlink.erp import invoice_lines as erp_lines
-from ledgerlink.errors import FlowBusy, GateFailed, ReconciliationError
+from ledgerlink.errors import FlowBusy, GateFailed, ReconciliationError, RunSuperseded
 from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import Ledger
 from sandbox.generator import generate_billing
@@ -174,6 +174,10 @@ def test_a_description_changed_in_the_erp_fails_reconciliation_naming_the_line(w
         run(world, "drift")
     assert "1 line(s) differ" in str(caught.value) and key in str(caught.value)
     assert world["ledger"].runs()[-1]["status"] == "failed"
+    # Billing is the master (the map's policy): the next run puts billing's line back.
+    repaired = run(world, "repair")
+    assert repaired.reconciliation == [] and repaired.created == 1
+    erp_equals_billing(world)
 
 
 # 6. One run per flow at a time ------------------------------------------------------------------------------
@@ -194,9 +198,28 @@ def test_a_run_replayed_while_another_runs_cannot_load(world):
     old = flow.gate(flow.extract("old", world["billing"], world["ledger"]), world["ledger"])
     world["ledger"].end_run_early("old", flow.FLOW, "failed", "its reconcile task was cleared")
     flow.extract("new", world["billing"], world["ledger"])
-    with pytest.raises(FlowBusy):
+    with pytest.raises(RunSuperseded):
         flow.load(old, world["erp"], world["ledger"])
     assert erp_lines.count_loaded(world["erp"]) == 0
+
+
+def test_an_old_run_replayed_after_a_newer_one_succeeded_changes_nothing(world):
+    """Found in review: the replay brought the old description back and moved the watermark backwards."""
+    run(world, "first")
+    key = first_line(world)["line_id"]
+    billing_sql(world, "UPDATE invoice_lines SET description = 'old text', updated_at = ? WHERE line_id = ?",
+                LATER, key)
+    old = flow.gate(flow.extract("old", world["billing"], world["ledger"]), world["ledger"])
+    world["ledger"].end_run_early("old", flow.FLOW, "failed", "its load task failed")
+    billing_sql(world, "UPDATE invoice_lines SET description = 'new text', updated_at = ? WHERE line_id = ?",
+                "2026-11-26T10:00:00+00:00", key)
+    run(world, "newer")
+    watermark = world["ledger"].watermark(flow.FLOW, "updated_at")
+    with pytest.raises(RunSuperseded):
+        flow.load(old, world["erp"], world["ledger"])
+    assert erp_sql(world, f"SELECT description FROM {erp_lines.TABLE} WHERE line_id = ?", key) == [("new text",)]
+    assert world["ledger"].watermark(flow.FLOW, "updated_at") == watermark
+    assert run(world, "after").reconciliation == [], "the flow is not left locked"
 
 
 # 9. Every run ends with a status ------------------------------------------------------------------------------
@@ -287,3 +310,51 @@ def test_a_customer_key_held_twice_is_held_back_whole(world):
     held = world["ledger"].quarantined(run_id="customers")
     assert [q["source_key"] for q in held] == [key, key] and meta.quarantined == 2
     assert all(q["reasons"] == "customer id unique in billing" for q in held)
+
+
+def test_an_invoice_held_twice_holds_its_lines_back(world):
+    """Found in review: with the invoice header doubled (another customer), the ERP swapped customers nightly."""
+    without_primary_keys(world)
+    run(world, "first")
+    invoice = first_line(world)["invoice_id"]
+    lines = {k for (k,) in billing_sql(world, "SELECT line_id FROM invoice_lines WHERE invoice_id = ?", invoice)}
+    billing_sql(world, "INSERT INTO invoices SELECT * FROM invoices WHERE invoice_id = ?", invoice)
+    billing_sql(world, "UPDATE invoices SET customer_id = 'C-OTHER' WHERE rowid = (SELECT max(rowid) FROM invoices)")
+    for run_id in ("doubled", "doubled-again"):
+        summary = run(world, run_id)
+        assert {q["source_key"] for q in world["ledger"].quarantined(run_id=run_id)} == lines
+        assert summary.reconciliation == []
+    assert {c for (c,) in erp_sql(world, f"SELECT DISTINCT customer_id FROM {erp_lines.TABLE} WHERE invoice_id = ?",
+                                  invoice)} != {"C-OTHER"}
+
+
+# Found in review: keys, dates, kinds and timestamps that slipped past ------------------------------------------
+@pytest.mark.parametrize("value", ["2025-13-99", "2025", "2025-1-5"])
+def test_an_issue_date_that_is_no_calendar_date_blocks_the_load(world, value):
+    invoice = first_line(world)["invoice_id"]
+    billing_sql(world, "UPDATE invoices SET issue_date = ? WHERE invoice_id = ?", value, invoice)
+    with pytest.raises(GateFailed, match="issue date is a calendar date"):
+        run(world, "bad-date")
+
+
+def test_a_control_character_in_a_key_holds_the_line_back(world):
+    key = first_line(world)["line_id"]
+    billing_sql(world, "UPDATE invoice_lines SET line_id = ? WHERE line_id = ?", key + "\t", key)
+    run(world, "tab-key")
+    assert [(q["source_key"], q["reasons"]) for q in world["ledger"].quarantined(run_id="tab-key")] == [
+        (key + "\t", "line_id has no control characters")]
+
+
+def test_an_unreadable_updated_at_blocks_naming_the_row_not_a_value_error(world):
+    key = first_line(world)["line_id"]
+    billing_sql(world, "UPDATE invoice_lines SET updated_at = 'zzz' WHERE line_id = ?", key)
+    with pytest.raises(GateFailed) as caught:
+        run(world, "bad-stamp")
+    assert "updated_at is an ISO 8601 timestamp" in str(caught.value) and key in str(caught.value)
+
+
+def test_a_miscased_entity_kind_is_refused_not_sent_as_a_person(world):
+    key = a_customer(world, "RU")["customer_id"]
+    billing_sql(world, "UPDATE customers SET entity_kind = 'Company' WHERE customer_id = ?", key)
+    with pytest.raises(GateFailed, match="entity kind is company or person"):
+        customers_gated(world)

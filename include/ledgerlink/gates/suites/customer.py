@@ -9,7 +9,8 @@ from ledgerlink.taxids import is_canonical_tax_id, is_valid_tax_id
 
 # Fields whose absence a target refuses (NOT NULL in the ERP, required in 1C): a gate failure naming the row.
 CUSTOMER_REQUIRED = ("customer_id", "legal_name", "tax_id", "country", "entity_kind", "currency")
-CUSTOMER_TEXT = ("legal_name", "tax_id", "kpp", "address", "city", "email")
+CUSTOMER_TEXT = ("customer_id", "legal_name", "tax_id", "kpp", "address", "city", "email")
+ENTITY_KINDS = ["company", "person"]  # 1C's ЮридическоеЛицо / ФизическоеЛицо
 
 
 def derive(df: pd.DataFrame) -> dict:
@@ -22,7 +23,7 @@ def derive(df: pd.DataFrame) -> dict:
     # never silently compacted: billing (the ERP's relay) is what finance corrects, and 1C would keep the spaces.
     out["tax_id_canonical"] = [t is None or is_canonical_tax_id(t) for t in tax_ids]
     russian_company = (df["country"] == "RU").fillna(False) & (df["entity_kind"] == "company").fillna(False)
-    out["kpp_well_formed"] = (~russian_company | df["kpp"].fillna("").str.fullmatch(r"\d{9}").fillna(False)
+    out["kpp_well_formed"] = (~russian_company | df["kpp"].fillna("").str.fullmatch(r"[0-9]{9}").fillna(False)
                               ).to_numpy(dtype=bool)
     return out
 
@@ -38,6 +39,9 @@ def suite(max_rows: int | None) -> Suite:
         Check("tax id stored in its canonical form (digits only, no spaces)", "ExpectColumnValuesToBeInSet",
               {"column": "tax_id_canonical", "value_set": [True]}, True),
         Check("country is TR or RU", "ExpectColumnValuesToBeInSet", {"column": "country", "value_set": ["TR", "RU"]}, True),
+        # Anything else (say "Company") would reach 1C as a private person and skip the KPP rule.
+        Check("entity kind is company or person", "ExpectColumnValuesToBeInSet",
+              {"column": "entity_kind", "value_set": ENTITY_KINDS}, True),
         Check("currency is TRY or RUB", "ExpectColumnValuesToBeInSet",
               {"column": "currency", "value_set": ["TRY", "RUB"]}, True),
         Check("KPP is 9 digits for a Russian company", "ExpectColumnValuesToBeInSet",

@@ -6,6 +6,8 @@ from datetime import date, datetime, timezone
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ledgerlink.gates.model import Check, Suite
 from ledgerlink.gates.rules import INVOICE_FOUND, KNOWN_VAT_RATES, common_checks, common_derived, present, volume_check
@@ -13,7 +15,7 @@ from ledgerlink.gates.rules import INVOICE_FOUND, KNOWN_VAT_RATES, common_checks
 EARLIEST_DATE = "2000-01-01"
 INVOICE_LINE_REQUIRED = ("invoice_id", "line_no", "quantity", "unit_price_minor", "net_minor", "vat_rate",
                          "vat_minor", "gross_minor", "currency")
-INVOICE_LINE_TEXT = ("invoice_id", "tariff_id", "description", "quantity")
+INVOICE_LINE_TEXT = ("line_id", "invoice_id", "customer_id", "issue_date", "tariff_id", "description", "quantity")
 
 
 def _minor_units(df: pd.DataFrame, column: str) -> np.ndarray:
@@ -51,6 +53,13 @@ def derive(df: pd.DataFrame) -> dict:
     # fails "issue_date present" (or the orphan rule), not this one.
     in_period = (df["issue_date"] >= EARLIEST_DATE) & (df["issue_date"] <= _today_plus(31))
     out["issue_date_in_period"] = in_period.fillna(True).to_numpy(dtype=bool)
+    # A calendar date, as the ERP's reports group by it: "2025-13-99" or "2025" compare as text but are not dates.
+    text = pa.array(df["issue_date"].astype("string"), type=pa.string(), from_pandas=True)
+    parsed = pc.strptime(text, format="%Y-%m-%d", unit="s", error_is_null=True)
+    # strptime reads "2025-1-5" too: the canonical form is exactly ten characters.
+    well_formed = pc.and_(pc.is_valid(parsed), pc.equal(pc.utf8_length(text), 10))
+    out["issue_date_is_a_date"] = (pc.fill_null(well_formed, False).to_numpy(zero_copy_only=False)
+                                   | df["issue_date"].isna().to_numpy(dtype=bool))
     out["gross_is_net_plus_vat"] = _minor_units(df, "gross_minor") == net + vat
     return out
 
@@ -80,6 +89,8 @@ def suite(max_rows: int | None) -> Suite:
               {"column": "vat_rate", "value_set": KNOWN_VAT_RATES}, True),
         Check("issue date in the period (2000-01-01 to a month ahead)", "ExpectColumnValuesToBeInSet",
               {"column": "issue_date_in_period", "value_set": [True]}, True),
+        Check("issue date is a calendar date (YYYY-MM-DD)", "ExpectColumnValuesToBeInSet",
+              {"column": "issue_date_is_a_date", "value_set": [True]}, True),
         Check("description present", "ExpectColumnValueLengthsToBeBetween",
               {"column": "description", "min_value": 1}, False),
     ))
