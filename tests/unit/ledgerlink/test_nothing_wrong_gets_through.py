@@ -358,3 +358,14 @@ def test_a_miscased_entity_kind_is_refused_not_sent_as_a_person(world):
     billing_sql(world, "UPDATE customers SET entity_kind = 'Company' WHERE customer_id = ?", key)
     with pytest.raises(GateFailed, match="entity kind is company or person"):
         customers_gated(world)
+
+
+def test_a_blank_description_is_held_back_and_a_quantity_that_is_no_number_blocks(world):
+    first, second = [k for (k,) in billing_sql(world, "SELECT line_id FROM invoice_lines ORDER BY line_id LIMIT 2")]
+    billing_sql(world, "UPDATE invoice_lines SET description = '   ' WHERE line_id = ?", first)
+    run(world, "blank")
+    assert [(q["source_key"], q["reasons"]) for q in world["ledger"].quarantined(run_id="blank")] == [
+        (first, "description present")]
+    billing_sql(world, "UPDATE invoice_lines SET quantity = 'abc', updated_at = ? WHERE line_id = ?", LATER, second)
+    with pytest.raises(GateFailed, match="quantity is a number"):
+        run(world, "abc")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ledgerlink.gates.model import Check, Suite
-from ledgerlink.gates.rules import common_checks, common_derived, text_or_none, volume_check
+from ledgerlink.gates.rules import common_checks, common_derived, present, text_or_none, volume_check
 from ledgerlink.taxids import is_canonical_tax_id, is_valid_tax_id
 
 # Fields whose absence a target refuses (NOT NULL in the ERP, required in 1C): a gate failure naming the row.
@@ -17,6 +17,7 @@ def derive(df: pd.DataFrame) -> dict:
     countries = [text_or_none(c) for c in df["country"]]
     tax_ids = [text_or_none(t) for t in df["tax_id"]]
     out = common_derived(df, CUSTOMER_REQUIRED, CUSTOMER_TEXT)
+    out["address_present"] = present(df, "address")  # not NULL, and not only blanks
     # A missing tax id fails "tax_id present"; this rule judges the ids that are there.
     out["tax_id_check_digits_ok"] = [t is None or is_valid_tax_id(c, t) for c, t in zip(countries, tax_ids)]
     # Stored exactly as the tax office writes it: "6135317476", not " 6135 317476 ". The raw value is refused,
@@ -46,7 +47,8 @@ def suite(max_rows: int | None) -> Suite:
               {"column": "currency", "value_set": ["TRY", "RUB"]}, True),
         Check("KPP is 9 digits for a Russian company", "ExpectColumnValuesToBeInSet",
               {"column": "kpp_well_formed", "value_set": [True]}, False),
-        Check("address present", "ExpectColumnValuesToNotBeNull", {"column": "address"}, False),
+        Check("address present", "ExpectColumnValuesToBeInSet", {"column": "address_present", "value_set": [True]},
+              False),
         Check("legal name fits 1C (150 characters)", "ExpectColumnValueLengthsToBeBetween",
               {"column": "legal_name", "min_value": 1, "max_value": 150}, False),
     ))

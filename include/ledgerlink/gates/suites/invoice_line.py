@@ -34,6 +34,11 @@ def derive(df: pd.DataFrame) -> dict:
     found = df[INVOICE_FOUND].fillna(False).to_numpy(dtype=bool) if INVOICE_FOUND in df else np.ones(len(df), bool)
     out = common_derived(df, INVOICE_LINE_REQUIRED, INVOICE_LINE_TEXT)
     out["line_id_present"] = present(df, "line_id")
+    out["description_present"] = present(df, "description")
+    # A decimal quantity as billing writes it ("290.4"); a missing one fails "quantity present".
+    quantity = df["quantity"].astype("string")
+    out["quantity_is_a_number"] = (quantity.str.fullmatch(r"[0-9]+(\.[0-9]+)?").fillna(False)
+                                   | quantity.isna()).to_numpy(dtype=bool)
     # A line whose invoice is gone is held back by "the line's invoice exists" (it has no customer or date to
     # check); a line whose invoice is there but has no customer or date is a blocking failure.
     out["invoice_exists"] = found
@@ -91,6 +96,9 @@ def suite(max_rows: int | None) -> Suite:
               {"column": "issue_date_in_period", "value_set": [True]}, True),
         Check("issue date is a calendar date (YYYY-MM-DD)", "ExpectColumnValuesToBeInSet",
               {"column": "issue_date_is_a_date", "value_set": [True]}, True),
-        Check("description present", "ExpectColumnValueLengthsToBeBetween",
-              {"column": "description", "min_value": 1}, False),
+        # Held back when missing or only blanks (a line finance cannot read on the ERP's invoice).
+        Check("description present", "ExpectColumnValuesToBeInSet",
+              {"column": "description_present", "value_set": [True]}, False),
+        Check("quantity is a number", "ExpectColumnValuesToBeInSet",
+              {"column": "quantity_is_a_number", "value_set": [True]}, True),
     ))
