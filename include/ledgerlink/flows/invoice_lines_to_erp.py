@@ -41,7 +41,7 @@ CONTENT_COLUMNS = SPEC.content_columns  # what the map says the flow carries, ke
 BULK_LINES = 50_000  # a load this big refreshes the ledger's and the ERP table's planner statistics
 
 
-def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 200_000) -> dict:
+def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 200_000) -> RunState:
     """Stage the changed lines in chunks; deletions are snapshot keys billing no longer has.
 
     Memory follows the chunk, not the table: each chunk is diffed against the snapshot hashes of its own
@@ -92,7 +92,7 @@ def _hash_sum(hashes) -> int:
 
 
 def _extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, snapshot: tuple[int, int | None],
-             billing_fingerprint) -> dict:
+             billing_fingerprint) -> RunState:
     """:func:`extract`, given the snapshot's (line count, content hash sum) and the future of billing's (None on
     a first load)."""
     watermark = ledger.watermark(FLOW, WATERMARK)
