@@ -19,12 +19,12 @@ import pandas as pd
 
 from ledgerlink.errors import AuthenticationFailed, RemoteRejected, TransientError
 from ledgerlink.ledger import CREATE, DELETE, UPDATE, Ledger, PlannedChange
+from ledgerlink.loads.http import UNCHANGED  # what a send returns when the target held the content already
 from ledgerlink.retrying import RetryBudget
 from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN
 
 log = logging.getLogger(__name__)
 OUTCOME = {CREATE: "created", UPDATE: "updated", DELETE: "deleted"}
-UNCHANGED = "unchanged"  # what a send returns when the target held the content already
 
 
 class ItemDelivery:

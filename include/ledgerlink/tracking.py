@@ -7,12 +7,14 @@ taken next run, never lost.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from ledgerlink.timestamps import moment
 
 KEY_COLUMN = "_key"
 HASH_COLUMN = "_hash"
@@ -117,15 +119,10 @@ def _known_hashes(batch: pd.DataFrame, snapshot) -> pd.Series:
     return pd.Series(batch[KEY_COLUMN].astype("string").map(lookup).to_numpy(), index=batch.index, dtype="string")
 
 
-def _moment(value: str) -> datetime:
-    moment = datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def earliest(*values: str | None) -> str | None:
     """The earliest of ISO timestamps, compared as moments (text order is wrong across offsets)."""
     present = [v for v in values if v]
-    return min(present, key=_moment) if present else None
+    return min(present, key=moment) if present else None
 
 
 def next_watermark(batch: pd.DataFrame, column: str, previous: str | None) -> str | None:
@@ -135,14 +132,14 @@ def next_watermark(batch: pd.DataFrame, column: str, previous: str | None) -> st
     try:
         # ISO 8601 text with an offset, parsed into UTC by Arrow (a sixth of pandas' time on 200,000 lines).
         moments = pc.cast(pa.array(batch[column], type=pa.string(), from_pandas=True), pa.timestamp("ns", tz="UTC"))
-    except pa.ArrowInvalid:  # a naive timestamp (UTC, as _moment reads it) or another ISO form pandas knows
+    except pa.ArrowInvalid:  # a naive timestamp (UTC, as moment reads it) or another ISO form pandas knows
         # A value that is no timestamp at all is left out here: the gate refuses its row, naming it.
         moments = pa.array(pd.to_datetime(batch[column], utc=True, format="ISO8601", errors="coerce"))
     latest = pc.max(moments)
     if not latest.is_valid:
         return previous
     highest = str(batch[column].iloc[pc.index(moments, latest).as_py()])
-    if previous is None or _moment(highest) > _moment(previous):
+    if previous is None or moment(highest) > moment(previous):
         return highest
     return previous
 
@@ -152,4 +149,4 @@ def read_from(watermark: str | None) -> str | None:
     if watermark is None:
         return None
     # In UTC, as the sources store it: ISO text compares correctly only between values of one offset.
-    return (_moment(watermark).astimezone(timezone.utc) - WATERMARK_OVERLAP).isoformat()
+    return (moment(watermark).astimezone(timezone.utc) - WATERMARK_OVERLAP).isoformat()

@@ -124,17 +124,6 @@ def read_customers(engine: sa.Engine, changed_since: str | None) -> pd.DataFrame
                          "updated_at", changed_since, " ORDER BY customer_id")
 
 
-def read_customers_by_key(engine: sa.Engine, keys) -> pd.DataFrame:
-    """These customers, whatever their ``updated_at``."""
-    return _select_by_keys(engine, f"SELECT {', '.join(CUSTOMER_COLUMNS)} FROM customers", CUSTOMER_COLUMNS,
-                           "customer_id", keys, " ORDER BY customer_id")
-
-
-def read_customer_keys(engine: sa.Engine) -> set[str]:
-    with engine.connect() as conn:
-        return set(conn.scalars(sa.text("SELECT customer_id FROM customers")))
-
-
 def read_invoice_lines(engine: sa.Engine, changed_since: str | None, chunk_rows: int = 200_000,
                        hash_columns: list[str] | None = None):
     """Invoice lines with their invoice's customer and date, in chunks (memory stays flat).

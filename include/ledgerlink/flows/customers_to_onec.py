@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from ledgerlink import settings
 from ledgerlink.billing.extract import read_customers
-from ledgerlink.delivery import UNCHANGED, ItemDelivery
+from ledgerlink.delivery import ItemDelivery
 from ledgerlink.errors import TerminalError
 from ledgerlink.flows import FlowSteps
 from ledgerlink.flows.spec import declared
@@ -18,7 +18,7 @@ from ledgerlink.flows.state import Outcomes, RunState
 from ledgerlink.flows.steps import blocked_on_gate_failure, gate_staged
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
 from ledgerlink.ledger import CREATE, DELETE, FAILED, SUCCEEDED, SUPERSEDED, UPDATE, Ledger, PlannedChange
-from ledgerlink.loads.http import ALREADY_GONE
+from ledgerlink.loads.http import ALREADY_GONE, UNCHANGED
 from ledgerlink.onec import counterparties
 from ledgerlink.onec.client import ODataClient
 from ledgerlink.reconcile import assert_reconciled
@@ -72,13 +72,11 @@ def load(state: RunState, client: ODataClient, ledger: Ledger, retry: RetryBudge
     1C stays down; refused credentials stopping the run at once, as one error."""
     run_id = state.run_id
     ledger.hold_lease(FLOW, run_id)
-    batch = read_frame(state.batch[0])
+    rows = {row[KEY_COLUMN]: row for row in read_frame(state.batch[0]).to_dict("records")}
     deletions: dict[str, str | None] = read_json(state.deletions)
-    changes = [PlannedChange(row[KEY_COLUMN], counterparties.ref_key(row[KEY_COLUMN]), row[HASH_COLUMN], row["_op"])
-               for row in batch.to_dict("records")]
+    changes = [PlannedChange(key, counterparties.ref_key(key), row[HASH_COLUMN], row["_op"]) for key, row in rows.items()]
     changes += [PlannedChange(key, target_key or counterparties.ref_key(key), None, DELETE)
                 for key, target_key in deletions.items()]
-    rows = {row[KEY_COLUMN]: row for row in batch.to_dict("records")}
     delivery = ItemDelivery(ledger, flow=FLOW, run_id=run_id, target="onec", entity="customer", retry=retry)
     for change in delivery.open(changes):
         if change.operation == DELETE:

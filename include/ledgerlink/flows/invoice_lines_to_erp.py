@@ -315,11 +315,15 @@ def compare_content(billing: sa.Engine, erp: sa.Engine, held_keys: list[str]) ->
         source_months = pool.submit(sides[0].by_month, held_keys)
         target_months = sides[1].by_month(held_keys)
         source_months = source_months.result()
+    differing_months = sorted((m for m in set(source_months) | set(target_months)
+                               if source_months.get(m) != target_months.get(m)), key=str)
     differences, stale = [], set()
-    for month in sorted(set(source_months) | set(target_months), key=str):
-        if source_months.get(month) == target_months.get(month):
-            continue
-        source_rows, target_rows = (side.rows_of_month(month, held_keys) for side in sides)
+    if not differing_months:
+        return differences, stale
+    # The lines of every month that differs, read once per side (not once per month).
+    source_lines, target_lines = (side.lines_of_months(differing_months, held_keys) for side in sides)
+    for month in differing_months:
+        source_rows, target_rows = source_lines.get(month, {}), target_lines.get(month, {})
         differing = sorted(k for k in set(source_rows) | set(target_rows) if source_rows.get(k) != target_rows.get(k))
         only_source = sum(1 for k in differing if k not in target_rows)
         only_target = sum(1 for k in differing if k not in source_rows)
@@ -366,38 +370,54 @@ class _LineSide:
                     f"SELECT {self.month}, count(*), sum({self.hash}){self.source}{where} GROUP BY 1"), params)}
         months: dict[str | None, tuple[int, int]] = {}
         for frame in self._hashed_frames(held_keys):
-            for month, group in frame.groupby("month", dropna=False):
-                count, total = months.get(month, (0, 0))
-                months[None if pd.isna(month) else month] = (count + len(group), total + _hash_sum(group["hash"]))
+            # Exact sums of 64-bit hashes per month: the high and low halves summed apart (no int64 overflow).
+            hashes = frame["hash"].to_numpy(dtype=np.int64)
+            halves = pd.DataFrame({"month": frame["month"], "high": hashes >> 32, "low": hashes & 0xFFFFFFFF})
+            for month, (count, high, low) in halves.groupby("month", dropna=False).agg(
+                    count=("high", "size"), high=("high", "sum"), low=("low", "sum")).iterrows():
+                month = None if pd.isna(month) else month
+                seen, total = months.get(month, (0, 0))
+                months[month] = (seen + int(count), total + int(high) * (1 << 32) + int(low))
         return months
 
-    def rows_of_month(self, month: str | None, held_keys: list[str]) -> dict[str, str]:
-        """line key -> its hash, for the lines of one month."""
+    def lines_of_months(self, months: list[str | None], held_keys: list[str]) -> dict[str | None, dict[str, int]]:
+        """month -> line key -> its hash, for the lines of these months, in one read."""
+        found: dict[str | None, dict[str, int]] = {}
         if self.on_server:
             where, params = self._held(held_keys)
-            condition = f"{self.month} IS NULL" if month is None else f"{self.month} = :month"
+            named = [m for m in months if m is not None]
+            conditions = ([f"{self.month} IN :months"] if named else []) + \
+                ([f"{self.month} IS NULL"] if None in months else [])
+            condition = "(" + " OR ".join(conditions) + ")"
             where = f"{where} AND {condition}" if where else f" WHERE {condition}"
+            statement = sa.text(f"SELECT {self.month}, {self.key}, {self.hash}{self.source}{where}")
+            if named:
+                statement = statement.bindparams(sa.bindparam("months", expanding=True))
             with self.engine.connect() as conn:
-                return {key: str(value) for key, value in conn.execute(sa.text(
-                    f"SELECT {self.key}, {self.hash}{self.source}{where}"), {**params, "month": month})}
-        found: dict[str, str] = {}
+                for month, key, value in conn.execute(statement, {**params, **({"months": named} if named else {})}):
+                    found.setdefault(month, {})[key] = int(value)
+            return found
+        wanted = set(months)
         for frame in self._hashed_frames(held_keys):
-            chosen = frame["month"].isna() if month is None else frame["month"] == month
-            found.update(zip(frame.loc[chosen.to_numpy(dtype=bool), "key"], frame.loc[chosen.to_numpy(dtype=bool), "hash"]))
+            month_of = frame["month"].astype(object).where(frame["month"].notna(), None)
+            chosen = month_of.isin(wanted).to_numpy(dtype=bool) | (frame["month"].isna().to_numpy(dtype=bool)
+                                                                  & (None in wanted))
+            for month, key, value in zip(month_of[chosen], frame["key"][chosen], frame["hash"][chosen]):
+                found.setdefault(month, {})[key] = int(value)
         return found
 
     def _hashed_frames(self, held_keys: list[str], rows_per_frame: int = 50_000):
+        """key, month and a 64-bit hash of the line's text form, a frame at a time."""
         held = set(held_keys)
         sql = f"SELECT {self.key}, {self.month}, {', '.join(self.columns)}{self.source}"
         with self.engine.connect().execution_options(stream_results=True) as conn:
             result = conn.execute(sa.text(sql))
             while rows := result.fetchmany(rows_per_frame):
                 frame = pd.DataFrame.from_records(rows, columns=["key", "month", *CONTENT_COLUMNS])
-                frame = frame[~frame["key"].isin(held)]
+                frame = frame[~frame["key"].isin(held)].reset_index(drop=True)
                 text = frame[CONTENT_COLUMNS].astype("string")  # both sides in one form: text
                 hashes = pd.util.hash_pandas_object(text, index=False).to_numpy(dtype=np.uint64).view(np.int64)
-                yield pd.DataFrame({"key": frame["key"].astype("string").to_numpy(), "month": frame["month"].to_numpy(),
-                                    "hash": hashes.astype(str)})
+                yield pd.DataFrame({"key": frame["key"].astype("string"), "month": frame["month"], "hash": hashes})
 
 
 def run_all(run_id: str, billing: sa.Engine, erp: sa.Engine, ledger: Ledger, chunk_rows: int = 200_000) -> RunSummary:

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from ledgerlink.ledger.models import DELETE, UPDATE, Snapshot, Watermark, _chunks, deliveries, utcnow
 from ledgerlink.ledger.postgres import _arrow_strings, _copy_arrow, _replace_snapshot_rows
+from ledgerlink.timestamps import moment
 
 
 class Snapshots:
@@ -70,8 +71,7 @@ class Snapshots:
         attempt must not make the next run miss nothing, nor re-read everything). To re-read, delete it."""
         with self.engine.begin() as conn:
             current = conn.scalar(sa.select(Watermark.value).where(Watermark.flow == flow, Watermark.name == name))
-            if current is not None and _moment(current) is not None and _moment(value) is not None \
-                    and _moment(value) < _moment(current):
+            if current is not None and _earlier(value, current):
                 return
             updated = conn.execute(sa.update(Watermark).where(Watermark.flow == flow, Watermark.name == name)
                                    .values(value=value, updated_at=utcnow())).rowcount
@@ -165,12 +165,9 @@ def _keep_latest_deliveries(conn: sa.Connection, flow_id: int, keys: Sequence[st
         .where(Snapshot.flow_id == flow_id, Snapshot.source_key.in_(keys), Snapshot.chunk_item_id.is_not(None))))
 
 
-def _moment(value: str):
-    """An ISO timestamp as an aware datetime (naive ones are UTC), or None when it is not one."""
-    from datetime import datetime, timezone
-
+def _earlier(value: str, than: str) -> bool:
+    """``value`` is a moment before ``than`` (False when either is not a timestamp: nothing to keep then)."""
     try:
-        moment = datetime.fromisoformat(str(value))
+        return moment(value) < moment(than)
     except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return False
