@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools import server_missing
+
 SERVER_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 SERVER_OS_USER = "postgres"
 FALLBACK_OS_USER = "ledgerlink-pg"  # created only when running as root on a host without ``postgres``
@@ -82,10 +84,6 @@ def _url(user: str, host: str, port: int, dbname: str) -> str:
     return f"postgresql+psycopg://{user}@{host}:{port}/{dbname}"
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
 def _version_key(bin_dir: str) -> tuple[int, ...]:
     match = re.search(r"/postgresql/(\d+(?:\.\d+)*)/bin$", bin_dir)
     return tuple(int(part) for part in match.group(1).split(".")) if match else ()
@@ -107,12 +105,7 @@ def _require_server_binaries() -> tuple[str, str]:
     found = find_server_binaries()
     if found:
         return found
-    import pytest  # only a missing server makes this a test-runner matter
-
-    message = "PostgreSQL server binaries (initdb, pg_ctl) are not installed (apt-get install postgresql)"
-    if in_ci():
-        pytest.fail(f"{message}; CI must provide them", pytrace=False)
-    pytest.skip(message)
+    server_missing("PostgreSQL server binaries (initdb, pg_ctl) are not installed (apt-get install postgresql)")
 
 
 def free_port(host: str = HOST) -> int:

@@ -11,36 +11,20 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from devtools.pg import create_database, run_postgres
+from devtools.pg import create_database
 from ledgerlink.billing.figures import invoice_line_figures
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import Ledger, PlannedChange
 from ledgerlink.reconcile import compare
-from sandbox.generator import generate_billing, mutate_billing
-from tests.support.crashes import SimulatedCrash
+from sandbox.generator import mutate_billing
 from ledgerlink.migrations import migrate
+from tests.support.crashes import SimulatedCrash
 from tests.support.ledger_history import (check_a_fresh_ledger_migrates_to_exactly_the_models,
                                           check_a_ledger_built_before_alembic_upgrades_keeping_every_row,
                                           check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice,
                                           check_every_delivery_is_listed_once, downgrade_to_schema_2)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with run_postgres(tmp_path_factory.mktemp("pg")) as info:
-        yield info
-
-
-@pytest.fixture
-def world(server, tmp_path, monkeypatch, request):
-    monkeypatch.setenv("LEDGERLINK_HOME", str(tmp_path / "home"))
-    name = request.node.name.replace("[", "_").replace("]", "").lower()[:40]
-    billing, erp, ledger = (create_database(server, f"{name}_{kind}") for kind in ("billing", "erp", "ledger"))
-    generate_billing(billing.url, seed=9, customers=15)
-    return {"billing": sa.create_engine(billing.url), "erp": sa.create_engine(erp.url),
-            "billing_url": billing.url,
-            "ledger": Ledger.migrated(str(ledger.url) if not isinstance(ledger.url, str) else ledger.url)}
+from tests.support.pg_world import server, world  # noqa: F401 - the fixtures
 
 
 def _equal(world) -> None:

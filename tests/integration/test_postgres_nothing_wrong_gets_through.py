@@ -12,27 +12,9 @@ import sqlalchemy as sa
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.errors import FlowBusy, GateFailed, ReconciliationError
 from ledgerlink.flows import invoice_lines_to_erp as flow
-from ledgerlink.ledger import Ledger
-from sandbox.generator import generate_billing
-from tests.support.pg import create_database, run_postgres
+from tests.support.pg_world import server, world  # noqa: F401 - the fixtures
 
 LATER = "2026-11-25T10:00:00+00:00"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with run_postgres(tmp_path_factory.mktemp("pg")) as info:
-        yield info
-
-
-@pytest.fixture
-def world(server, tmp_path, monkeypatch, request):
-    monkeypatch.setenv("LEDGERLINK_HOME", str(tmp_path / "home"))
-    name = request.node.name.replace("[", "_").replace("]", "").lower()[:40]
-    billing, erp, ledger = (create_database(server, f"{name}_{kind}") for kind in ("billing", "erp", "ledger"))
-    generate_billing(billing.url, seed=9, customers=12)
-    return {"billing": sa.create_engine(billing.url), "erp": sa.create_engine(erp.url),
-            "ledger": Ledger.migrated(str(ledger.url))}
 
 
 def sql(engine: sa.Engine, statement: str, **params):

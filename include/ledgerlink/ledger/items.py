@@ -10,18 +10,17 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from ledgerlink.ledger.models import (ACKNOWLEDGED, DELETE, OPEN_STATUSES, PLANNED, REJECTED, SENT, SUPERSEDED, Flow,
-                                      Item, PlannedChange, Snapshot, _chunks, deliveries, utcnow)
+                                      Item, LedgerPart, PlannedChange, Snapshot, _chunks, deliveries, utcnow)
 from ledgerlink.ledger.postgres import _acknowledge_postgres, _plan_postgres, _write_lines_postgres
 from ledgerlink.ledger.snapshots import _move_snapshot
 
 log = logging.getLogger(__name__)
 
 
-class Items:
+class Items(LedgerPart):
     """Items, a chunk's lines and the history: part of :class:`~ledgerlink.ledger.Ledger`, which gives it
     ``engine``, ``_postgres`` (whether the PostgreSQL bulk paths apply) and ``_flow_id``."""
 
-    engine: sa.Engine
     _postgres: bool
     _flow_id: Callable[..., int | None]
 
@@ -235,8 +234,7 @@ class Items:
             query = query.where(Item.flow == flow)
         if run_id:
             query = query.where(Item.run_id == run_id)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._dicts(query)
 
     def history(self, target: str | None = None, since: datetime | None = None, flow: str | None = None) -> list[dict]:
         """What went where and when, with what result (everything that left the planned state)."""
@@ -247,16 +245,14 @@ class Items:
             query = query.where(Item.updated_at >= since)
         if flow:
             query = query.where(Item.flow == flow)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._dicts(query)
 
     def planned(self, target: str | None = None) -> list[dict]:
         """What is waiting to go, or went without a confirmation yet."""
         query = sa.select(Item).where(Item.status.in_(OPEN_STATUSES)).order_by(Item.planned_at, Item.id)
         if target:
             query = query.where(Item.target == target)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._dicts(query)
 
     def deliveries(self, flow: str | None = None, run_id: str | None = None, key: str | None = None) -> list[dict]:
         """The per-line history of chunked loads, each line with its chunk's run, target and time: the
@@ -281,8 +277,7 @@ class Items:
             query = query.where(Item.flow == flow)
         if run_id:
             query = query.where(Item.run_id == run_id)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._dicts(query)
 
 
 def _close_chunk(chunk_item_id: int):

@@ -21,6 +21,17 @@ RUNNING, SUCCEEDED, FAILED, BLOCKED, ABANDONED = "running", "succeeded", "failed
 LEASE_DURATION = timedelta(hours=6)  # longer than any run; a killed run's lease lapses after it
 
 
+class LedgerPart:
+    """What the ledger's parts (runs, snapshots, items) share: the engine ``Ledger`` sets, and reading rows."""
+
+    engine: sa.Engine
+
+    def _dicts(self, query) -> list[dict]:
+        """The query's rows as dicts (column name -> value)."""
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+
 class Base(orm.DeclarativeBase):
     pass
 

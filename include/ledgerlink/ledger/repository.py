@@ -95,8 +95,7 @@ class Ledger(Runs, Snapshots, Items):
             query = query.where(QuarantinedRow.flow == flow)
         if run_id:
             query = query.where(QuarantinedRow.run_id == run_id)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._dicts(query)
 
     def record_validation(self, run_id: str, flow: str, entity: str, success: bool, rows: int,
                           failed_blocking: list[str], failed_warning: list[str], report_html: str,
@@ -111,5 +110,4 @@ class Ledger(Runs, Snapshots, Items):
         query = sa.select(Validation).order_by(Validation.id)
         if flow:
             query = query.where(Validation.flow == flow)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._dicts(query)

@@ -6,13 +6,11 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from ledgerlink.ledger.models import ABANDONED, LEASE_DURATION, RUNNING, FlowLease, Run, utcnow
+from ledgerlink.ledger.models import ABANDONED, LEASE_DURATION, RUNNING, FlowLease, LedgerPart, Run, utcnow
 
 
-class Runs:
+class Runs(LedgerPart):
     """Runs and the flow's lease: part of :class:`~ledgerlink.ledger.Ledger`, which gives it ``engine``."""
-
-    engine: sa.Engine
 
     def start_run(self, run_id: str, flow: str) -> None:
         """Open the run (a retry continues it) and take the flow's lease: :class:`FlowBusy` when another run
@@ -88,5 +86,4 @@ class Runs:
         query = sa.select(Run).order_by(Run.started_at)
         if flow:
             query = query.where(Run.flow == flow)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._dicts(query)

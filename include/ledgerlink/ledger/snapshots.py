@@ -6,16 +6,15 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from ledgerlink.ledger.models import DELETE, UPDATE, Snapshot, Watermark, _chunks, deliveries, utcnow
+from ledgerlink.ledger.models import DELETE, UPDATE, LedgerPart, Snapshot, Watermark, _chunks, deliveries, utcnow
 from ledgerlink.ledger.postgres import _arrow_strings, _copy_arrow, _replace_snapshot_rows
 from ledgerlink.timestamps import moment
 
 
-class Snapshots:
+class Snapshots(LedgerPart):
     """Snapshots and watermarks: part of :class:`~ledgerlink.ledger.Ledger`, which gives it ``engine``,
     ``_postgres`` (whether the PostgreSQL bulk paths apply) and ``_flow_id``."""
 
-    engine: sa.Engine
     _postgres: bool
     _flow_id: Callable[..., int | None]
 

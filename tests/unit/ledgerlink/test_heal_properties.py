@@ -19,6 +19,7 @@ from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import Ledger
 from tests.support.crashes import seeded_billing
+from tests.support.loose_billing import drop_keys
 
 COLUMNS = [c for c in erp_lines.COLUMNS if c != "content_hash"]
 SELECT = ", ".join(f"i.{c}" if c in ("customer_id", "issue_date") else f"l.{c}" for c in COLUMNS)
@@ -36,11 +37,7 @@ edit = st.one_of(
 def _loose_billing(folder: Path) -> Path:
     path = folder / "billing.db"
     shutil.copy(seeded_billing(4, 5), path)
-    with sqlite3.connect(path) as db:
-        for table in ("invoice_lines", "invoices"):
-            db.execute(f"CREATE TABLE {table}_loose AS SELECT * FROM {table}")
-            db.execute(f"DROP TABLE {table}")
-            db.execute(f"ALTER TABLE {table}_loose RENAME TO {table}")
+    drop_keys(path)
     return path
 
 

@@ -15,6 +15,7 @@ from ledgerlink.errors import FlowBusy, GateFailed, ReconciliationError, RunSupe
 from ledgerlink.flows import invoice_lines_to_erp as flow
 from ledgerlink.ledger import Ledger
 from sandbox.generator import generate_billing
+from tests.support.loose_billing import drop_keys
 
 LATER = "2026-11-25T10:00:00+00:00"
 
@@ -45,13 +46,8 @@ def first_line(world) -> dict:
         return dict(db.execute("SELECT * FROM invoice_lines ORDER BY line_id LIMIT 1").fetchone())
 
 
-def without_primary_keys(world) -> None:
-    """A billing system whose tables declare no keys (many do): duplicates and orphans become possible."""
-    with sqlite3.connect(world["path"] / "billing.db") as db:
-        for table in ("invoice_lines", "invoices"):
-            db.execute(f"CREATE TABLE {table}_loose AS SELECT * FROM {table}")
-            db.execute(f"DROP TABLE {table}")
-            db.execute(f"ALTER TABLE {table}_loose RENAME TO {table}")
+def without_primary_keys(world, tables=("invoice_lines", "invoices")) -> None:
+    drop_keys(world["path"] / "billing.db", tables)
 
 
 def insert_line(world, row: dict) -> None:
@@ -267,10 +263,7 @@ def a_customer(world, country: str = "TR") -> dict:
 
 def test_a_null_tax_id_is_a_gate_failure_naming_the_customer_not_a_type_error(world):
     """Was: TypeError: boolean value of NA is ambiguous, in the tax-id check, retried three times."""
-    with sqlite3.connect(world["path"] / "billing.db") as db:
-        db.execute("CREATE TABLE c AS SELECT * FROM customers")
-        db.execute("DROP TABLE customers")
-        db.execute("ALTER TABLE c RENAME TO customers")
+    without_primary_keys(world, ["customers"])
     key = a_customer(world)["customer_id"]
     billing_sql(world, "UPDATE customers SET tax_id = NULL WHERE customer_id = ?", key)
     with pytest.raises(GateFailed) as caught:
@@ -299,10 +292,7 @@ def test_a_control_character_in_a_name_holds_the_customer_back(world):
 
 
 def test_a_customer_key_held_twice_is_held_back_whole(world):
-    with sqlite3.connect(world["path"] / "billing.db") as db:
-        db.execute("CREATE TABLE c AS SELECT * FROM customers")
-        db.execute("DROP TABLE customers")
-        db.execute("ALTER TABLE c RENAME TO customers")
+    without_primary_keys(world, ["customers"])
     key = a_customer(world)["customer_id"]
     billing_sql(world, "INSERT INTO customers SELECT * FROM customers WHERE customer_id = ?", key)
     billing_sql(world, "UPDATE customers SET legal_name = 'Twin Ltd' WHERE rowid = (SELECT max(rowid) FROM customers)")
