@@ -26,3 +26,29 @@ class FlowSteps:
     # For ``ledgerlink summary --check-targets``: given the flow's snapshot, how many of its records the target
     # holds now, and a phrase naming the target ("1C holds").
     count_in_target: Callable[[dict], tuple[int, str]] | None = None
+
+
+def task_steps(*, extract: Callable, gate: Callable, load: Callable, reconcile_and_report: Callable,
+               source: Callable[[], object], target: Callable[[], object],
+               count_in_target: Callable[[dict], tuple[int, str]] | None = None) -> FlowSteps:
+    """A flow's four Airflow tasks from its plain steps, which take their connections in the usual order:
+    ``extract(run_id, source, ledger)``, ``gate(state, ledger)``, ``load(state, target, ledger)`` and
+    ``reconcile_and_report(state, source, target, ledger)``. ``source`` and ``target`` open the connections
+    (called inside the task, never at import); the run's state crosses XCom as plain JSON."""
+
+    def ledger():
+        from ledgerlink import tasks
+
+        return tasks.ledger()
+
+    def state(data: dict):
+        from ledgerlink.flows.state import RunState
+
+        return RunState.from_xcom(data)
+
+    return FlowSteps(
+        extract=lambda run_id: extract(run_id, source(), ledger()).to_xcom(),
+        gate=lambda data: gate(state(data), ledger()).to_xcom(),
+        load=lambda data: load(state(data), target(), ledger()).to_xcom(),
+        reconcile_and_report=lambda data: reconcile_and_report(state(data), source(), target(), ledger()).as_dict(),
+        count_in_target=count_in_target)

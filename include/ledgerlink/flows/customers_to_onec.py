@@ -8,11 +8,11 @@ import logging
 import pandas as pd
 import sqlalchemy as sa
 
-from ledgerlink import settings
+from ledgerlink import settings, tasks
 from ledgerlink.billing.extract import read_customers
 from ledgerlink.delivery import ItemDelivery
 from ledgerlink.errors import TerminalError
-from ledgerlink.flows import FlowSteps
+from ledgerlink.flows import task_steps
 from ledgerlink.flows.spec import declared
 from ledgerlink.flows.state import Outcomes, RunState
 from ledgerlink.flows.steps import blocked_on_gate_failure, gate_staged
@@ -188,41 +188,14 @@ def run_all(run_id: str, billing: sa.Engine, client: ODataClient, ledger: Ledger
     return reconcile_and_report(state, billing, client, ledger)
 
 
-# The four Airflow tasks (ledgerlink.spine), each opening the connections it needs; the run's state crosses
-# XCom as plain JSON.
-def task_extract(run_id: str) -> dict:
-    from ledgerlink import tasks
-
-    return extract(run_id, tasks.billing_engine(), tasks.ledger()).to_xcom()
-
-
-def task_gate(state: dict) -> dict:
-    from ledgerlink import tasks
-
-    return gate(RunState.from_xcom(state), tasks.ledger()).to_xcom()
-
-
-def task_load(state: dict) -> dict:
-    from ledgerlink import tasks
-
-    return load(RunState.from_xcom(state), tasks.onec_client(), tasks.ledger()).to_xcom()
-
-
-def task_reconcile_and_report(state: dict) -> dict:
-    from ledgerlink import tasks
-
-    return reconcile_and_report(RunState.from_xcom(state), tasks.billing_engine(), tasks.onec_client(),
-                                tasks.ledger()).as_dict()
-
-
 def count_in_target(snapshot: dict) -> tuple[int, str]:
     """Active counterparties 1C holds of those Ledgerlink wrote."""
-    from ledgerlink import tasks
-
     known = {target_key for _, target_key in snapshot.values() if target_key}
     target = counterparties.read_ours(tasks.onec_client(), known)
     return (0 if target.empty else int((target["DeletionMark"] == False).sum())), "1C holds"  # noqa: E712
 
 
-STEPS = FlowSteps(extract=task_extract, gate=task_gate, load=task_load, reconcile_and_report=task_reconcile_and_report,
-                  count_in_target=count_in_target)
+# The four Airflow tasks (ledgerlink.spine), each opening the connections it needs.
+STEPS = task_steps(extract=extract, gate=gate, load=load, reconcile_and_report=reconcile_and_report,
+                   source=tasks.billing_engine, target=tasks.onec_client,
+                   count_in_target=count_in_target)

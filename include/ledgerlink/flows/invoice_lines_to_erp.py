@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ledgerlink import settings
+from ledgerlink import settings, tasks
 from ledgerlink.billing.extract import (LINES_FROM, content_hash_value_sql, duplicate_keys, invoice_line_fingerprint,
                                        read_invoice_headers, read_invoice_lines, read_invoice_lines_by_key)
 from ledgerlink.billing.figures import invoice_line_figures
 from ledgerlink.delivery import ChunkDelivery
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.errors import GateFailed, ReconciliationError
-from ledgerlink.flows import FlowSteps
+from ledgerlink.flows import task_steps
 from ledgerlink.flows.spec import declared
 from ledgerlink.flows.state import Outcomes, RunState
 from ledgerlink.flows.steps import blocked_on_gate_failure, gate_staged
@@ -427,39 +427,12 @@ def run_all(run_id: str, billing: sa.Engine, erp: sa.Engine, ledger: Ledger, chu
     return reconcile_and_report(state, billing, erp, ledger)
 
 
-# The four Airflow tasks (ledgerlink.spine), each opening the connections it needs; the run's state crosses
-# XCom as plain JSON.
-def task_extract(run_id: str) -> dict:
-    from ledgerlink import tasks
-
-    return extract(run_id, tasks.billing_engine(), tasks.ledger()).to_xcom()
-
-
-def task_gate(state: dict) -> dict:
-    from ledgerlink import tasks
-
-    return gate(RunState.from_xcom(state), tasks.ledger()).to_xcom()
-
-
-def task_load(state: dict) -> dict:
-    from ledgerlink import tasks
-
-    return load(RunState.from_xcom(state), tasks.erp_engine(), tasks.ledger()).to_xcom()
-
-
-def task_reconcile_and_report(state: dict) -> dict:
-    from ledgerlink import tasks
-
-    return reconcile_and_report(RunState.from_xcom(state), tasks.billing_engine(), tasks.erp_engine(),
-                                tasks.ledger()).as_dict()
-
-
 def count_in_target(snapshot: dict) -> tuple[int, str]:
     """Lines the ERP's book holds."""
-    from ledgerlink import tasks
-
     return erp_lines.count_loaded(tasks.erp_engine()), "ERP holds"
 
 
-STEPS = FlowSteps(extract=task_extract, gate=task_gate, load=task_load, reconcile_and_report=task_reconcile_and_report,
-                  count_in_target=count_in_target)
+# The four Airflow tasks (ledgerlink.spine), each opening the connections it needs.
+STEPS = task_steps(extract=extract, gate=gate, load=load, reconcile_and_report=reconcile_and_report,
+                   source=tasks.billing_engine, target=tasks.erp_engine,
+                   count_in_target=count_in_target)
