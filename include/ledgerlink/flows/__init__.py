@@ -1,8 +1,10 @@
 """Each exchange as a few plain steps (extract, gate, load, reconcile and report) that a DAG wires together.
 
-Steps hand each other small dicts (safe for XCom) and keep the data itself in staged Arrow IPC files. Each flow
-module declares its spec against the exchange map (``spec.declared``) and its ``STEPS``; the registry below
-tells the spine which module runs which flow (a dict, not a naming convention, and light to import).
+Steps hand each other a typed state (``state.RunState``, plain JSON over XCom) and keep the data itself in staged
+Arrow IPC files. Each flow module declares its spec against the exchange map (``spec.declared``) and its
+``STEPS``: a flow of records to a per-record target is a ``keyed.KeyedFlow`` (spec, reader, target adapter); the
+registry below tells the spine which module runs which flow (a dict, not a naming convention, and light to
+import).
 """
 from __future__ import annotations
 

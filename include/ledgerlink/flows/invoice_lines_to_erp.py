@@ -13,22 +13,23 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ledgerlink import settings, tasks
+from ledgerlink import tasks
 from ledgerlink.billing.extract import (LINES_FROM, content_hash_value_sql, duplicate_keys, invoice_line_fingerprint,
                                        read_invoice_headers, read_invoice_lines, read_invoice_lines_by_key)
 from ledgerlink.billing.figures import invoice_line_figures
 from ledgerlink.delivery import ChunkDelivery
 from ledgerlink.erp import invoice_lines as erp_lines
-from ledgerlink.errors import GateFailed, ReconciliationError
+from ledgerlink.errors import GateFailed
 from ledgerlink.flows import task_steps
+from ledgerlink.flows.closing import close_run, held_back_rows
 from ledgerlink.flows.spec import declared
 from ledgerlink.flows.state import Outcomes, RunState
 from ledgerlink.flows.steps import blocked_on_gate_failure, gate_staged
 from ledgerlink.flows.staging import read_column, read_frame, read_json, stage_frame, stage_json
-from ledgerlink.ledger import CREATE, FAILED, SUCCEEDED, UPDATE, Ledger
+from ledgerlink.ledger import CREATE, UPDATE, Ledger
 from ledgerlink.loads.sql import delete_keys, upsert_frame
 from ledgerlink.reconcile import Figures, compare, figures
-from ledgerlink.report import RunSummary, write_workbook
+from ledgerlink.report import RunSummary
 from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, next_watermark, read_from, with_keys_and_hashes
 
 log = logging.getLogger(__name__)
@@ -286,16 +287,8 @@ def reconcile_and_report(state: RunState, billing: sa.Engine, erp: sa.Engine, le
         reconciliation_detail=f"billing {source.count} lines, ERP {target.count} lines, "
                               f"totals equal in {len(source.totals)} currency/VAT group(s), "
                               f"every line's content equal",
-        gate_report=state.gate_report,
-        held_back=[{"key": q["source_key"], "status": "quarantined", "reasons": q["reasons"], "row": q["row"]}
-                   for q in held])
-    workbook = settings.reports_dir(FLOW, run_id) / "reconciliation.xlsx"
-    summary.workbook = str(write_workbook(summary, workbook, source.as_rows(), target.as_rows()))
-    ledger.finish_run(run_id, FLOW, SUCCEEDED if not differences else FAILED, summary.as_dict())
-    log.info("\n%s", summary.text())
-    if differences:
-        raise ReconciliationError(FLOW, differences)
-    return summary
+        gate_report=state.gate_report, held_back=held_back_rows(held))
+    return close_run(ledger, summary, source_totals=source.as_rows(), target_totals=target.as_rows())
 
 
 DIFFERING_KEYS_SHOWN = 10
