@@ -85,6 +85,12 @@ def test_an_object_an_expansion_rows_and_an_error_in_atom(api, onec):
     assert missing.status_code == 404 and missing.headers["Content-Type"].startswith("application/xml")
     error = SafeET.fromstring(missing.content)
     assert error.tag == f"{M}error" and error.find(f"{M}code").text == "9" and error.find(f"{M}message").text
+    posted = requests.post(api.root + f"{SALES}(guid'{document['Ref_Key']}')/Post", auth=("ledgerlink", "secret"),
+                           timeout=5)
+    assert posted.headers["Content-Type"].startswith("application/atom+xml;type=entry")
+    assert properties(SafeET.fromstring(posted.content))["Posted"].text == "true"
+    shown = SafeET.fromstring(plain_get(onec, SALES, **{"$select": "Number,Контрагент_Presentation"}).content)
+    assert properties(shown.find(f"{ATOM}entry"))["Контрагент_Presentation"].text == "Альфа"
     # JSON still when asked, by $format or by Accept; $metadata and /$count are unchanged.
     assert plain_get(onec, SALES, **{"$format": "json"}).json()["value"][0]["Ref_Key"] == document["Ref_Key"]
     assert plain_get(onec, f"{SALES}/$count").text == "1"
