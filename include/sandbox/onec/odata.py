@@ -446,4 +446,4 @@ class ODataService:
             return target.get("Description", "")
         date = datetime.fromisoformat(target["Date"])
         kind = set_name.split("_", 1)[1]
-        return f"{kind} {target['Number']} от {date.day:02d}.{date.month:02d}.{date.year} {date:%-H:%M:%S}"
+        return f"{kind} {target['Number']} от {date:%d.%m.%Y} {date.hour}:{date:%M:%S}"
