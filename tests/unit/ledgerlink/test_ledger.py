@@ -12,6 +12,7 @@ from ledgerlink.errors import ConfigurationError
 from ledgerlink.ledger import ACKNOWLEDGED, PLANNED, REJECTED, SENT, Ledger, PlannedChange
 from ledgerlink.migrations import VERSION_TABLE, head
 from tests.support.ledger_history import (check_a_fresh_ledger_migrates_to_exactly_the_models,
+                                          check_a_ledger_at_0004_moves_its_chunk_items_to_chunks_keeping_every_row,
                                           check_a_ledger_built_before_alembic_upgrades_keeping_every_row,
                                           check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice,
                                           check_every_delivery_is_listed_once)
@@ -36,6 +37,10 @@ def test_a_fresh_ledger_migrates_to_exactly_the_models(tmp_path):
 @pytest.mark.parametrize("version", [3, 4])
 def test_a_ledger_built_before_alembic_upgrades_keeping_every_row(tmp_path, version):
     check_a_ledger_built_before_alembic_upgrades_keeping_every_row(f"sqlite:///{tmp_path / 'old.db'}", version)
+
+
+def test_a_ledger_at_0004_moves_its_chunk_items_to_chunks_keeping_every_row(tmp_path):
+    check_a_ledger_at_0004_moves_its_chunk_items_to_chunks_keeping_every_row(f"sqlite:///{tmp_path / 'at-0004.db'}")
 
 
 def test_a_ledger_that_was_not_migrated_is_refused_with_what_to_run(tmp_path, monkeypatch, capsys):
@@ -120,6 +125,17 @@ def test_cli_history_planned_and_quarantine(ledger, capsys):
     assert cli.main(["quarantine"]) == 0
     out = capsys.readouterr().out
     assert "C3" in out and "email looks like an address" in out
+
+
+def test_an_open_chunk_of_an_abandoned_run_is_closed_when_the_next_run_loads(ledger):
+    from ledgerlink.delivery import ChunkDelivery
+
+    killed = ledger.plan_chunk("killed", "lines", "erp", "invoice_line", 0, "upsert", 5, sent=True)
+    ChunkDelivery(ledger, flow="lines", run_id="next", target="erp", entity="invoice_line", chunks=1)
+    chunk = ledger.chunks()[0]
+    assert (chunk["id"], chunk["status"]) == (killed, REJECTED)
+    assert chunk["last_error"].startswith("superseded: run next took over")
+    assert ledger.planned() == []
 
 
 def test_the_ledger_can_live_behind_an_airflow_connection(tmp_path, monkeypatch):
