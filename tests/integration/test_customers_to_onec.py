@@ -16,7 +16,7 @@ from ledgerlink import settings
 from ledgerlink.errors import AuthenticationFailed, GateFailed, ReconciliationError, TerminalError, TransientError
 from ledgerlink.flows import customers_to_onec as flow
 from ledgerlink.ledger import ACKNOWLEDGED, PLANNED, REJECTED, SENT
-from ledgerlink.onec.counterparties import content_mismatches, ref_key, to_counterparty
+from ledgerlink.onec.counterparties import LEGAL_ADDRESS, content_mismatches, ref_key, to_counterparty
 from ledgerlink.retrying import RetryBudget
 from ledgerlink.taxids import is_valid_tax_id
 from ledgerlink.tracking import WATERMARK_OVERLAP
@@ -147,7 +147,7 @@ def test_changes_after_the_watermark_and_late_commits_within_the_overlap_are_sen
     assert [(i["source_key"], i["operation"], i["status"]) for i in items_of(world, "run-2")] == [
         (first, "update", ACKNOWLEDGED)]
     assert summary.reconciliation == [] and summary.updated == 1
-    assert world.by_ref()[ref_key(first)]["ЮридическийАдрес"].endswith("Kazan")
+    assert world.by_ref()[ref_key(first)][LEGAL_ADDRESS].endswith("Kazan")
     assert world.watermark() == changed_at
     rerun = world.run("run-2b")  # acknowledged: the new content's hash is in the snapshot
     assert items_of(world, "run-2b") == [] and rerun.sent == 0
@@ -163,7 +163,7 @@ def test_changes_after_the_watermark_and_late_commits_within_the_overlap_are_sen
         (second, "update", ACKNOWLEDGED)]
     assert summary.updated == 1 and summary.reconciliation == []
     obj = world.by_ref()[ref_key(second)]
-    assert obj["ЮридическийАдрес"].startswith("Moved Street 7")
+    assert obj[LEGAL_ADDRESS].startswith("Moved Street 7")
     assert content_differences(world) == []
     assert world.watermark() == changed_at  # never moved back by the late row, never moved to "now"
 
@@ -400,7 +400,7 @@ def test_a_customer_changed_after_the_run_read_it_is_left_to_the_next_run(world)
     summary = flow.reconcile_and_report(meta, world.billing, world.client, world.ledger)
     assert summary.reconciliation == []
     nxt = world.run("run-3")
-    assert nxt.updated == 1 and world.by_ref()[ref_key(key)]["ЮридическийАдрес"].endswith("Samara")
+    assert nxt.updated == 1 and world.by_ref()[ref_key(key)][LEGAL_ADDRESS].endswith("Samara")
 
 
 # 8. the live check (`ledgerlink summary --check-targets`) ---------------------------------------------
