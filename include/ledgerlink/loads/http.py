@@ -114,9 +114,9 @@ def upsert(target: KeyedTarget, key: str, payload: dict, *, believed_new: bool, 
             on_overwrite(key, changes, read)
         try:
             answer = target.patch(key, target.to_wire(changes, current), target.version_of(current))
-        except ConflictError as e:  # the target honours If-Match: the object moved since we read it
+        except ConflictError:  # the target honours If-Match: the object moved since we read it
             if on_concurrent_edit:
-                on_concurrent_edit(key, {"DataVersion": (target.version_of(current), str(e))})
+                on_concurrent_edit(key, {"DataVersion": (target.version_of(current), "a newer one (If-Match refused)")})
             raced = True
             continue
         _check_stored(target, key, changes, answer, key_field)
