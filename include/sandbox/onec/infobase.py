@@ -58,17 +58,32 @@ class Infobase:
             raise ODataError(404, UNKNOWN_RESOURCE, f"Не найден ресурс {name}") from None
 
     def get(self, set_name: str, ref_key: str) -> dict | None:
-        return self.store.get(set_name, ref_key)
+        record = self.store.get(set_name, ref_key)
+        return None if record is None else self._restructured(set_name, record)
 
     def require(self, set_name: str, ref_key: str) -> dict:
-        record = self.store.get(set_name, ref_key)
+        record = self.get(set_name, ref_key)
         if record is None:
             raise not_found(set_name, ref_key)
         return record
 
     def all(self, set_name: str) -> list[dict]:
         self.entity_set(set_name)
-        return self.store.all(set_name)
+        return [self._restructured(set_name, record) for record in self.store.all(set_name)]
+
+    def _restructured(self, set_name: str, record: dict) -> dict:
+        """An object stored under an older configuration, as 1C shows it after updating the configuration:
+        attributes added since hold their empty values (rows of a tabular part too)."""
+        entity_set = self.entity_sets.get(set_name)
+        if entity_set is None:
+            return record
+        for name, field in entity_set.fields.items():
+            record.setdefault(name, DEFAULTS[field.edm])
+        for name, part in entity_set.tabular_parts.items():
+            for row in record.setdefault(name, []):
+                for row_field, spec in part.fields.items():
+                    row.setdefault(row_field, DEFAULTS[spec.edm])
+        return record
 
     # writes
     def create(self, set_name: str, payload: dict, *, origin: str | None = None,
@@ -178,7 +193,7 @@ class Infobase:
             node = self.require(EXCHANGE_PLAN, node["Ref_Key"])
             node["SentNo"] = str(message_no)
             self._save_node(node)
-            return [(change, None if change.deleted else self.store.get(change.entity_set, change.ref_key))
+            return [(change, None if change.deleted else self.get(change.entity_set, change.ref_key))
                     for change in self.store.changes(node["Ref_Key"])]
 
     def notify_changes_received(self, node: dict, message_no: int) -> tuple[int, int]:

@@ -207,3 +207,23 @@ def test_a_base_that_ignores_if_match_applies_a_stale_patch(tmp_path):
                       headers={"If-Match": created["DataVersion"]})
         assert deleted.status_code == 204
         api.session.close()
+
+
+def test_an_infobase_from_an_older_configuration_opens_with_the_new_attributes_empty(tmp_path):
+    """A sandbox kept from before the counterparty had its БП 3.0 shape: 1C updates the configuration and shows
+    the new attributes empty (the old string attributes are no longer published)."""
+    from sandbox.onec.store import Store
+
+    old_key = str(uuid.uuid4())
+    store = Store(tmp_path / "onec.sqlite")
+    store.insert(COUNTERPARTIES, {"Ref_Key": old_key, "DataVersion": "AAAAAAAAAAE=", "DeletionMark": False,
+                                  "Code": "C000001", "Description": "Альфа", "ИНН": "7701234567",
+                                  "СтранаРегистрации": "RU", "ЮридическийАдрес": "Москва"})
+    store.close()
+    with serving(start(tmp_path)) as server:
+        api = Api(server)
+        old = api.get(COUNTERPARTIES, old_key)
+        assert (old["ИНН"], old["НалоговыйНомер"], old["КонтактнаяИнформация"]) == ("7701234567", "", [])
+        assert "ЮридическийАдрес" not in old
+        assert api.patch(COUNTERPARTIES, old_key, СтранаРегистрации_Key=country(api, "RU")["Ref_Key"]).status_code == 200
+        api.session.close()
