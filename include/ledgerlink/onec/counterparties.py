@@ -141,6 +141,8 @@ def comparable(client: ODataClient, counterparty: dict) -> dict:
 def _to_wire(client: ODataClient, fields: dict, current: dict | None) -> dict:
     """Fields of the compared view as the body 1C takes: references by key, the address as its row."""
     known = lookups(client)
+    if fields.get(COUNTRY) and fields[COUNTRY] not in known.country_by_alpha2:
+        known = lookups(client, refresh=True)  # added in 1C since we read the catalog?
     body = {name: value for name, value in fields.items() if name not in (COUNTRY, LEGAL_ADDRESS)}
     if COUNTRY in fields:
         body["СтранаРегистрации_Key"] = known.country(fields[COUNTRY])["Ref_Key"] if fields[COUNTRY] else EMPTY_REF
