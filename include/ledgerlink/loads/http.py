@@ -78,7 +78,8 @@ def _check_stored(target: KeyedTarget, key: str, sent: dict, answer: dict, key_f
     kept = target.view(answer)
     lost = differences(sent, kept, ignore=(key_field,))
     if lost:
-        raise NotStored(target.system, target.entity, key, {name: (value, kept.get(name)) for name, value in lost.items()})
+        raise NotStored(target.system, target.entity, key,
+                        {name: (value, kept.get(name)) for name, value in lost.items()})
 
 
 def upsert(target: KeyedTarget, key: str, payload: dict, *, believed_new: bool, key_field: str,

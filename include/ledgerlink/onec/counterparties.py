@@ -91,8 +91,9 @@ class Lookups:
         try:
             return self.country_by_alpha2[alpha2]
         except KeyError:
-            raise MissingReference("1C", COUNTRIES, f"country with КодАльфа2 {alpha2!r}",
-                                   "add it from the classifier (Справочник «Страны мира» → Подобрать из ОКСМ)") from None
+            raise MissingReference(
+                "1C", COUNTRIES, f"country with КодАльфа2 {alpha2!r}",
+                "add it from the classifier (Справочник «Страны мира» → Подобрать из ОКСМ)") from None
 
 
 _LOOKUPS: "weakref.WeakKeyDictionary[ODataClient, Lookups]" = weakref.WeakKeyDictionary()
@@ -199,7 +200,8 @@ def upsert_counterparty(client: ODataClient, row: dict, *, believed_new: bool) -
         # Someone changed the object in 1C between our read and our write (seen by a 412, or in the answer of
         # a base that ignores If-Match): it is read again, and billing's values are written over the edit.
         log.warning("counterparty %s (%s) was changed in 1C while Ledgerlink wrote it: %s", customer, key,
-                    "; ".join(f"{name}: read {before!r}, then {after!r}" for name, (before, after) in sorted(moved.items())))
+                    "; ".join(f"{name}: read {before!r}, then {after!r}"
+                              for name, (before, after) in sorted(moved.items())))
 
     outcome = upsert(keyed_target(client), payload["Ref_Key"], payload, believed_new=believed_new,
                      key_field="Ref_Key", on_overwrite=log_overwrite, on_concurrent_edit=log_concurrent_edit)
