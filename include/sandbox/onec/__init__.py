@@ -17,9 +17,8 @@ Wire rules: JSON when asked (``$format=json`` or ``Accept: application/json``), 
 publication answers (guide §17.4.3; ``atom``); ``$metadata`` is XML and ``/$count`` a bare number either way.
 ``Edm.Int64`` travels as a string, dates as ``2026-01-31T00:00:00`` (no zone), numbers (``Edm.Double``, as
 real bases type them) as a JSON number with their exact decimal text (``1200.50``), empty references as the
-zero guid, empty dates as
-``0001-01-01T00:00:00``. Objects carry ``<Nav>@navigationLinkUrl`` beside each reference, as 1C writes them;
-rows of a tabular part carry the document's ``Ref_Key`` and ``LineNumber``. Errors: ``{"odata.error": {"code":
+zero guid, empty dates as ``0001-01-01T00:00:00``. Objects carry ``<Nav>@navigationLinkUrl`` beside each
+reference, as 1C writes them; rows of a tabular part carry the document's ``Ref_Key`` and ``LineNumber``. Errors: ``{"odata.error": {"code":
 "9", "message": {"lang": "ru", "value": "..."}}}`` in JSON, ``<m:error>`` otherwise (codes in ``errors``).
 Query options, filter functions and navigation paths: ``odata`` and ``filters``. The web server in front (URL
 limits, an HTML login page): ``server``.
