@@ -28,7 +28,7 @@ from .errors import (
 )
 from .schema import EXCHANGE_PLAN, SCHEMA, EntitySet, TabularPart
 from .store import Change, Store
-from .values import DEFAULTS, EMPTY_DATE, EMPTY_GUID, fit, parse_guid, to_storage
+from .values import DEFAULTS, EMPTY_DATE, EMPTY_GUID, comparable, fit, parse_guid, to_storage
 
 READ_ONLY = {"Ref_Key", "DataVersion", "Predefined", "PredefinedDataName"}
 DEFAULT_NODES = ("BILLING",)
@@ -303,9 +303,10 @@ class Infobase:
         """The platform's uniqueness check of ``Code`` for a catalog configured to check it."""
         if not entity_set.check_unique or not record.get("Code"):
             return
-        code = record["Code"].rstrip()
+        # Compared as 1C's database compares strings: without case, trailing spaces ignored.
+        code = comparable(schema.STRING, record["Code"])
         for other in self.store.all(entity_set.name):
-            if other["Ref_Key"] != record["Ref_Key"] and other["Code"].rstrip() == code:
+            if other["Ref_Key"] != record["Ref_Key"] and comparable(schema.STRING, other["Code"]) == code:
                 raise business(f'Значение поля "Код" не уникально: {record["Code"]} '
                                f"(уже у {entity_set.name}(guid'{other['Ref_Key']}'))")
 

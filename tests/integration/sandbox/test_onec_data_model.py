@@ -160,6 +160,7 @@ def test_a_duplicate_code_is_a_business_error(api):
     assert response.status_code == 500
     error = response.json()["odata.error"]
     assert error["code"] == "-1" and 'Значение поля "Код" не уникально' in error["message"]["value"]
+    assert api("POST", COUNTERPARTIES, json={"Code": "c000001 "}).status_code == 500  # as 1C compares strings
     second = api.create(COUNTERPARTIES, Code="C000002", Description="Второй")
     assert api.patch(COUNTERPARTIES, second["Ref_Key"], Code="C000001").status_code == 500
     assert api.patch(COUNTERPARTIES, first["Ref_Key"], Code="C000001", Description="Тот же").status_code == 200
