@@ -10,6 +10,7 @@ Faults are rules posted as JSON to ``/_sandbox/faults`` on any stand-in (``DELET
      {"mode": "timeout", "seconds": 30, "count": 1},
      {"mode": "drop_after_apply", "count": 1, "methods": ["POST", "PATCH"]}]
 
+An ``error`` rule may carry ``"retry_after": seconds`` (sent as ``Retry-After``, as rate limits answer 429).
 ``count`` is how many matching requests the rule hits (omit or -1 for all); ``rate`` (0..1) makes it
 random with the server's seeded generator; ``path`` is a prefix of the request path.
 """
@@ -145,7 +146,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 return None
             if rule["mode"] == "error":
                 status = int(rule.get("status", 503))
-                return self._write(Response.json(status, {"error": "injected fault", "status": status}))
+                headers = {"Retry-After": str(rule["retry_after"])} if "retry_after" in rule else None
+                return self._write(Response.json(status, {"error": "injected fault", "status": status}, headers))
         response = self.route(method, parts.path, parse_qs(parts.query, keep_blank_values=True), body)
         if any(rule["mode"] == "drop_after_apply" for rule in fired):
             # The change is applied; the client never hears back.

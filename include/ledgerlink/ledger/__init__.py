@@ -12,6 +12,8 @@ was from the single module before; the schema is migrated by :mod:`ledgerlink.mi
 """
 from __future__ import annotations
 
+# The e-invoice register's tables belong to the same schema (its models register on Base here).
+from ledgerlink.ledger.einvoices import EInvoiceRegister
 from ledgerlink.ledger.engine import LEDGER_CONN_ID, _make_engine, default_ledger_url
 from ledgerlink.ledger.models import (ABANDONED, ACKNOWLEDGED, BLOCKED, CREATE, DELETE, FAILED, LEASE_DURATION,
                                       OPEN_STATUSES, PLANNED, QUARANTINED, REJECTED, RUNNING, SENT, SUCCEEDED,
@@ -26,5 +28,5 @@ __all__ = [
     "PLANNED", "QUARANTINED", "REJECTED", "RUNNING", "SENT", "SUCCEEDED", "SUPERSEDED", "UPDATE",
     "Base", "Flow", "FlowLease", "Item", "QuarantinedRow", "Run", "SchemaVersion", "Snapshot", "Validation",
     "Watermark", "deliveries",
-    "LEDGER_CONN_ID", "default_ledger_url", "Ledger", "PlannedChange", "utcnow",
+    "LEDGER_CONN_ID", "default_ledger_url", "Ledger", "PlannedChange", "utcnow", "EInvoiceRegister",
 ]
