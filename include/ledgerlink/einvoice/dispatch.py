@@ -11,7 +11,10 @@ the same identity):
    integrator: it may have taken it ("accepted but response lost"). Nothing else is tried until that
    integrator, asked for the ETTN's status, answers: it holds it (the invoice is carried there) or definitely
    not (then, and only then, the next integrator of the route may carry it). While it cannot answer, the
-   invoice waits, in doubt, for the next pass or run.
+   invoice waits, in doubt, for the next pass or run. "Not received" is definite only once the request cannot
+   still be on its way: after an HTTP answer (even a 5xx), at once; after silence (a timeout, a dropped
+   connection), only ``settle_seconds`` after the send began, so a slow integrator that registers late is
+   found holding the invoice instead of racing the fallback to GİB.
 4. A request that never left (connection refused, 429) is definitely not received.
 5. An integrator that keeps failing is skipped for a while for invoices that never went to it (for those,
    "not received" is certain from our own record), so a down primary costs one failed call, not one per
@@ -27,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from ledgerlink.einvoice.clients import (ACCEPTED, DUPLICATE, NOT_RECEIVED, QUEUED, REJECTED, Answer, RateLimited,
                                          Unanswered)
@@ -72,11 +76,12 @@ class Dispatcher:
 
     def __init__(self, register: EInvoiceRegister, clients: Mapping[str, object], *, run_id: str | None,
                  retry: RetryBudget | None = None, breaker: Breaker | None = None, status_tries: int = 3,
-                 status_wait: float = 0.2, sleep: Callable[[float], None] = time.sleep):
+                 status_wait: float = 0.2, settle_seconds: float = 30.0, sleep: Callable[[float], None] = time.sleep):
         self.register, self.clients, self.run_id = register, clients, run_id
         self.retry = retry or RetryBudget()
         self.breaker = breaker or Breaker()
         self.status_tries, self.status_wait, self.sleep = status_tries, status_wait, sleep
+        self.settle_seconds = settle_seconds
         self.outcomes: Counter = Counter()
 
     # one call, recorded ------------------------------------------------------------------------------------------
@@ -175,6 +180,10 @@ class Dispatcher:
                     return IN_DOUBT
                 if answer.outcome in (QUEUED, ACCEPTED):
                     return self._carried(invoice, in_doubt, answer)
+                unsettled = self._unsettled(invoice_id, in_doubt)
+                if unsettled > 0:  # a silent send may still be on its way: ask again once it cannot be
+                    self.sleep(unsettled)
+                    continue
                 not_received.add(in_doubt)  # definite: only now may another integrator carry it
                 log.info("invoice %s: %s confirms it never received %s", invoice_id, in_doubt, invoice["ettn"])
                 in_doubt = None
@@ -218,6 +227,15 @@ class Dispatcher:
             if answer.outcome == REJECTED:
                 return self._rejected(invoice, target, answer)
             raise AssertionError(f"unexpected answer {answer}")
+
+    def _unsettled(self, invoice_id: str, integrator: str) -> float:
+        """Seconds until the last send to the integrator can no longer be on its way (0 after an HTTP answer)."""
+        sends = [a for a in self.register.attempts(invoice_id) if a["integrator"] == integrator and a["action"] == "send"]
+        if not sends or sends[-1]["http_status"] is not None:
+            return 0.0
+        started = sends[-1]["started_at"]
+        started = started if started.tzinfo else started.replace(tzinfo=timezone.utc)
+        return max(0.0, self.settle_seconds - (datetime.now(timezone.utc) - started).total_seconds())
 
     def _ever_sent(self, invoice_id: str, integrator: str, reached_only: bool = False) -> bool:
         """Whether any send of the invoice to the integrator may have reached it (our own record)."""

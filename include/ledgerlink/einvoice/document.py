@@ -16,6 +16,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from lxml import etree
 
+from ledgerlink.einvoice.codes import (EARSIV, EARSIVFATURA, EFATURA, IADE, PROFILES, SATIS, TEMELFATURA,  # noqa: F401
+                                       TICARIFATURA, TYPE_CODES)
 from ledgerlink.errors import TerminalError
 from ledgerlink.taxids import is_valid_tax_id
 
@@ -25,11 +27,6 @@ CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
 NSMAP = {None: INVOICE_NS, "cbc": CBC, "cac": CAC}
 NS = {"inv": INVOICE_NS, "cbc": CBC, "cac": CAC}
 
-EFATURA, EARSIV = "efatura", "earsiv"
-TEMELFATURA, TICARIFATURA, EARSIVFATURA = "TEMELFATURA", "TICARIFATURA", "EARSIVFATURA"
-SATIS, IADE = "SATIS", "IADE"
-PROFILES = {EFATURA: (TEMELFATURA, TICARIFATURA), EARSIV: (EARSIVFATURA,)}
-TYPE_CODES = (SATIS, IADE)
 NUMBER = re.compile(r"^[A-Z0-9]{3}20\d{2}\d{9}$")
 CENT = Decimal("0.01")
 KDV_TAX_TYPE = "0015"  # GİB's code for KDV (VAT)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ledgerlink.einvoice.document import EARSIV, EFATURA, PROFILES, TYPE_CODES, Party
+from ledgerlink.einvoice.codes import EARSIV, EFATURA, PROFILES, TYPE_CODES
 from ledgerlink.errors import ConfigurationError
 from ledgerlink.taxids import is_valid_tax_id
 
@@ -55,7 +55,7 @@ class Series:
 
 @dataclass(frozen=True)
 class Routing:
-    supplier: Party
+    supplier: "Party"  # noqa: F821 - ledgerlink.einvoice.document.Party
     issued_from: date
     user_list: str
     integrators: dict[str, Integrator]
@@ -78,6 +78,8 @@ def parse_routing(document: dict) -> Routing:
     if not isinstance(document, dict):
         raise RoutingError("<root>", "must be a mapping")
     raw_supplier = _need(document, "supplier", "<root>")
+    from ledgerlink.einvoice.document import Party  # lxml: only when the routing is used, not when a DAG parses
+
     supplier = Party(tax_id=str(_need(raw_supplier, "tax_id", "supplier")), name=_need(raw_supplier, "name", "supplier"),
                      street=_need(raw_supplier, "street", "supplier"), city=_need(raw_supplier, "city", "supplier"),
                      tax_office=raw_supplier.get("tax_office", ""))

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from ledgerlink.errors import TransientError
+
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +27,15 @@ class UserListCache:
         cached = self._read()
         if cached is not None and cached["fetched_on"] == self.today().isoformat():
             return frozenset(cached["identifiers"])
-        identifiers = sorted({str(u["identifier"]).strip() for u in self.fetch()})
+        try:
+            identifiers = sorted({str(u["identifier"]).strip() for u in self.fetch()})
+        except TransientError as e:
+            if cached is None:
+                raise
+            # Yesterday's list beats no e-invoices today: registrations change slowly, and a recipient who joined
+            # since gets an e-Arşiv invoice, which GİB accepts; the next run fetches again.
+            log.warning("GİB e-Fatura user list not refreshed (%s): using the list of %s", e, cached["fetched_on"])
+            return frozenset(cached["identifiers"])
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".partial")
         partial.write_text(json.dumps({"fetched_on": self.today().isoformat(), "identifiers": identifiers}),

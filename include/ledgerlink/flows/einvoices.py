@@ -15,7 +15,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from ledgerlink import settings
@@ -69,6 +69,7 @@ class EInvoiceFlow:
     breaker: Callable[[], Breaker] = Breaker
     retry: Callable[[], RetryBudget] = RetryBudget
     status_tries: int = 3
+    settle_seconds: float = 30.0  # how long a silent send may still be on its way (dispatch's rule 3)
 
     # extract and gate -------------------------------------------------------------------------------------------
     def extract(self, run_id: str, billing, ledger: Ledger) -> RunState:
@@ -176,7 +177,7 @@ class EInvoiceFlow:
         going = [i for i in register.invoices(states=UNFINISHED_STATES, invoice_ids=list(documents))
                  if Dispatcher.next_hop(i) == integrator]
         dispatcher = Dispatcher(register, clients, run_id=state.run_id, retry=self.retry(), breaker=self.breaker(),
-                                status_tries=self.status_tries)
+                                status_tries=self.status_tries, settle_seconds=self.settle_seconds)
 
         def document_of(invoice: dict) -> bytes:
             document = documents[invoice["invoice_id"]].encode("utf-8")
@@ -256,3 +257,58 @@ class EInvoiceFlow:
 
 
 FLOW = EInvoiceFlow()
+
+
+def daily_summary(ledger: Ledger, day: date | None = None) -> str:
+    """Finance's daily e-invoice summary: where every invoice stands at GİB, per integrator and series (with the
+    numbers' gaplessness checked), every refusal with the integrator's and GİB's codes; logged, and written as
+    an XLSX workbook. Returns the text."""
+    from openpyxl import Workbook
+
+    day = day or datetime.now(timezone.utc).date()
+    register = EInvoiceRegister(ledger.engine)
+    invoices = register.invoices()
+    states = Counter(i["state"] for i in invoices)
+    today = [i for i in invoices if i["updated_at"] and _as_utc(i["updated_at"]).date() == day]
+    lines = [f"===== Ledgerlink: e-invoices, {day.isoformat()} =====",
+             f"at GİB: accepted {states[ACCEPTED]}, queued {states[QUEUED]} | refused {states[REJECTED]} | "
+             f"not at GİB yet {sum(states[s] for s in UNFINISHED_STATES)} (in doubt {states[IN_DOUBT]}) | "
+             f"changed today {len(today)}"]
+    carried = Counter((i["carrier"], i["carrier"] != i["primary_integrator"]) for i in invoices
+                      if i["state"] in (QUEUED, ACCEPTED))
+    lines.append("carried by: " + (", ".join(f"{c}{' as fallback' if f else ''} {n}"
+                                              for (c, f), n in sorted(carried.items())) or "-"))
+    by_series: dict[tuple[str, int], list[int]] = {}
+    for invoice in invoices:
+        by_series.setdefault((invoice["series"], invoice["year"]), []).append(invoice["sequence"])
+    counters = register.series_counters()
+    for (series, year), sequences in sorted(by_series.items()):
+        last = counters.get((series, year), 0)
+        gapless = sorted(sequences) == list(range(1, last + 1))
+        lines.append(f"series {series} {year}: {len(sequences)} numbers used, last {series}{year}{last:09d}, "
+                     f"{'gapless' if gapless else 'GAPS OR DOUBLES: tell the ledger owner'}")
+    refused = [i for i in invoices if i["state"] == REJECTED]
+    if refused:
+        lines.append("refused (the number stays used; billing must issue a new invoice):")
+        lines += [f"  {i['invoice_id']} {i['number']} via {i['carrier']}: integrator code {i['integrator_code']}, "
+                  f"GİB {i['gib_status']}: {i['message']}" for i in refused]
+    text = "\n".join(lines)
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("invoices")
+    columns = ["invoice_id", "number", "ettn", "document", "type_code", "state", "carrier", "primary_integrator",
+               "gib_status", "integrator_code", "message", "payable", "currency", "updated_at"]
+    sheet.append(columns)
+    for invoice in invoices:
+        sheet.append([str(invoice[c]) if invoice[c] is not None else "" for c in columns])
+    summary_sheet = workbook.create_sheet("summary")
+    for line in lines:
+        summary_sheet.append([line])
+    path = settings.home() / "reports" / "einvoices" / f"summary_{day.isoformat()}.xlsx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workbook.save(path)
+    log.info("\n%s\nworkbook: %s", text, path)
+    return text
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
