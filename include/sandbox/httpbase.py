@@ -11,6 +11,7 @@ Faults are rules posted as JSON to ``/_sandbox/faults`` on any stand-in (``DELET
      {"mode": "drop_after_apply", "count": 1, "methods": ["POST", "PATCH"]}]
 
 An ``error`` rule may carry ``"retry_after": seconds`` (sent as ``Retry-After``, as rate limits answer 429).
+``after`` lets that many matching requests through before the rule starts (to make faults follow each other);
 ``count`` is how many matching requests the rule hits (omit or -1 for all); ``rate`` (0..1) makes it
 random with the server's seeded generator; ``path`` is a prefix of the request path.
 """
@@ -71,6 +72,9 @@ class FaultPlan:
                 if rule.get("methods") and method not in rule["methods"]:
                     continue
                 if rule.get("path") and not path.startswith(rule["path"]):
+                    continue
+                if rule.get("after", 0) > 0:
+                    rule["after"] -= 1
                     continue
                 count = rule.get("count", -1)
                 if count == 0:
