@@ -16,11 +16,7 @@ python -m ledgerlink migrate  # the ledger's schema: tasks only check it is at h
 # einvoice_rest registers three invoices and loses the answers, then answers 503 to the next 25 sends. Ledgerlink
 # asks it before anything moves: it finds the first three there, and sends only what it never received through
 # the fallback.
-python -c "from ledgerlink.einvoice.routing import load_routing
-for i in load_routing().integrators.values(): print(i.pool, i.pool_slots, i.name)" |
-  while read -r pool slots name; do
-    airflow pools set "$pool" "$slots" "e-invoice integrator $name: its API's concurrent calls" > /dev/null
-  done
+bash scripts/einvoice_pools.sh
 python - <<'PY'
 import json, os
 from sandbox.httpbase import set_faults
