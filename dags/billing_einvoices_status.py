@@ -1,7 +1,7 @@
 """
-The Airflow DAG serving `billing_einvoices`: every 15 minutes, each e-invoice GİB has queued is asked for its status through
-the integrator that carried it (one task per integrator, in its pool), until GİB's answer is final:
-accepted (1300) or refused.
+The Airflow DAG serving `billing_einvoices`: every 15 minutes, each e-invoice GİB has queued is asked for
+its status through the integrator that carried it (one task per integrator, in its pool), until GİB's answer
+is final: accepted (1300) or refused.
 
 - **Refusals** reach finance with the integrator's own code and GİB's code and message; the invoice's number
   stays used (billing issues a new invoice).

@@ -62,11 +62,16 @@ def exchange_dag(flow_id: str, *, produces: Asset, doc_md: str = ""):
 
 
 # e-invoices (issue 22): one DAG that dispatches, one that polls statuses, one that sums up the day ----------------
-def _einvoice_dag(dag_id: str, *, schedule: str, doc_md: str, tags: list[str]):
-    """The DAG decorator the e-invoice DAGs share: the flow's failure callback closes its run in the ledger."""
-    on_failure = close_run_on_failure("billing_einvoices")
+def _einvoice_dag(dag_id: str, *, schedule: str, doc_md: str, tags: list[str], closes_run: bool = False):
+    """The DAG decorator the e-invoice DAGs share; the dispatch DAG's failure callback closes its run in the
+    ledger (the companions hold no run)."""
+    if not closes_run:
+        return dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
+                   default_args=DEFAULT_ARGS, tags=tags, doc_md=doc_md)
+    on_failure = close_run_on_failure(dag_id)
     return dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
-               default_args={**DEFAULT_ARGS, "on_failure_callback": on_failure}, tags=tags, doc_md=doc_md)
+               default_args={**DEFAULT_ARGS, "on_failure_callback": on_failure}, on_failure_callback=on_failure,
+               tags=tags, doc_md=doc_md)
 
 
 def einvoice_dispatch_dag(*, produces: Asset, doc_md: str = ""):
@@ -86,7 +91,7 @@ def einvoice_dispatch_dag(*, produces: Asset, doc_md: str = ""):
 
         return RunState.from_xcom(data)
 
-    @_einvoice_dag(spec.id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags)
+    @_einvoice_dag(spec.id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, closes_run=True)
     def dispatch():
         @task
         @fail_fast_on_terminal

@@ -250,7 +250,7 @@ class SoapIntegrator:
                 raise
         raise AssertionError("unreachable")
 
-    def _result(self, answer, http_status: int = 200) -> tuple[int, str]:
+    def _result(self, answer) -> tuple[int, str]:
         result = answer.find("Result")
         return int((result.findtext("Status") or "0").strip()), (result.findtext("Message") or "").strip()
 

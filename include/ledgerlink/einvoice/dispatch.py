@@ -230,7 +230,8 @@ class Dispatcher:
 
     def _unsettled(self, invoice_id: str, integrator: str) -> float:
         """Seconds until the last send to the integrator can no longer be on its way (0 after an HTTP answer)."""
-        sends = [a for a in self.register.attempts(invoice_id) if a["integrator"] == integrator and a["action"] == "send"]
+        sends = [a for a in self.register.attempts(invoice_id)
+                 if a["integrator"] == integrator and a["action"] == "send"]
         if not sends or sends[-1]["http_status"] is not None:
             return 0.0
         started = sends[-1]["started_at"]

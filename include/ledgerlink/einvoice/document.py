@@ -356,7 +356,8 @@ def document_from_records(header: dict, lines: list[dict], *, supplier: Party, n
         document_lines = tuple(Line(
             line_no=int(line["line_no"]), description=str(line["description"]),
             quantity=abs(Decimal(str(line["quantity"]))), unit_price=abs(money(line["unit_price_minor"])),
-            net=abs(money(line["net_minor"])), vat_rate=Decimal(str(line["vat_rate"])), vat=abs(money(line["vat_minor"])))
+            net=abs(money(line["net_minor"])), vat_rate=Decimal(str(line["vat_rate"])),
+            vat=abs(money(line["vat_minor"])))
             for line in lines)
         period = None
         if header.get("period_start") and header.get("period_end"):

@@ -80,7 +80,8 @@ def parse_routing(document: dict) -> Routing:
     raw_supplier = _need(document, "supplier", "<root>")
     from ledgerlink.einvoice.document import Party  # lxml: only when the routing is used, not when a DAG parses
 
-    supplier = Party(tax_id=str(_need(raw_supplier, "tax_id", "supplier")), name=_need(raw_supplier, "name", "supplier"),
+    supplier = Party(tax_id=str(_need(raw_supplier, "tax_id", "supplier")),
+                     name=_need(raw_supplier, "name", "supplier"),
                      street=_need(raw_supplier, "street", "supplier"), city=_need(raw_supplier, "city", "supplier"),
                      tax_office=raw_supplier.get("tax_office", ""))
     if not is_valid_tax_id("TR", supplier.tax_id) or not supplier.tax_id.isdigit():

@@ -50,7 +50,8 @@ def _routing() -> Routing:
 
 def archive_path(invoice: dict) -> Path:
     """Where the document sent for an invoice is kept (GİB requires the issuer to archive what it sent)."""
-    return settings.home() / "einvoice" / "archive" / str(invoice["year"]) / invoice["series"] / f"{invoice['number']}.xml"
+    folder = settings.home() / "einvoice" / "archive" / str(invoice["year"]) / invoice["series"]
+    return folder / f"{invoice['number']}.xml"
 
 
 def _archive(invoice: dict, document: bytes) -> None:
@@ -217,6 +218,12 @@ class EInvoiceFlow:
                 f"{len(waiting)} invoice(s) not at GİB yet ({len(in_doubt)} in doubt: the integrator may hold them "
                 f"and is asked again next run before anything goes elsewhere: {in_doubt[:SHOWN]}; the rest could "
                 f"not be sent: {[i['invoice_id'] for i in waiting if i['state'] != IN_DOUBT][:SHOWN]})")
+        orphans = [i["invoice_id"] for i in register.invoices(states=UNFINISHED_STATES) if i["invoice_id"] not in documents]
+        if orphans:
+            differences.append(
+                f"{len(orphans)} numbered invoice(s) no longer in billing as e-invoices (cancelled, deleted or "
+                f"held back since they were numbered): their numbers are used; issue them or cancel them: "
+                f"{orphans[:SHOWN]}")
         held = ledger.quarantined(flow=SPEC.id, run_id=run_id)
         sent = states[QUEUED] + states[ACCEPTED]
         detail = (f"at GİB: accepted {states[ACCEPTED]}, queued {states[QUEUED]}; carried by "

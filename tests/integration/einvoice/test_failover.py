@@ -69,7 +69,8 @@ def test_answers_lost_after_the_primary_registered_are_found_there_not_sent_agai
                                                         for a in world.register.attempts(i["invoice_id"]))]
     assert len(lost) == 5
     for invoice in lost:  # asked, found, never sent anywhere else
-        attempts = [(a["integrator"], a["action"], a["outcome"]) for a in world.register.attempts(invoice["invoice_id"])]
+        attempts = [(a["integrator"], a["action"], a["outcome"])
+                    for a in world.register.attempts(invoice["invoice_id"])]
         assert attempts == [(REST, "send", "no_answer"), (REST, "status", "accepted")]
 
 
@@ -94,7 +95,8 @@ def test_a_primary_answering_503_is_asked_and_what_it_never_received_fails_over(
     assert Counter(carried.values()) == {REST: 25, SOAP: 12}
     failed_over = [i for i in world.register.invoices() if i["carrier"] != i["primary_integrator"]]
     assert len(failed_over) == 4 and all(i["not_received_by"] == REST for i in failed_over)
-    steps = [(a["integrator"], a["action"], a["outcome"]) for a in world.register.attempts(failed_over[0]["invoice_id"])]
+    steps = [(a["integrator"], a["action"], a["outcome"])
+             for a in world.register.attempts(failed_over[0]["invoice_id"])]
     assert steps == [(REST, "send", "no_answer"), (REST, "status", "not_received"), (SOAP, "send", "queued"),
                      (SOAP, "status", "accepted")]
 

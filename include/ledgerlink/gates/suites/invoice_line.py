@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ledgerlink.gates.model import Check, Suite
-from ledgerlink.gates.rules import INVOICE_FOUND, INVOICE_IS_CREDIT_NOTE, KNOWN_VAT_RATES, common_checks, common_derived, present, volume_check
+from ledgerlink.gates.rules import (INVOICE_FOUND, INVOICE_IS_CREDIT_NOTE, KNOWN_VAT_RATES, common_checks,
+                                    common_derived, present, volume_check)
 
 EARLIEST_DATE = "2000-01-01"
 INVOICE_LINE_REQUIRED = ("invoice_id", "line_no", "quantity", "unit_price_minor", "net_minor", "vat_rate",
