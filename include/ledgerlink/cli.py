@@ -180,7 +180,10 @@ def check_target(flow: str, ledger) -> tuple[str, bool]:
 
     from ledgerlink.flows import FLOW_MODULES
 
-    steps = importlib.import_module(FLOW_MODULES[flow]).STEPS if flow in FLOW_MODULES else None
+    module = importlib.import_module(FLOW_MODULES[flow]) if flow in FLOW_MODULES else None
+    if module is not None and hasattr(module, "check_target"):  # a flow that checks its target its own way
+        return module.check_target(ledger)
+    steps = getattr(module, "STEPS", None)
     if steps is None or steps.count_in_target is None:
         return f"check: no live check for {flow}", True
     snapshot = ledger.snapshot(flow)

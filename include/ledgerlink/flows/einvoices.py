@@ -30,6 +30,7 @@ from ledgerlink.flows.spec import declared
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
 from ledgerlink.flows.state import RunState
 from ledgerlink.flows.steps import blocked_on_gate_failure, gate_staged
+from ledgerlink.errors import TransientError
 from ledgerlink.ledger import Ledger
 from ledgerlink.ledger.einvoices import (ACCEPTED, FINAL_STATES, IN_DOUBT, QUEUED, REJECTED, UNFINISHED_STATES,
                                          EInvoiceRegister, ToNumber)
@@ -264,6 +265,26 @@ class EInvoiceFlow:
 
 
 FLOW = EInvoiceFlow()
+
+
+def check_target(ledger: Ledger, clients: Mapping[str, object] | None = None) -> tuple[str, bool]:
+    """For ``ledgerlink summary --check-targets``: each e-invoice the ledger has as accepted, asked of the
+    integrator that carried it now; they agree when every one is accepted there."""
+    if clients is None:
+        from ledgerlink import tasks
+
+        clients = tasks.einvoice_clients()
+    register = EInvoiceRegister(ledger.engine)
+    accepted = register.invoices(states=(ACCEPTED,))
+    held = 0
+    for invoice in accepted:
+        try:
+            held += clients[invoice["carrier"]].status(invoice["ettn"]).outcome == "accepted"
+        except TransientError as e:
+            return f"check: {invoice['carrier']} could not be asked ({e})", False
+    agrees = held == len(accepted)
+    return (f"check: the integrators hold {held} e-invoices accepted by GİB; the ledger has {len(accepted)} "
+            f"accepted: {'they agree' if agrees else 'THEY DIFFER'}"), agrees
 
 
 def daily_summary(ledger: Ledger, day: date | None = None) -> str:

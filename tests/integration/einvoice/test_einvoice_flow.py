@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from ledgerlink.einvoice.document import build_ubl, document_from_records
 from ledgerlink.einvoice.routing import load_routing
 from ledgerlink.errors import ReconciliationError, TerminalError
-from ledgerlink.flows.einvoices import EInvoiceFlow, archive_path, daily_summary
+from ledgerlink.flows.einvoices import EInvoiceFlow, archive_path, check_target, daily_summary
 from ledgerlink.ledger.einvoices import ACCEPTED, QUEUED, REJECTED
 from ledgerlink.retrying import RetryBudget
 from sandbox.httpbase import set_faults
@@ -41,6 +41,8 @@ def test_statuses_are_polled_until_every_invoice_is_final(tmp_path, home):
             EInvoiceFlow(status_tries=2).poll_statuses(world.clients(), world.ledger)
         assert Counter(i["state"] for i in world.register.invoices()) == {ACCEPTED: 37}
         assert all(i["gib_status"] == 1300 and i["final_at"] for i in world.register.invoices())
+        line, agrees = check_target(world.ledger, world.clients())  # `ledgerlink summary --check-targets`
+        assert agrees and "hold 37 e-invoices accepted by GİB; the ledger has 37" in line
 
 
 def test_a_refusal_reaches_finance_with_both_codes_and_its_number_is_never_reused(tmp_path, home):
