@@ -543,7 +543,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to-sql-limit", type=int, default=None, help="measure to_sql on the first N rows only")
     parser.add_argument("--out", default=str(ROOT / "bench"))
     parser.add_argument("--work", default=None, help="scratch folder (default: a new temp folder, removed after)")
+    parser.add_argument("--einvoices", type=int, default=None,
+                        help="opt-in: only the e-invoice case (issue 22) with this many invoices, e.g. 10000")
     args = parser.parse_args(argv)
+    if args.einvoices:
+        from bench.einvoices import run_einvoice_bench
+
+        print(json.dumps(run_einvoice_bench(args.einvoices, Path(args.out)), indent=2))
+        return 0
     if args.worker:
         cfg = json.loads(Path(args.config).read_text())
         result = WORKERS[args.worker](cfg)

@@ -12,6 +12,25 @@ source "$SANDBOX_DIR/connections.env"
 airflow db migrate > "$LEDGERLINK_HOME/demo-logs/db-migrate.log" 2>&1
 python -m ledgerlink migrate  # the ledger's schema: tasks only check it is at head
 
+# The e-invoice integrators' Airflow pools (the routing file names them), and one integrator failing on purpose:
+# einvoice_rest registers three invoices and loses the answers, then answers 503 to the next 25 sends. Ledgerlink
+# asks it before anything moves: it finds the first three there, and sends only what it never received through
+# the fallback.
+bash scripts/einvoice_pools.sh
+python - <<'PY'
+import json, os
+from sandbox.httpbase import set_faults
+
+def url(name):
+    conn = json.loads(os.environ[f"AIRFLOW_CONN_{name}_DEFAULT"])
+    return f"http://{conn['host']}:{conn['port']}"
+
+set_faults(url("EINVOICE_REST"), [{"mode": "drop_after_apply", "count": 3, "methods": ["POST"]},
+                                  {"mode": "error", "status": 503, "after": 3, "count": 25, "methods": ["POST"]}])
+print("demo: e-invoice integrator einvoice_rest fails on purpose (3 answers lost after registering, then 503 to "
+      "25 sends)")
+PY
+
 status=0
 logical_date="$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
 for dag_file in dags/*.py; do

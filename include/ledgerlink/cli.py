@@ -13,6 +13,8 @@
     runs                              each run, with its status (and its chunks' for a chunked load)
     summary [--check-targets]         the last run of each flow as finance reads it; with --check-targets
                                       also asks each target what it now holds and compares with the ledger
+    einvoices [--state S] [--invoice I]  each e-invoice: number, ETTN, state at GİB, the integrator that
+                                      carried it; with --invoice also every attempt, in order
 Each but ``migrate`` takes ``--json``.
 """
 from __future__ import annotations
@@ -56,7 +58,7 @@ def _print(rows: list[dict], columns: list[str], as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ledgerlink", description="Ledgerlink: exchange map and ledger.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("map", "history", "planned", "lines", "quarantine", "runs", "summary"):
+    for name in ("map", "history", "planned", "lines", "quarantine", "runs", "summary", "einvoices"):
         command = sub.add_parser(name)
         command.add_argument("--json", action="store_true", help="machine-readable output")
         if name in ("history", "planned"):
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--key", help="one record's deliveries, run after run")
         if name == "summary":
             command.add_argument("--check-targets", action="store_true")
+        if name == "einvoices":
+            command.add_argument("--state", help="numbered, in_doubt, queued, accepted or rejected")
+            command.add_argument("--invoice", help="one billing invoice: its e-invoice and every attempt")
     sub.add_parser("migrate", help="upgrade the ledger's schema (LEDGERLINK_LEDGER_URL, the ledgerlink_ledger "
                                    "connection, or SQLite in LEDGERLINK_HOME)")
     args = parser.parse_args(argv)
@@ -129,6 +134,18 @@ def main(argv: list[str] | None = None) -> int:
             _print(rows, ["started_at", "flow", "run_id", "status", "chunks"], False)
     elif args.command == "summary":
         return _summary(ledger, args.json, args.check_targets)
+    elif args.command == "einvoices":
+        from ledgerlink.ledger import EInvoiceRegister
+
+        register = EInvoiceRegister(ledger.engine)
+        rows = register.invoices(states=[args.state] if args.state else None,
+                                 invoice_ids=[args.invoice] if args.invoice else None)
+        _print(rows, ["invoice_id", "number", "ettn", "document", "type_code", "state", "carrier",
+                      "primary_integrator", "gib_status", "integrator_code", "message"], args.json)
+        if args.invoice and not args.json:
+            sys.stdout.write("\n" + _table(register.attempts(args.invoice), [
+                "started_at", "integrator", "action", "outcome", "http_status", "integrator_code", "gib_status",
+                "message"]))
     return 0
 
 
@@ -179,7 +196,10 @@ def check_target(flow: str, ledger) -> tuple[str, bool]:
 
     from ledgerlink.flows import FLOW_MODULES
 
-    steps = importlib.import_module(FLOW_MODULES[flow]).STEPS if flow in FLOW_MODULES else None
+    module = importlib.import_module(FLOW_MODULES[flow]) if flow in FLOW_MODULES else None
+    if module is not None and hasattr(module, "check_target"):  # a flow that checks its target its own way
+        return module.check_target(ledger)
+    steps = getattr(module, "STEPS", None)
     if steps is None or steps.count_in_target is None:
         return f"check: no live check for {flow}", True
     snapshot = ledger.snapshot(flow)

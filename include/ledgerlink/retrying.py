@@ -2,7 +2,8 @@
 
 Airflow's task retry reruns a whole step: with one task attempt spent per transient fault, four short outages
 in one night failed the run although every one of them healed in seconds. Here each item is retried with
-exponential backoff (or the server's ``Retry-After``); the task fails (and Airflow retries it later) only when
+exponential backoff, or after exactly the server's ``Retry-After`` (never sooner: a server that asks for longer
+than ``max_wait`` ends the item's retries instead, and Airflow's task retry comes later); the task fails (and Airflow retries it later) only when
 one item keeps failing or the run's budget is spent, i.e. when the system stays down.
 """
 from __future__ import annotations
@@ -33,14 +34,16 @@ class RetryBudget:
         self.retries = 0
         self.attempts_of_last_call = 0
 
-    def call(self, what: str, fn: Callable[[], T]) -> T:
+    def call(self, what: str, fn: Callable[[], T], retry_on: tuple[type[TransientError], ...] = (TransientError,)) -> T:
+        """``retry_on``: the transient errors worth retrying here (others propagate at once)."""
         self.attempts_of_last_call = 0
         while True:
             self.attempts_of_last_call += 1
             try:
                 return fn()
-            except TransientError as error:
-                if self.attempts_of_last_call > self.per_item or self.retries >= self.per_run:
+            except retry_on as error:
+                told_to_wait_longer = error.retry_after is not None and error.retry_after > self.max_wait
+                if self.attempts_of_last_call > self.per_item or self.retries >= self.per_run or told_to_wait_longer:
                     raise TransientError(
                         f"{what}: still failing after {self.attempts_of_last_call} attempt(s) "
                         f"({self.retries} retries this run); the system looks down, Airflow retries the task "
@@ -50,4 +53,4 @@ class RetryBudget:
                 self.retries += 1
                 log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", what, error, wait,
                             self.attempts_of_last_call + 1, self.per_item + 1)
-                self.sleep(min(wait, self.max_wait))
+                self.sleep(wait)

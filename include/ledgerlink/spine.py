@@ -59,3 +59,127 @@ def exchange_dag(flow_id: str, *, produces: Asset, doc_md: str = ""):
         reconcile_and_report(load(gate(extract())))
 
     return exchange()
+
+
+# e-invoices (issue 22): one DAG that dispatches, one that polls statuses, one that sums up the day ----------------
+def _einvoice_dag(dag_id: str, *, schedule: str, doc_md: str, tags: list[str], closes_run: bool = False):
+    """The DAG decorator the e-invoice DAGs share; the dispatch DAG's failure callback closes its run in the
+    ledger (the companions hold no run)."""
+    if not closes_run:
+        return dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
+                   default_args=DEFAULT_ARGS, tags=tags, doc_md=doc_md)
+    on_failure = close_run_on_failure(dag_id)
+    return dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
+               default_args={**DEFAULT_ARGS, "on_failure_callback": on_failure}, on_failure_callback=on_failure,
+               tags=tags, doc_md=doc_md)
+
+
+def einvoice_dispatch_dag(*, produces: Asset, doc_md: str = ""):
+    """``billing_einvoices``: extract → gate → number → send via each integrator (in its pool) → the failovers →
+    reconcile and report. The map gives schedule and tags; the routing file gives the integrators and pools."""
+    from ledgerlink.einvoice.routing import load_routing
+
+    spec, routing = spec_of("billing_einvoices"), load_routing()
+
+    def flow():
+        from ledgerlink.flows.einvoices import FLOW
+
+        return FLOW
+
+    def state(data: dict):
+        from ledgerlink.flows.state import RunState
+
+        return RunState.from_xcom(data)
+
+    @_einvoice_dag(spec.id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, closes_run=True)
+    def dispatch():
+        @task
+        @fail_fast_on_terminal
+        def extract() -> dict:
+            from ledgerlink import tasks
+
+            return flow().extract(current_run_id(), tasks.billing_engine(), tasks.ledger()).to_xcom()
+
+        @task
+        @fail_fast_on_terminal
+        def gate(data: dict) -> dict:
+            from ledgerlink import tasks
+
+            return flow().gate(state(data), tasks.ledger()).to_xcom()
+
+        @task(pool=routing.integrators[routing.user_list].pool)
+        @fail_fast_on_terminal
+        def number(data: dict) -> dict:
+            from ledgerlink import tasks
+
+            clients = tasks.einvoice_clients()
+            return flow().number(state(data), tasks.billing_engine(), clients[routing.user_list],
+                                 tasks.ledger()).to_xcom()
+
+        def sender(integrator: str, wave: str):
+            @task(task_id=f"{wave}_{integrator}", pool=routing.integrators[integrator].pool)
+            @fail_fast_on_terminal
+            def send(data: dict) -> dict:
+                from ledgerlink import tasks
+
+                return flow().send(state(data), integrator, tasks.einvoice_clients(), tasks.ledger())
+
+            return send
+
+        @task(outlets=[produces])
+        @fail_fast_on_terminal
+        def reconcile_and_report(data: dict) -> dict:
+            from ledgerlink import tasks
+
+            return flow().reconcile_and_report(state(data), tasks.einvoice_clients(), tasks.ledger()).as_dict()
+
+        numbered = number(gate(extract()))
+        names = sorted(routing.integrators)
+        primaries = [sender(name, "send")(numbered) for name in names]
+        failovers = [sender(name, "failover")(numbered) for name in names]
+        report = reconcile_and_report(numbered)
+        for wave in failovers:
+            primaries >> wave
+            wave >> report
+
+    return dispatch()
+
+
+def einvoice_status_dag(dag_id: str, *, schedule: str, doc_md: str):
+    """Every queued e-invoice asked, per integrator in its pool, until GİB's answer is final."""
+    from ledgerlink.einvoice.routing import load_routing
+
+    routing = load_routing()
+
+    @_einvoice_dag(dag_id, schedule=schedule, doc_md=doc_md, tags=["ledgerlink", "billing_einvoices", "invoice"])
+    def statuses():
+        for name in sorted(routing.integrators):
+            @task(task_id=f"poll_{name}", pool=routing.integrators[name].pool)
+            @fail_fast_on_terminal
+            def poll(integrator: str = name) -> dict:
+                from ledgerlink import tasks
+                from ledgerlink.flows.einvoices import FLOW
+
+                return FLOW.poll_statuses(tasks.einvoice_clients(), tasks.ledger(), integrator)
+
+            poll()
+
+    return statuses()
+
+
+def einvoice_summary_dag(dag_id: str, *, schedule: str, doc_md: str):
+    """Finance's daily e-invoice summary (log and workbook)."""
+
+    @_einvoice_dag(dag_id, schedule=schedule, doc_md=doc_md, tags=["ledgerlink", "billing_einvoices", "invoice"])
+    def summary():
+        @task
+        @fail_fast_on_terminal
+        def daily_summary() -> str:
+            from ledgerlink import tasks
+            from ledgerlink.flows.einvoices import daily_summary as summarise
+
+            return summarise(tasks.ledger())
+
+        daily_summary()
+
+    return summary()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from datetime import timedelta
 
 log = logging.getLogger(__name__)
@@ -109,3 +110,12 @@ def erp_engine(conn_id: str = "erp_default"):
     from ledgerlink.erp.hook import ErpHook
 
     return ErpHook(conn_id).get_engine()
+
+
+def einvoice_clients(routing=None) -> dict:
+    """Every integrator of the e-invoice routing, by name, each on its own Airflow connection."""
+    from ledgerlink.einvoice.hook import EInvoiceIntegratorHook
+    from ledgerlink.einvoice.routing import load_routing
+
+    routing = routing or load_routing(os.environ.get("LEDGERLINK_EINVOICE_ROUTING"))
+    return {name: EInvoiceIntegratorHook(integrator).get_conn() for name, integrator in routing.integrators.items()}

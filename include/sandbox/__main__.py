@@ -106,6 +106,11 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
                      honour_if_match=os.environ.get("SANDBOX_ONEC_IF_MATCH", "honour").lower() != "ignore")
     crm_server = crm.make_server(host, port("crm"), directory / "crm.db", tokens={creds["crm"]: "ledgerlink"})
     gib = gib_module.Gib(directory / "gib.db")
+    # GİB's e-Fatura user list: Turkish companies are registered, people (TCKN) are not and get e-Arşiv.
+    with sqlite3.connect(billing_db) as db:
+        for tax_id, legal_name in db.execute("SELECT tax_id, legal_name FROM customers WHERE country = 'TR'"
+                                             " AND entity_kind = 'company' ORDER BY customer_id"):
+            gib.register_user(tax_id, legal_name)
     rest = rest_integrator.make_server(host, port("einvoice_rest"), gib, api_keys={creds["einvoice_rest"]: "ledgerlink"})
     soap = soap_integrator.make_server(host, port("einvoice_soap"), gib, users={"ledgerlink": creds["einvoice_soap"]})
     http_servers = {"onec": onec, "crm": crm_server, "einvoice_rest": rest, "einvoice_soap": soap}

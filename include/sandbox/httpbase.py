@@ -10,6 +10,8 @@ Faults are rules posted as JSON to ``/_sandbox/faults`` on any stand-in (``DELET
      {"mode": "timeout", "seconds": 30, "count": 1},
      {"mode": "drop_after_apply", "count": 1, "methods": ["POST", "PATCH"]}]
 
+An ``error`` rule may carry ``"retry_after": seconds`` (sent as ``Retry-After``, as rate limits answer 429).
+``after`` lets that many matching requests through before the rule starts (to make faults follow each other);
 ``count`` is how many matching requests the rule hits (omit or -1 for all); ``rate`` (0..1) makes it
 random with the server's seeded generator; ``path`` is a prefix of the request path.
 """
@@ -70,6 +72,9 @@ class FaultPlan:
                 if rule.get("methods") and method not in rule["methods"]:
                     continue
                 if rule.get("path") and not path.startswith(rule["path"]):
+                    continue
+                if rule.get("after", 0) > 0:
+                    rule["after"] -= 1
                     continue
                 count = rule.get("count", -1)
                 if count == 0:
@@ -145,7 +150,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 return None
             if rule["mode"] == "error":
                 status = int(rule.get("status", 503))
-                return self._write(Response.json(status, {"error": "injected fault", "status": status}))
+                headers = {"Retry-After": str(rule["retry_after"])} if "retry_after" in rule else None
+                return self._write(Response.json(status, {"error": "injected fault", "status": status}, headers))
         response = self.route(method, parts.path, parse_qs(parts.query, keep_blank_values=True), body)
         if any(rule["mode"] == "drop_after_apply" for rule in fired):
             # The change is applied; the client never hears back.

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ledgerlink.gates import INVOICE_FOUND, NOT_INTEGER
+from ledgerlink.gates import INVOICE_FOUND, INVOICE_IS_CREDIT_NOTE, NOT_INTEGER
 
 CUSTOMER_COLUMNS = ["customer_id", "legal_name", "country", "entity_kind", "tax_id", "kpp", "address", "city",
                     "email", "currency", "updated_at"]
@@ -15,7 +15,8 @@ INVOICE_LINE_COLUMNS = ["line_id", "invoice_id", "line_no", "customer_id", "issu
 INT_COLUMNS = {"line_no", "unit_price_minor", "net_minor", "vat_minor", "gross_minor"}
 # Read beside a line's columns, never hashed: whether its invoice exists (lines are read with a left join, so a
 # line whose invoice is missing reaches the gate, which holds it back by its key).
-LINE_READ_COLUMNS = INVOICE_LINE_COLUMNS + [INVOICE_FOUND]
+# Also whether its invoice is a credit note (billing writes a credit note's amounts negative): its lines may be.
+LINE_READ_COLUMNS = INVOICE_LINE_COLUMNS + [INVOICE_FOUND, INVOICE_IS_CREDIT_NOTE]
 HEADER_COLUMNS = ["invoice_id", "customer_id", "issue_date", "updated_at"]
 KEYS_PER_QUERY = 900  # SQLite binds at most 999 parameters in one statement
 HASH_COLUMN = "_hash"  # as ledgerlink.tracking names it
@@ -57,7 +58,8 @@ def _line_select(hash_columns: list[str] | None = None) -> str:
     """The columns a line carries, with customer and date taken from its invoice (and its hash, if asked)."""
     hashed = f", {content_hash_sql(hash_columns)} AS {HASH_COLUMN}" if hash_columns else ""
     return ("SELECT " + ", ".join(_qualified(c) for c in INVOICE_LINE_COLUMNS)
-            + f", CASE WHEN i.invoice_id IS NULL THEN 0 ELSE 1 END AS {INVOICE_FOUND}" + hashed + LINES_FROM)
+            + f", CASE WHEN i.invoice_id IS NULL THEN 0 ELSE 1 END AS {INVOICE_FOUND}"
+            + f", CASE WHEN i.gross_minor < 0 THEN 1 ELSE 0 END AS {INVOICE_IS_CREDIT_NOTE}" + hashed + LINES_FROM)
 
 
 # A left join: a line whose invoice is missing is read (and held back by the gate), never silently dropped.
@@ -73,7 +75,7 @@ def _typed(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     gate names the row."""
     unreadable = None  # per row: the columns whose value is not a whole number
     for column in columns:
-        if column == INVOICE_FOUND:
+        if column in (INVOICE_FOUND, INVOICE_IS_CREDIT_NOTE):
             df[column] = df[column].astype(bool)
         elif column not in INT_COLUMNS:
             df[column] = df[column].astype("string")

@@ -37,6 +37,7 @@ class RunState:
     gate_report: str = ""
     outcomes: Outcomes | None = None  # set by the load
     sent_totals: list[dict[str, str]] = field(default_factory=list)  # money sent per currency and VAT rate, as text
+    documents: str | None = None  # staged JSON: documents built this run by key (e-invoices: the UBL-TR XML)
 
     @property
     def changes(self) -> int:

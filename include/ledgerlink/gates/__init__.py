@@ -23,7 +23,7 @@ from ledgerlink.gates.suites import suite_for, suite_names
 if TYPE_CHECKING:
     from ledgerlink.gates.gx import ROW_ID, validate
     from ledgerlink.gates.report import render_html
-    from ledgerlink.gates.rules import INVOICE_FOUND, KNOWN_VAT_RATES, NOT_INTEGER
+    from ledgerlink.gates.rules import INVOICE_FOUND, INVOICE_IS_CREDIT_NOTE, KNOWN_VAT_RATES, NOT_INTEGER
     from ledgerlink.gates.run import run_gate
 
 # Public name -> the module defining it (each imports pandas).
@@ -33,6 +33,7 @@ _LAZY = {
     "ROW_ID": "ledgerlink.gates.gx",
     "render_html": "ledgerlink.gates.report",
     "INVOICE_FOUND": "ledgerlink.gates.rules",
+    "INVOICE_IS_CREDIT_NOTE": "ledgerlink.gates.rules",
     "NOT_INTEGER": "ledgerlink.gates.rules",
     "KNOWN_VAT_RATES": "ledgerlink.gates.rules",
 }

@@ -18,6 +18,9 @@ _CONTROL_CHARACTERS = r"[\x00-\x1f\x7f-\x9f" + "\u200b-\u200f\u2028\u2029\ufeff"
 # Set by the invoice-line extract: whether the line's invoice exists in billing (a line is read with a left join,
 # so an orphan is held back by its key instead of vanishing from an inner join).
 INVOICE_FOUND = "invoice_found"
+# Set by an extract that reads credit notes: whether the line's invoice is a credit note (IADE, billing writes its
+# amounts negative). Its lines may carry negative amounts; any other line may not.
+INVOICE_IS_CREDIT_NOTE = "invoice_is_credit_note"
 # Set by the extracts when a money or count column held something that is not a whole number (a loosely typed
 # source such as SQLite): the offending column names, per row.
 NOT_INTEGER = "not_whole_numbers"

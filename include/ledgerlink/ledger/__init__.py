@@ -15,6 +15,8 @@ Everything is imported from here, as it was from the single module before; the s
 from __future__ import annotations
 
 from ledgerlink.ledger.chunks import describe_chunk
+# The e-invoice register's tables belong to the same schema (its models register on Base here).
+from ledgerlink.ledger.einvoices import EInvoiceRegister
 from ledgerlink.ledger.engine import LEDGER_CONN_ID, _make_engine, default_ledger_url
 from ledgerlink.ledger.models import (ABANDONED, ACKNOWLEDGED, BLOCKED, CREATE, DELETE, FAILED, LEASE_DURATION,
                                       OPEN_STATUSES, PLANNED, QUARANTINED, REJECTED, RUNNING, SENT, SUCCEEDED,
@@ -30,4 +32,5 @@ __all__ = [
     "Base", "Chunk", "Flow", "FlowLease", "Item", "QuarantinedRow", "Run", "SchemaVersion", "Snapshot", "Validation",
     "Watermark", "deliveries",
     "LEDGER_CONN_ID", "default_ledger_url", "Ledger", "PlannedChange", "describe_chunk", "utcnow",
+    "EInvoiceRegister",
 ]

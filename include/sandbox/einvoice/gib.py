@@ -11,6 +11,9 @@ What it checks on ``submit`` (a UBL-TR 1.2 ``Invoice`` document, parsed with def
   1150 with a message saying so. It is not 1163 on purpose: 1163 tells a client "this very invoice is in",
   a reused number with another UUID is a different invoice and a terminal error.
 
+GİB also keeps the register of e-Fatura users (``register_user``, ``users``): a recipient on it gets e-Fatura
+(TEMELFATURA, TICARIFATURA); anyone else an e-Arşiv invoice. Integrators hand that list to their clients.
+
 An accepted invoice is queued (1000); a later status query moves it to 1300 (done) after
 ``queued_polls`` queries that still answer 1000, so clients have to poll. Several integrator processes
 may share one database file: registration is one SQLite transaction guarded by the UNIQUE constraints.
@@ -68,6 +71,12 @@ CREATE TABLE IF NOT EXISTS invoices (
     received_at  TEXT NOT NULL,
     document     BLOB NOT NULL,
     UNIQUE (supplier_id, number)
+);
+CREATE TABLE IF NOT EXISTS users (
+    identifier   TEXT PRIMARY KEY,
+    alias        TEXT NOT NULL,
+    title        TEXT NOT NULL,
+    registered_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejections (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -238,6 +247,18 @@ class Gib:
             return None
         return GibStatus(row["uuid"], row["number"], row["status"], MESSAGES[row["status"]], row["integrator"],
                          row["sender"])
+
+    def register_user(self, identifier: str, title: str, alias: str | None = None) -> None:
+        """Put a VKN/TCKN on the e-Fatura user list (again: nothing changes)."""
+        with self._lock, closing(self._connect()) as db:
+            db.execute("INSERT OR IGNORE INTO users (identifier, alias, title, registered_at) VALUES (?, ?, ?, ?)",
+                       (identifier, alias or f"urn:mail:defaultpk@{identifier}.sandbox", title,
+                        datetime.now(timezone.utc).isoformat()))
+
+    def users(self) -> list[dict]:
+        """The e-Fatura user list: identifier (VKN/TCKN), alias, title, registered_at."""
+        with self._lock, closing(self._connect()) as db:
+            return [dict(r) for r in db.execute("SELECT * FROM users ORDER BY identifier")]
 
     def rejections(self) -> list[dict]:
         """Every rejected submission, oldest first."""

@@ -9,6 +9,8 @@ Endpoints (``Authorization: Bearer <api key>``; 401 otherwise)::
         415 when the body is not declared as XML
     GET  /v1/invoices/<uuid>/status   200 {"uuid": "...", "status": 1000|1300, "message": "..."}
         404 when this integrator never took that UUID for this API key's tenant
+    GET  /v1/users                    200 {"users": [{"identifier", "alias", "title", "registered_at"}, ...]}
+        GİB's e-Fatura user list (who receives e-Fatura; everyone else gets e-Arşiv)
 
 Protocol errors (auth, routing, media type) are ``{"error": {"code": "...", "message": "..."}}``; answers
 about an invoice carry the GİB ``status`` code. A GİB status query moves a queued invoice along, so
@@ -57,6 +59,10 @@ class RestIntegratorHandler(SandboxHandler):
             if method != "POST":
                 return _error(405, "method_not_allowed", f"{method} is not allowed on {path}")
             return self._send(state, tenant, body)
+        if path.rstrip("/") == "/v1/users":
+            if method != "GET":
+                return _error(405, "method_not_allowed", f"{method} is not allowed on {path}")
+            return Response.json(200, {"users": state.gib.users()})
         match = _STATUS_PATH.match(path)
         if match:
             if method != "GET":

@@ -122,3 +122,28 @@ def test_a_load_retried_across_the_upgrade_reads_what_the_old_extract_staged(wor
                                         world["erp"], world["ledger"])
     assert summary.created > 0 and summary.reconciliation == []
     assert len(world["ledger"].snapshot_hashes(flow.HEADER_FLOW, headers["_key"].tolist())) == len(headers)
+
+
+def test_a_credit_notes_negative_lines_pass_the_gate_and_a_negative_line_on_a_sale_does_not(world):
+    """Issue 22: billing writes a credit note (IADE) with negative amounts; its lines are booked as they are. A
+    negative line on an ordinary invoice still blocks the load."""
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        (invoice_id,) = db.execute("SELECT invoice_id FROM invoices ORDER BY invoice_id LIMIT 1").fetchone()
+        db.execute("INSERT INTO invoices SELECT 'CN00000001', customer_id, contract_id, 'CN-1', issue_date,"
+                   " period_start, period_end, currency, -net_minor, -vat_minor, -gross_minor, 'issued', updated_at"
+                   " FROM invoices WHERE invoice_id = ?", (invoice_id,))
+        db.execute("INSERT INTO invoice_lines SELECT 'CN00000001-' || printf('%04d', line_no), 'CN00000001', line_no,"
+                   " tariff_id,"
+                   " description, quantity, unit_price_minor, -net_minor, vat_rate, -vat_minor, -gross_minor,"
+                   " currency, updated_at FROM invoice_lines WHERE invoice_id = ?", (invoice_id,))
+    summary = flow.run_all("first", world["billing"], world["erp"], world["ledger"])
+    assert summary.quarantined == 0 and summary.reconciliation == []
+    assert _erp_row(world, "CN00000001-0001")["net_minor"] < 0
+    with sqlite3.connect(world["path"] / "billing.db") as db:
+        db.execute("UPDATE invoice_lines SET net_minor = -net_minor, vat_minor = -vat_minor,"
+                   " gross_minor = -gross_minor, updated_at = '2099-01-01T00:00:00+00:00'"
+                   " WHERE invoice_id = ? AND line_no = 1", (invoice_id,))
+    from ledgerlink.errors import GateFailed
+
+    with pytest.raises(GateFailed, match="net amount not negative"):
+        flow.run_all("second", world["billing"], world["erp"], world["ledger"])

@@ -14,6 +14,7 @@ from ledgerlink.gates.model import Suite
 # A new suite: a module here with ``suite(max_rows) -> Suite``, and its name in this table.
 SUITE_MODULES = {
     "customer": "ledgerlink.gates.suites.customer",
+    "einvoice": "ledgerlink.gates.suites.einvoice",
     "invoice_line": "ledgerlink.gates.suites.invoice_line",
 }
 

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ledgerlink.gates.model import Check, Suite
-from ledgerlink.gates.rules import INVOICE_FOUND, KNOWN_VAT_RATES, common_checks, common_derived, present, volume_check
+from ledgerlink.gates.rules import (INVOICE_FOUND, INVOICE_IS_CREDIT_NOTE, KNOWN_VAT_RATES, common_checks,
+                                    common_derived, present, volume_check)
 
 EARLIEST_DATE = "2000-01-01"
 INVOICE_LINE_REQUIRED = ("invoice_id", "line_no", "quantity", "unit_price_minor", "net_minor", "vat_rate",
@@ -45,6 +46,11 @@ def derive(df: pd.DataFrame) -> dict:
     out["customer_id_present"] = present(df, "customer_id") | ~found
     out["issue_date_present"] = present(df, "issue_date") | ~found
     net = _minor_units(df, "net_minor")
+    # A credit note's (IADE) lines are negative throughout; every other line is not negative at all.
+    credit_note = (df[INVOICE_IS_CREDIT_NOTE].fillna(False).to_numpy(dtype=bool) if INVOICE_IS_CREDIT_NOTE in df
+                   else np.zeros(len(df), dtype=bool))
+    out["net_sign_fits_invoice_type"] = np.where(credit_note, (net <= 0) & (_minor_units(df, "gross_minor") <= 0),
+                                                 net >= 0)
     # A rate that is not a number fails "VAT rate is a known rate" below, not the whole gate. Each distinct
     # rate is parsed once (a handful per batch; parsing 200,000 strings took a sixth of the gate's own time).
     codes, rates = pd.factorize(df["vat_rate"])
@@ -83,7 +89,8 @@ def suite(max_rows: int | None) -> Suite:
         Check("line id unique in billing", "ExpectColumnValuesToBeUnique", {"column": "line_id"}, False),
         Check("the line's invoice exists in billing", "ExpectColumnValuesToBeInSet",
               {"column": "invoice_exists", "value_set": [True]}, False),
-        Check("net amount not negative", "ExpectColumnValuesToBeBetween", {"column": "net_minor", "min_value": 0}, True),
+        Check("net amount not negative (a credit note's, IADE, not positive)", "ExpectColumnValuesToBeInSet",
+              {"column": "net_sign_fits_invoice_type", "value_set": [True]}, True),
         Check("VAT matches the line's rate (half-up per line)", "ExpectColumnValuesToBeInSet",
               {"column": "vat_matches_rate", "value_set": [True]}, True),
         Check("gross = net + VAT", "ExpectColumnValuesToBeInSet",

@@ -10,7 +10,7 @@ def test_gx_sees_only_the_checked_columns_and_a_missing_one_fails_its_check():
     from ledgerlink.gates import suite_for, validate
 
     suite = suite_for("invoice_line")
-    assert {"line_id", "net_minor", "currency", "vat_rate", "description_present", "invoice_id_present"} <= set(suite.checked_columns)
+    assert {"line_id", "net_sign_fits_invoice_type", "currency", "vat_rate", "description_present", "invoice_id_present"} <= set(suite.checked_columns)
     assert "tariff_id" not in suite.checked_columns
     batch = pd.DataFrame({
         "line_id": ["L1", "L2"], "invoice_id": ["I1", "I1"], "line_no": [1, 2], "customer_id": ["C1", "C1"],
