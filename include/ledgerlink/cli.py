@@ -143,7 +143,10 @@ def _summary(ledger, as_json: bool, check_targets: bool) -> int:
             why = f": {summary['error']}" if summary else ", no summary yet"
             out.append(f"===== Ledgerlink: {flow} =====\nrun {run['run_id']}: {run['status']}{why}")
             continue
-        out.append(RunSummary(**{k: v for k, v in summary.items() if k in known}).text())
+        if "entity" not in summary and "text" in summary:  # a file intake or a rating says its own summary
+            out.append(summary["text"])
+        else:
+            out.append(RunSummary(**{k: v for k, v in summary.items() if k in known}).text())
         if check_targets:
             with _airflow_logs_to_stderr():
                 line, agrees = check_target(flow, ledger)
@@ -163,7 +166,7 @@ def check_target(flow: str, ledger) -> tuple[str, bool]:
 
     from ledgerlink.flows import FLOW_MODULES
 
-    steps = importlib.import_module(FLOW_MODULES[flow]).STEPS if flow in FLOW_MODULES else None
+    steps = getattr(importlib.import_module(FLOW_MODULES[flow]), "STEPS", None) if flow in FLOW_MODULES else None
     if steps is None or steps.count_in_target is None:
         return f"check: no live check for {flow}", True
     snapshot = ledger.snapshot(flow)

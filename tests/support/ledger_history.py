@@ -105,6 +105,7 @@ def check_a_ledger_built_before_alembic_upgrades_keeping_every_row(url: str, ver
     assert versions_after[:len(versions_before)] == versions_before  # kept, with their times
     assert [int(row[0]) for row in versions_after] == [1, 2, 3, 4]
     before.setdefault("flow_leases", [])  # version 3 had none; 0004 creates it
+    before.setdefault("usage_files", [])  # revisions after the runner's last version create theirs (0006)
     assert after == before
     assert schema_differences(url) == []
     ledger = Ledger(url)
@@ -124,6 +125,7 @@ def downgrade_to_schema_2(ledger: Ledger) -> None:
         conn.execute(sa.text("DROP TABLE snapshots"))
         conn.execute(sa.text("DROP TABLE flows"))
         conn.execute(sa.text("DROP TABLE flow_leases"))
+        conn.execute(sa.text("DROP TABLE usage_files"))  # 0006's, after the runner's last version
         conn.execute(sa.text(f"DROP TABLE {VERSION_TABLE}"))
         conn.execute(sa.text(f"CREATE TABLE snapshots (flow VARCHAR(100) NOT NULL, source_key VARCHAR(200) NOT NULL, "
                              f"content_hash VARCHAR(64) NOT NULL, target_key VARCHAR(200), acknowledged_at "

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 FLOW_MODULES = {
     "billing_customers_to_onec": "ledgerlink.flows.customers_to_onec",
     "billing_invoice_lines_to_erp": "ledgerlink.flows.invoice_lines_to_erp",
+    # Not spine flows (no STEPS): a file intake and two ratings, each with its own DAG builder in ledgerlink.spine
+    # and a ``run_task``.
+    "bridge_usage_to_billing": "ledgerlink.flows.bridge_usage",
+    "usage_rating_nightly": "ledgerlink.flows.usage_rating",
+    "usage_rating_month_end": "ledgerlink.flows.usage_rating",
 }
 
 

@@ -15,6 +15,7 @@ from ledgerlink.gates.model import Suite
 SUITE_MODULES = {
     "customer": "ledgerlink.gates.suites.customer",
     "invoice_line": "ledgerlink.gates.suites.invoice_line",
+    "usage": "ledgerlink.gates.suites.usage",
 }
 
 
