@@ -126,7 +126,8 @@ def _take(run_id, sftp, folder: str, listing: Listing, remote: RemoteFile, profi
         return FileOutcome(name, sha256, REFUSED, period=period, reason=reason, moved_to=moved)
 
     same_name = files.loaded_under_name(name)
-    if same_name is not None and same_name["sha256"] == sha256:  # taken by an attempt that stopped before the move
+    if same_name is not None and same_name["sha256"] == sha256 and same_name["run_id"] == run_id:
+        # taken by an earlier attempt of this run that stopped before the move: finish it
         moved = move_aside(sftp, folder, name, PROCESSED, sha256, listing)
         return FileOutcome(name, sha256, LOADED, period=same_name["period"], rows_loaded=same_name["rows_loaded"],
                            rows_held_back=same_name["rows_held_back"], moved_to=moved)

@@ -58,11 +58,13 @@ def hostile_name_reason(name: str) -> str | None:
 def landing_path(landing_dir: Path, name: str) -> Path:
     """Where a fetched file goes: inside ``landing_dir``, whatever the name (refused if it would not be)."""
     reason = hostile_name_reason(name)
-    root = landing_dir.resolve()
-    path = (root / name).resolve()
-    if reason or path.parent != root:
-        raise BadInputError(repr(name), f"refused as a file name: {reason or 'it leaves the landing folder'}")
-    return path
+    if reason is None:
+        root = landing_dir.resolve()
+        path = (root / name).resolve()
+        if path.parent == root:
+            return path
+        reason = "it leaves the landing folder"
+    raise BadInputError(repr(name), f"refused as a file name: {reason}")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What a CDR file source declares (its profile), and reading a file against it.
 
-A file that does not match its profile fails loudly with :class:`~ledgerlink.errors.BadInputError`, naming the
+A file that does not match its profile fails loudly with :class:`~ledgerlink.errors.BadFileError`, naming the
 file, the line and the field: bytes that do not decode, another newline, a header that is not the declared one, a
 row with too many or too few fields, a time or number that does not parse, a last line without its line end (a
 truncated file). Nothing of such a file is loaded. Values that parse but are wrong (a negative duration, an
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
-from ledgerlink.errors import BadInputError, ConfigurationError
+from ledgerlink.errors import BadFileError, ConfigurationError
 from ledgerlink.usage import PERIOD_ZONE
 
 CDR_COLUMNS = ("call_id", "bridge_id", "customer_ref", "started_at", "ended_at", "duration_seconds", "participants",
@@ -82,7 +82,7 @@ class FileProfile:
         try:
             return date(*map(int, (found.group(1)[:4], found.group(1)[4:6], found.group(1)[6:8]))).strftime("%Y-%m")
         except (AttributeError, ValueError) as e:
-            raise BadInputError(file_name, f"the name carries no calendar day (YYYYMMDD) where profile {self.name!r} "
+            raise BadFileError(file_name, f"the name carries no calendar day (YYYYMMDD) where profile {self.name!r} "
                                            f"expects one", field="file name") from e
 
 
@@ -112,14 +112,14 @@ def check_bytes(path: Path, profile: FileProfile, file_name: str) -> int:
     with open(path, "rb") as handle:
         while block := handle.read(BLOCK):
             if size == 0 and profile.encoding != "utf-8" and block.startswith(codecs.BOM_UTF8):
-                raise BadInputError(file_name, f"starts with a UTF-8 byte-order mark: the file is UTF-8, profile "
-                                               f"{profile.name!r} declares {profile.encoding}", row=1)
+                raise BadFileError(file_name, f"starts with a UTF-8 byte-order mark: the file is UTF-8, profile "
+                                               f"{profile.name!r} declares {profile.encoding}", line=1)
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as e:
                 line = lines + block[:e.start].count(b"\n") + 1
-                raise BadInputError(file_name, f"byte 0x{block[e.start]:02x} is not {profile.encoding} (profile "
-                                               f"{profile.name!r})", row=line) from e
+                raise BadFileError(file_name, f"byte 0x{block[e.start]:02x} is not {profile.encoding} (profile "
+                                               f"{profile.name!r})", line=line) from e
             if utf8_check is not None and utf8_valid:
                 non_ascii = non_ascii or not block.isascii()
                 try:
@@ -133,15 +133,15 @@ def check_bytes(path: Path, profile: FileProfile, file_name: str) -> int:
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError as e:
-        raise BadInputError(file_name, f"ends inside a {profile.encoding} character: the file is truncated",
-                            row=lines + 1) from e
+        raise BadFileError(file_name, f"ends inside a {profile.encoding} character: the file is truncated",
+                            line=lines + 1) from e
     if utf8_check is not None and utf8_valid and non_ascii:
-        raise BadInputError(file_name, f"the text is UTF-8, profile {profile.name!r} declares {profile.encoding}")
+        raise BadFileError(file_name, f"the text is UTF-8, profile {profile.name!r} declares {profile.encoding}")
     if size == 0:
-        raise BadInputError(file_name, "the file is empty (not even a header)", row=1)
+        raise BadFileError(file_name, "the file is empty (not even a header)", line=1)
     if previous != b"\n":
-        raise BadInputError(file_name, "the last line has no line end: the file is truncated (or was taken while "
-                                       "still being written)", row=lines + 1)
+        raise BadFileError(file_name, "the last line has no line end: the file is truncated (or was taken while "
+                                       "still being written)", line=lines + 1)
     return lines
 
 
@@ -150,19 +150,19 @@ def _check_newlines(block: bytes, previous: bytes, lines_before: int, profile: F
         bare = block.count(b"\n") - block.count(b"\r\n") - (1 if previous == b"\r" and block.startswith(b"\n") else 0)
         if bare:
             at = next(i for i in range(len(block)) if block[i] == 10 and (block[i - 1] != 13 if i else previous != b"\r"))
-            raise BadInputError(file_name, f"a line ends in LF alone; profile {profile.name!r} declares CRLF",
-                                row=lines_before + block[:at].count(b"\n") + 1)
+            raise BadFileError(file_name, f"a line ends in LF alone; profile {profile.name!r} declares CRLF",
+                                line=lines_before + block[:at].count(b"\n") + 1)
     elif b"\r\n" in block or (previous == b"\r" and block.startswith(b"\n")):
         at = max(block.find(b"\r\n"), 0)
-        raise BadInputError(file_name, f"a line ends in CRLF; profile {profile.name!r} declares LF",
-                            row=lines_before + block[:at].count(b"\n") + 1)
+        raise BadFileError(file_name, f"a line ends in CRLF; profile {profile.name!r} declares LF",
+                            line=lines_before + block[:at].count(b"\n") + 1)
 
 
 def read_cdr_file(path: Path | str, profile: FileProfile, file_name: str, *, period_zone: tzinfo = PERIOD_ZONE):
     """The file's calls as a DataFrame: ``source_file``, ``line`` (its line in the file), the CDR's columns
     (``started_at`` as ISO 8601 UTC text, durations rounded up to whole seconds, counts as integers), ``period``
     (the month the call started in ``period_zone``) and ``file_period`` (the month the file's name gives).
-    Raises :class:`BadInputError` naming the file, line and field where it does not match the profile."""
+    Raises :class:`BadFileError` naming the file, line and field where it does not match the profile."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pv
@@ -192,8 +192,8 @@ def read_cdr_file(path: Path | str, profile: FileProfile, file_name: str, *, per
         offset += batch.num_rows
     if invalid:
         row = invalid[0]
-        raise BadInputError(file_name, f"{row.actual_columns} field(s) where the header has {row.expected_columns}: "
-                                       f"{row.text[:120]!r}", row=row.number)
+        raise BadFileError(file_name, f"{row.actual_columns} field(s) where the header has {row.expected_columns}: "
+                                       f"{row.text[:120]!r}", line=row.number)
     columns = ["line", *profile.columns, "period"]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({c: [] for c in columns})
     frame.insert(0, "source_file", file_name)
@@ -211,8 +211,8 @@ def _check_header(path: Path, profile: FileProfile, file_name: str) -> None:
         extra = [c for c in found if c not in profile.columns]
         detail = (f"missing {missing}" if missing else "") + ("; " if missing and extra else "") + \
                  (f"unexpected {extra}" if extra else "") or f"the columns are in another order: {list(found)}"
-        raise BadInputError(file_name, f"the header is not the declared one ({detail}; separator "
-                                       f"{profile.separator!r})", row=1, field="header")
+        raise BadFileError(file_name, f"the header is not the declared one ({detail}; separator "
+                                       f"{profile.separator!r})", line=1, field="header")
 
 
 def _first_bad(raw, parsed) -> int | None:
@@ -234,7 +234,7 @@ def _convert(batch, offset: int, profile: FileProfile, file_name: str, period_zo
 
     def fail(column: str, index: int, problem: str):
         value = batch.column(column)[index].as_py()
-        raise BadInputError(file_name, f"{value!r} {problem}", row=offset + index + 2, field=column)
+        raise BadFileError(file_name, f"{value!r} {problem}", line=offset + index + 2, field=column)
 
     out: dict = {"line": np.arange(offset + 2, offset + 2 + batch.num_rows, dtype=np.int64)}
     for column in profile.columns:
