@@ -295,7 +295,8 @@ def write_draft(conn: sa.Connection, *, invoice_id: str, customer_id: str, contr
 
 
 def issue_drafts(engine: sa.Engine, period: str, now: datetime) -> list[tuple[str, str]]:
-    """Issue the period's draft documents (ours): each gets the next number of its country's series and status
+    """Issue our draft documents of the period and of earlier ones (late usage for a period closed before: its
+    invoice or adjustment goes out with this closing): each gets the next number of its country's series and status
     issued. Already issued ones keep theirs: issuing twice changes nothing. Returns (document, number) issued."""
     issued = []
     stamp = now.astimezone(timezone.utc).isoformat()
@@ -303,8 +304,8 @@ def issue_drafts(engine: sa.Engine, period: str, now: datetime) -> list[tuple[st
     with engine.begin() as conn:
         drafts = conn.execute(sa.text(
             "SELECT i.invoice_id, c.country FROM invoices i JOIN customers c ON c.customer_id = i.customer_id "
-            "WHERE i.period_start = :ps AND i.status = :d AND (i.invoice_id LIKE 'UI-%' OR i.invoice_id LIKE 'UA-%') "
-            "ORDER BY i.invoice_id"), {"ps": period_start(period).isoformat(), "d": DRAFT}).all()
+            "WHERE i.period_start <= :ps AND i.status = :d AND (i.invoice_id LIKE 'UI-%' OR i.invoice_id LIKE 'UA-%') "
+            "ORDER BY i.period_start, i.invoice_id"), {"ps": period_start(period).isoformat(), "d": DRAFT}).all()
         for invoice_id, country in drafts:
             number = _next_number(conn, country, issue_day)
             conn.execute(sa.text("UPDATE invoices SET status = :s, number = :n, issue_date = :day, updated_at = :up "

@@ -42,11 +42,14 @@ class RatingSummary:
     run_id: str
     periods: list[str] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)  # created / updated / unchanged / deleted documents
+    by_period: dict[str, dict[str, int]] = field(default_factory=dict)  # the same, per period
     documents: list[dict] = field(default_factory=list)  # each document written: id, kind, totals
     issued: list[tuple[str, str]] = field(default_factory=list)
 
-    def count(self, outcome: str) -> None:
+    def count(self, period: str, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        in_period = self.by_period.setdefault(period, {})
+        in_period[outcome] = in_period.get(outcome, 0) + 1
 
     def as_dict(self) -> dict:
         return {**asdict(self), "text": self.text()}
@@ -56,6 +59,10 @@ class RatingSummary:
                  "what: usage in billing -> the period's invoices and adjustments (rated with each contract's tariff)",
                  f"periods: {', '.join(self.periods) or 'none'} | documents: "
                  + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))]
+        for period, counts in sorted(self.by_period.items()):
+            adjusted = any(k.startswith("adjustments") for k in counts)
+            lines.append(f"  {period}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                         + (" (usage for invoices already issued: adjusted, never changed)" if adjusted else ""))
         money: dict[tuple[str, str], list[int]] = {}
         for doc in self.documents:
             sums = money.setdefault((doc["kind"], doc["currency"]), [0, 0, 0, 0])
@@ -128,7 +135,7 @@ def _rate_account(conn, customer_id: str, period: str, rows, tariffs, prices, su
         return
     outcome = write_draft(conn, invoice_id=invoice_id, customer_id=customer_id, contract_id=contract_id,
                           period=period, currency=currency, lines=lines, existing=existing, now=now)
-    summary.count(f"{kind}s {outcome}")
+    summary.count(period, f"{kind}s {outcome}")
     if outcome in ("created", "updated"):
         net, vat, gross = totals(lines)
         summary.documents.append({"invoice_id": invoice_id, "kind": kind, "currency": currency, "net_minor": net,
