@@ -166,10 +166,11 @@ BILLING_TABLES: tuple[Table, ...] = (
         f"contract_id {_TEXT}, tariff_id {_TEXT}, valid_from {_TEXT}, valid_to {_TEXT}",
         "contract_id valid_from", "tariff_id", nullable="valid_to",
     ),
-    # source_file: the bridge file a call was imported from (NULL for usage recorded by billing itself).
+    # source_file: the bridge file a call was imported from (NULL for usage recorded by billing itself). usage_id is
+    # 64-bit: a usage table outgrows int4, and imported calls carry ids derived from their call ids.
     _table(
         "usage",
-        f"usage_id {_INT}, customer_id {_TEXT}, contract_id {_TEXT}, tariff_id {_TEXT}, call_id {_TEXT},"
+        f"usage_id {_MONEY}, customer_id {_TEXT}, contract_id {_TEXT}, tariff_id {_TEXT}, call_id {_TEXT},"
         f" started_at {_TEXT}, duration_seconds {_INT}, participants {_INT}, source_file {_TEXT}",
         "usage_id", "customer_id contract_id tariff_id started_at call_id source_file", nullable="source_file",
     ),

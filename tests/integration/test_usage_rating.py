@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from datetime import datetime, timezone
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
@@ -45,7 +46,7 @@ def load(billing, ledger, file_name: str, calls, period=PERIOD):
         plan = plans.for_period(customer, period)
         rows.append((usage_id(call_id), customer, plan.contract_id, plan.tariff_id, call_id, started, duration,
                      participants, file_name))
-    replace_file_usage(billing, file_name, rows)
+    replace_file_usage(billing, file_name, pd.DataFrame(rows, columns=list(USAGE_COLUMNS)))
     UsageFiles(ledger.engine, "bridge_usage_to_billing").record(
         name=file_name, sha256=file_name.ljust(64, "0")[:64], size=1, status=LOADED, run_id="r", period=period,
         rows_loaded=len(rows))

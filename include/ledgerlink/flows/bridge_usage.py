@@ -48,6 +48,7 @@ class FileOutcome:
     reason: str = ""
     replaced: bool = False
     moved_to: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)  # per step: read, accounts, gate, load (the bench)
 
 
 @dataclass
@@ -97,7 +98,9 @@ def take_files(run_id: str, sftp, billing, ledger: Ledger, *, folder: str, landi
     for remote, profile in steady:
         ledger.hold_lease(SPEC.id, run_id)
         try:
+            mark = time.perf_counter()
             local, sha256 = fetch(sftp, folder, remote, landing_dir)
+            fetched = time.perf_counter() - mark
         except BadInputError as e:
             log.info("%s", e)
             summary.waiting.append(remote.name)
@@ -107,6 +110,7 @@ def take_files(run_id: str, sftp, billing, ledger: Ledger, *, folder: str, landi
                             plans, max_rows)
         finally:
             local.unlink(missing_ok=True)
+        outcome.seconds["fetch"] = round(fetched, 3)
         summary.files.append(outcome)
     ledger.finish_run(run_id, SPEC.id, SUCCEEDED, summary.as_dict())
     log.info("\n%s", summary.text())
@@ -143,35 +147,45 @@ def _take(run_id, sftp, folder: str, listing: Listing, remote: RemoteFile, profi
         if claimed is not None and claimed != sha256:
             return refuse(f"its checksum file says {claimed}, its content hashes to {sha256}: damaged in transfer "
                           f"or replaced without its checksum")
+        mark = time.perf_counter()
         frame = read_cdr_file(local, profile, name)
     except BadInputError as e:
         return refuse(str(e))
+    seconds = {"read": time.perf_counter() - mark}
+    mark = time.perf_counter()
     period = str(frame["file_period"].iloc[0]) if len(frame) else profile.period_of(name)
     _resolve_accounts(frame, plans)
     frame["taken_before"] = frame["call_id"].isin(
         call_ids_taken(billing, frame["call_id"].dropna().astype(str).tolist(), other_than_file=name))
     from ledgerlink.gates import run_gate, suite_for
 
+    seconds["accounts"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     try:
         result = run_gate(frame, suite_for(SPEC.gate, max_rows=max_rows), run_id=run_id, flow=SPEC.id, ledger=ledger,
                           report_dir=settings.reports_dir(SPEC.id, run_id) / settings.safe_name(name))
     except GateFailed as e:
         return refuse(str(e), period)
     passed = result.passed
-    rows = zip(map(usage_id, passed["call_id"]), passed["customer_ref"], passed["contract_id"], passed["tariff_id"],
-               passed["call_id"], passed["started_at"], passed["duration_seconds"].astype("int64"),
-               passed["participants"].astype("int64"), [name] * len(passed))
-    loaded = replace_file_usage(billing, name, (tuple(_plain(v) for v in row) for row in rows))
+    seconds["gate"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    import pandas as pd
+
+    rows = pd.DataFrame({
+        "usage_id": pd.array([usage_id(c) for c in passed["call_id"]], dtype="int64"),
+        "customer_id": passed["customer_ref"], "contract_id": passed["contract_id"],
+        "tariff_id": passed["tariff_id"], "call_id": passed["call_id"], "started_at": passed["started_at"],
+        "duration_seconds": passed["duration_seconds"].astype("int64"),
+        "participants": passed["participants"].astype("int64"), "source_file": name})
+    loaded = replace_file_usage(billing, name, rows)
     files.record(name=name, sha256=sha256, size=remote.size, status=LOADED, run_id=run_id, period=period,
                  rows_loaded=loaded, rows_held_back=len(result.quarantined),
                  replaces=same_name["id"] if same_name else None)
     moved = move_aside(sftp, folder, name, PROCESSED, sha256, listing)
+    seconds["load"] = time.perf_counter() - mark
     return FileOutcome(name, sha256, LOADED, period=period, rows_loaded=loaded,
-                       rows_held_back=len(result.quarantined), replaced=same_name is not None, moved_to=moved)
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value
+                       rows_held_back=len(result.quarantined), replaced=same_name is not None, moved_to=moved,
+                       seconds={k: round(v, 3) for k, v in seconds.items()})
 
 
 def _resolve_accounts(frame, plans) -> None:
