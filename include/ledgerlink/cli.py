@@ -3,12 +3,14 @@
     map                               the exchange map as a table
     migrate                           upgrade the ledger's schema to this code's head (run it once after
                                       installing or upgrading Ledgerlink; a second run does nothing)
-    history --target onec --since D   what went where, when, with what result
-    planned                           what is waiting to go (or went without a confirmation yet)
-    lines --flow F [--run R] [--key K]  line by line, what a chunked (SQL) load delivered; ``history`` shows
-                                      its chunks
+    history --target onec --since D   what went where, when, with what result: each record sent on its own,
+                                      and each chunk of a chunked (SQL) load ("chunk 3 of run R: 200000
+                                      lines, acknowledged at ...")
+    planned                           what is waiting to go (or went without a confirmation yet), records
+                                      and chunks
+    lines --flow F [--run R] [--key K]  line by line, what a chunked (SQL) load delivered, under its chunks
     quarantine                        what was held back, and why
-    runs                              each run, with its status
+    runs                              each run, with its status (and its chunks' for a chunked load)
     summary [--check-targets]         the last run of each flow as finance reads it; with --check-targets
                                       also asks each target what it now holds and compares with the ledger
 Each but ``migrate`` takes ``--json``.
@@ -100,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "history":
         rows = ledger.history(target=args.target, since=_since(args.since), flow=args.flow)
-        _print(rows, ["updated_at", "flow", "target", "source_key", "target_key", "operation", "status", "attempts",
+        _print(rows, ["updated_at", "flow", "target", "what", "target_key", "operation", "status", "attempts",
                       "last_error"], args.json)
     elif args.command == "planned":
         rows = ledger.planned(target=args.target)
-        _print(rows, ["planned_at", "flow", "target", "source_key", "operation", "status", "attempts", "last_error"],
+        _print(rows, ["planned_at", "flow", "target", "what", "operation", "status", "attempts", "last_error"],
                args.json)
     elif args.command == "lines":
         rows = ledger.deliveries(flow=args.flow, run_id=args.run, key=args.key)
@@ -114,15 +116,29 @@ def main(argv: list[str] | None = None) -> int:
         _print(rows, ["created_at", "flow", "entity", "source_key", "reasons"], args.json)
     elif args.command == "runs":
         rows = ledger.runs(flow=args.flow)
+        chunks = _chunks_by_run(ledger.chunks(flow=args.flow))
+        for row in rows:
+            row["chunks"] = chunks.get((row["flow"], row["run_id"]), {})
         if args.json:
             for row in rows:
                 row["summary"] = json.loads(row["summary"]) if row.get("summary") else None
             _print(rows, [], True)
         else:
-            _print(rows, ["started_at", "flow", "run_id", "status"], False)
+            for row in rows:
+                row["chunks"] = ", ".join(f"{count} {status}" for status, count in row["chunks"].items())
+            _print(rows, ["started_at", "flow", "run_id", "status", "chunks"], False)
     elif args.command == "summary":
         return _summary(ledger, args.json, args.check_targets)
     return 0
+
+
+def _chunks_by_run(chunks: list[dict]) -> dict[tuple[str, str], dict[str, int]]:
+    """(flow, run_id) -> how many of the run's chunks are in each status (acknowledged, sent, ...)."""
+    counted: dict[tuple[str, str], dict[str, int]] = {}
+    for chunk in chunks:
+        statuses = counted.setdefault((chunk["flow"], chunk["run_id"]), {})
+        statuses[chunk["status"]] = statuses.get(chunk["status"], 0) + 1
+    return counted
 
 
 def _summary(ledger, as_json: bool, check_targets: bool) -> int:

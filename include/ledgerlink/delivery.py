@@ -1,5 +1,6 @@
 """The delivery lifecycle every flow's load goes through, in one place: planned → sent → acknowledged or
-rejected, per item (keyed HTTP targets) or per chunk (transactional SQL targets).
+rejected, per item (keyed HTTP targets, the ledger's ``items``) or per chunk of lines (transactional SQL
+targets, the ledger's ``chunks``).
 
 The order is enforced here, not by a docstring: a flow hands over its changes and a function that sends one
 item (or writes one chunk) and gets the outcomes back. What an earlier attempt of the same run got
@@ -10,7 +11,6 @@ stays down; refused credentials stop the run as one error.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 import pandas as pd
 
 from ledgerlink.errors import AuthenticationFailed, RemoteRejected, TransientError
-from ledgerlink.ledger import CREATE, DELETE, UPDATE, Ledger, PlannedChange
+from ledgerlink.ledger import CREATE, DELETE, UPDATE, UPSERT, Ledger, PlannedChange
 from ledgerlink.loads.http import UNCHANGED  # what a send returns when the target held the content already
 from ledgerlink.retrying import RetryBudget
 from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN
@@ -98,39 +98,47 @@ class ItemDelivery:
             raise
 
 
-def chunk_key(run_id: str, index: int) -> str:
-    """A chunk's item key: short and unique per run (the item's run_id column names the run; keys are limited
-    to 200 characters). Index -1 is the run's deletions."""
-    run = hashlib.sha1(run_id.encode()).hexdigest()[:12]
-    return f"chunk {'deletions' if index < 0 else f'{index:04d}'} of run {run}"
-
-
 class ChunkDelivery:
-    """Chunks of lines to a transactional target (an SQL table): each chunk is one ledger item, in flight
-    while the target's transaction runs; its lines are recorded acknowledged in the ledger transaction that
-    closes it, committed right after the target's. A retry of the run sends only what is not acknowledged."""
+    """Chunks of lines to a transactional target (an SQL table): each chunk is one row of the ledger's
+    ``chunks``, in flight while the target's transaction runs; its lines are recorded acknowledged in the ledger
+    transaction that closes it, committed right after the target's. A retry of the run continues its chunks
+    (attempts + 1) and sends only what is not acknowledged.
+
+    ``chunks``: how many chunks the run has (indexes 0 to chunks - 1; -1 is its deletions)."""
 
     def __init__(self, ledger: Ledger, *, flow: str, run_id: str, target: str, entity: str, chunks: int):
         self.ledger, self.flow, self.run_id, self.target, self.entity = ledger, flow, run_id, target, entity
-        # Lines are never open items (each is written once, acknowledged): only chunks are, so only this run's
-        # chunk keys are still wanted; an open chunk of an abandoned run is closed as superseded.
-        ledger.close_superseded(flow, {self._key(i) for i in range(chunks)} | {self._key(-1)})
+        self.chunks = chunks
+        # Lines are never open (each is written once, acknowledged): only chunks are, and an open chunk of an
+        # abandoned run is closed as superseded; this run sends what is still to send.
+        ledger.close_superseded_chunks(flow, run_id)
         # Chunks an earlier attempt of this run already started: only their lines can be acknowledged already.
-        self._attempted = {i["source_key"] for i in ledger.items(flow=flow, run_id=run_id)}
-
-    def _key(self, index: int) -> str:
-        return chunk_key(self.run_id, index)
+        self._attempted = {c["chunk_index"] for c in ledger.chunks(flow=flow, run_id=run_id)}
 
     def _in_flight(self, index: int, lines: int, operation: str) -> int:
-        """The chunk's own ledger item, sent before the target's transaction; a retry continues it."""
-        key = self._key(index)
-        return self.ledger.plan_and_mark_sent(self.run_id, self.flow, self.target, self.entity,
-                                              [PlannedChange(key, None, f"{lines} lines", operation)])[key]
+        """The chunk's ledger row, sent before the target's transaction; a retry continues it."""
+        if not -1 <= index < self.chunks:
+            raise ValueError(f"chunk index {index} outside this run's chunks (0 to {self.chunks - 1}, -1)")
+        return self.ledger.plan_chunk(self.run_id, self.flow, self.target, self.entity, index, operation, lines,
+                                      sent=True)
+
+    @contextlib.contextmanager
+    def _failure_recorded(self, chunk_id: int) -> Iterator[None]:
+        """A block that fails leaves the chunk open (the target rolled back, or may have committed: the retry
+        finds its lines by content) with the error on it."""
+        try:
+            yield
+        except Exception as e:
+            try:
+                self.ledger.record_chunk_failure(chunk_id, str(e), terminal=False)
+            except Exception as also:  # the ledger itself may be what failed: the first error is the one raised
+                log.warning("Ledger: recording chunk %s's failure failed as well: %s", chunk_id, also)
+            raise
 
     def pending(self, index: int, batch: pd.DataFrame) -> pd.DataFrame:
         """The chunk's rows still to send: all of them, unless an earlier attempt of this run got some
         acknowledged."""
-        if self._key(index) not in self._attempted:
+        if index not in self._attempted:
             return batch
         acknowledged = self.ledger.snapshot_hashes(self.flow, batch[KEY_COLUMN].tolist())
         if not acknowledged:
@@ -140,15 +148,15 @@ class ChunkDelivery:
 
     def is_first_delivery(self, index: int, batch: pd.DataFrame) -> bool:
         """No key of the chunk was ever delivered (a first load's chunk: creations only, never attempted)."""
-        return self._key(index) not in self._attempted and bool((batch["_op"] == CREATE).all())
+        return index not in self._attempted and bool((batch["_op"] == CREATE).all())
 
     @contextlib.contextmanager
     def writing(self, index: int, batch: pd.DataFrame, *, expect_new: bool) -> Iterator[None]:
         """The block writes the chunk into the target in one transaction; the ledger records the chunk's lines
         alongside and commits once the block returned."""
-        chunk_item = self._in_flight(index, len(batch), "upsert")
-        with self.ledger.recording_lines_alongside(self.flow, chunk_item, batch[KEY_COLUMN], batch[HASH_COLUMN],
-                                                   batch["_op"], expect_new=expect_new):
+        chunk_id = self._in_flight(index, len(batch), UPSERT)
+        with self._failure_recorded(chunk_id), self.ledger.recording_lines_alongside(
+                self.flow, chunk_id, batch[KEY_COLUMN], batch[HASH_COLUMN], batch["_op"], expect_new=expect_new):
             yield
 
     def delete(self, keys: Sequence[str], remove: Callable[[list[str]], None]) -> int:
@@ -157,8 +165,9 @@ class ChunkDelivery:
         still_acknowledged = sorted(self.ledger.snapshot_hashes(self.flow, list(keys)))
         if not still_acknowledged:
             return 0
-        chunk_item = self._in_flight(-1, len(still_acknowledged), DELETE)
-        remove(still_acknowledged)
-        self.ledger.record_confirmed_lines(self.flow, chunk_item, still_acknowledged,
+        chunk_id = self._in_flight(-1, len(still_acknowledged), DELETE)
+        with self._failure_recorded(chunk_id):
+            remove(still_acknowledged)
+        self.ledger.record_confirmed_lines(self.flow, chunk_id, still_acknowledged,
                                            [None] * len(still_acknowledged), [DELETE] * len(still_acknowledged))
         return len(still_acknowledged)

@@ -147,3 +147,39 @@ class AuthenticationFailed(TerminalError):
                          f"sent this run. Check the login and password of the Airflow connection {conn_hint}.")
         self.system = system
         self.status = status
+
+
+class DatabaseRefused(TerminalError):
+    """A database refused the connection for a reason a retry cannot cure: a wrong password, an unknown role or
+    database, no access rule for this host. One error for the run, naming what to fix; never retried."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"the database at {url} refused the connection: {reason}. Nothing was changed; check the "
+                         f"Airflow connection's login, password and database name (retrying cannot fix this).")
+        self.reason = reason
+
+
+# What PostgreSQL says (FATAL, at connection time) when the connection's settings are wrong. libpq hands these
+# over as text without an SQLSTATE, so they are recognised by their words; the server's other FATAL answers at
+# connection time ("sorry, too many clients already", "the database system is starting up") stay transient.
+_REFUSALS = ("password authentication failed", "no pg_hba.conf entry", "permission denied for database",
+             "no password supplied", "Ident authentication failed", "Peer authentication failed")
+
+
+def database_refusal(error: BaseException) -> DatabaseRefused | None:
+    """``error`` (SQLAlchemy's ``OperationalError``) as a :class:`DatabaseRefused` when the server refused the
+    connection for good, else None. Names the server as the driver did, never the password."""
+    import re
+
+    import sqlalchemy.exc
+
+    if not isinstance(error, sqlalchemy.exc.OperationalError):
+        return None
+    text = " ".join(str(error.orig).split())
+    if "FATAL:" not in text:
+        return None
+    fatal = text[text.index("FATAL:") + len("FATAL:"):].strip()
+    if not (any(phrase in fatal for phrase in _REFUSALS) or re.match(r'(role|database) ".*" does not exist', fatal)):
+        return None
+    server = re.search(r'server at "([^"]+)", port (\d+)', text)
+    return DatabaseRefused(f"{server.group(1)}:{server.group(2)}" if server else "the configured server", fatal)

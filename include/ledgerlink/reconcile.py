@@ -8,7 +8,6 @@ from decimal import Decimal
 import pandas as pd
 import sqlalchemy as sa
 
-from ledgerlink.errors import ReconciliationError
 
 MINOR_UNITS = {"TRY": 2, "RUB": 2}
 AMOUNT_COLUMNS = ("net_minor", "vat_minor", "gross_minor")
@@ -98,8 +97,3 @@ def compare(flow: str, source: Figures, target: Figures, *, what: str = "rows") 
                 differences.append(f"{column} in {group[0]} at VAT {group[1]}%: source {a}, target {b} "
                                    f"(difference {a - b})")
     return differences
-
-
-def assert_reconciled(flow: str, differences: list[str]) -> None:
-    if differences:
-        raise ReconciliationError(flow, differences)

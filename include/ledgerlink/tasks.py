@@ -21,19 +21,28 @@ DEFAULT_ARGS = {
 
 
 def fail_fast_on_terminal(step):
-    """Wrap a task body: terminal errors fail the task at once, with our message."""
+    """Wrap a task body: terminal errors fail the task at once, with our message. A database refusing the
+    connection for good (a wrong password, an unknown database) is one of them: Airflow's retries would only
+    knock on the same door for half an hour."""
 
     @functools.wraps(step)
     def wrapper(*args, **kwargs):
+        import sqlalchemy.exc
         from airflow.sdk.exceptions import AirflowFailException
 
-        from ledgerlink.errors import TerminalError
+        from ledgerlink.errors import TerminalError, database_refusal
 
         try:
             return step(*args, **kwargs)
         except TerminalError as e:
             log.error("%s", e)
             raise AirflowFailException(str(e)) from e
+        except sqlalchemy.exc.OperationalError as e:
+            refusal = database_refusal(e)
+            if refusal is None:
+                raise  # transient: Airflow retries
+            log.error("%s", refusal)
+            raise AirflowFailException(str(refusal)) from refusal
 
     return wrapper
 

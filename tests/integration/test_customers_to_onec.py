@@ -401,3 +401,13 @@ def test_a_customer_changed_after_the_run_read_it_is_left_to_the_next_run(world)
     assert summary.reconciliation == []
     nxt = world.run("run-3")
     assert nxt.updated == 1 and world.by_ref()[ref_key(key)]["ЮридическийАдрес"].endswith("Samara")
+
+
+# 8. the live check (`ledgerlink summary --check-targets`) ---------------------------------------------
+def test_the_live_check_counts_the_active_counterparties_1c_holds_of_ours(world):
+    world.run("run-1")
+    count = flow.COUNTERPARTY_FLOW.count_in_target(lambda: world.client)
+    assert count(world.ledger.snapshot(flow.FLOW)) == (CUSTOMERS, "1C holds")
+    world.sql("DELETE FROM customers WHERE customer_id = :key", key=sorted(world.customers())[0])
+    world.run("run-2")
+    assert count(world.ledger.snapshot(flow.FLOW)) == (CUSTOMERS - 1, "1C holds"), "marked for deletion: not held"

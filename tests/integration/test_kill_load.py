@@ -1,7 +1,7 @@
 """SIGKILL the load task half-way (a real process, killed for real), rerun it: the ERP is exactly right.
 
-The ledger shows the second attempt on the chunk that was in flight when the process died, and one
-acknowledged item per line.
+The ledger shows the chunk that was in flight when the process died as sent, then its second attempt, and
+one delivery per line (lines are never items; chunks are rows of their own)
 """
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ import pytest
 import sqlalchemy as sa
 
 from devtools.pg import create_database, run_postgres
-from ledgerlink.delivery import chunk_key
 from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.flows import invoice_lines_to_erp as flow
-from ledgerlink.ledger import ACKNOWLEDGED, Ledger
+from ledgerlink.ledger import ACKNOWLEDGED, Ledger, describe_chunk
 from sandbox.generator import generate_billing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,11 +89,14 @@ def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch, erp_and_ledger_urls)
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
 
-    in_flight = [i for i in ledger.items(flow=flow.FLOW) if i["status"] == "sent"]
-    second_chunk = chunk_key("nightly", 1)
-    assert [i["source_key"] for i in in_flight] == [second_chunk], \
+    in_flight = [c for c in ledger.chunks(flow=flow.FLOW) if c["status"] == "sent"]
+    assert [(c["run_id"], c["chunk_index"], c["attempts"]) for c in in_flight] == [("nightly", 1, 1)], \
         "the killed attempt left its second chunk sent and unacknowledged"
-    acknowledged_before = {i["source_key"] for i in ledger.items(flow=flow.FLOW) if i["status"] == ACKNOWLEDGED}
+    second_chunk = in_flight[0]["id"]
+    assert [c["what"] for c in ledger.planned()] == [describe_chunk(in_flight[0])]
+    assert describe_chunk(in_flight[0]).startswith("chunk 2 of run nightly: 25 lines, sent at ")
+    acknowledged_before = {c["id"] for c in ledger.chunks(flow=flow.FLOW) if c["status"] == ACKNOWLEDGED}
+    assert acknowledged_before == {c["id"] for c in ledger.chunks(flow=flow.FLOW) if c["chunk_index"] == 0}
 
     # Airflow's retry runs the same task again with the same input.
     summary = flow.reconcile_and_report(flow.load(meta, erp, ledger), billing, erp, ledger)
@@ -109,12 +111,14 @@ def test_sigkill_half_way_then_rerun(tmp_path, monkeypatch, erp_and_ledger_urls)
             sa.text(f"SELECT {', '.join(columns)} FROM {erp_lines.TABLE}")))
     assert source == target
 
-    chunks = {i["source_key"]: i for i in ledger.items(flow=flow.FLOW)}  # lines are never items, chunks are
+    assert ledger.items(flow=flow.FLOW) == [], "lines are never items, and chunks are rows of their own"
+    chunks = {c["id"]: c for c in ledger.chunks(flow=flow.FLOW)}
     lines = ledger.deliveries(flow=flow.FLOW)
     assert len(lines) == len({d["source_key"] for d in lines}) == len(source), \
         "one delivery per line: the retry did not send the acknowledged chunk again"
-    assert all(i["status"] == ACKNOWLEDGED and i["attempts"] == 1 for key, i in chunks.items() if key != second_chunk)
+    assert all(c["status"] == ACKNOWLEDGED and c["attempts"] == 1 for id_, c in chunks.items() if id_ != second_chunk)
     assert chunks[second_chunk]["status"] == ACKNOWLEDGED and chunks[second_chunk]["attempts"] == 2
-    assert len(chunks) == len(meta.batch)
+    assert sorted(c["chunk_index"] for c in chunks.values()) == list(range(len(meta.batch)))
     assert acknowledged_before <= set(chunks)
-    assert {d["chunk_item_id"] for d in lines} <= {i["id"] for i in chunks.values()}, "every line belongs to a chunk"
+    assert {d["chunk_id"] for d in lines} <= set(chunks), "every line belongs to a chunk"
+    assert ledger.planned() == []

@@ -21,6 +21,7 @@ from sandbox.generator import mutate_billing
 from ledgerlink.migrations import migrate
 from tests.support.crashes import SimulatedCrash
 from tests.support.ledger_history import (check_a_fresh_ledger_migrates_to_exactly_the_models,
+                                          check_a_ledger_at_0004_moves_its_chunk_items_to_chunks_keeping_every_row,
                                           check_a_ledger_built_before_alembic_upgrades_keeping_every_row,
                                           check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice,
                                           check_every_delivery_is_listed_once, downgrade_to_schema_2)
@@ -85,16 +86,17 @@ def test_crash_after_the_upsert_committed_then_retry_on_postgres(world, monkeypa
     with pytest.raises(SimulatedCrash):
         flow.load(meta, world["erp"], world["ledger"])
     monkeypatch.setattr(flow, "upsert_frame", real)
-    in_flight = {i["source_key"] for i in world["ledger"].items() if i["status"] == "sent"}
-    assert in_flight
+    in_flight = {c["id"] for c in world["ledger"].chunks() if c["status"] == "sent"}
+    assert len(in_flight) == 1, "the chunk whose upsert committed is in flight"
     flow.reconcile_and_report(flow.load(meta, world["erp"], world["ledger"]), world["billing"], world["erp"],
                               world["ledger"])
     _equal(world)
     assert world["ledger"].planned() == []
-    items = world["ledger"].items()
-    assert all(i["status"] == "acknowledged" for i in items), "a retry continues its items, never supersedes them"
-    assert len(items) == len({i["source_key"] for i in items})
-    assert {i["source_key"] for i in items if i["attempts"] == 2} == in_flight
+    chunks = world["ledger"].chunks()
+    assert all(c["status"] == "acknowledged" for c in chunks), "a retry continues its chunks, never supersedes them"
+    assert len(chunks) == len({c["chunk_index"] for c in chunks}) == len(meta.batch)
+    assert {c["id"] for c in chunks if c["attempts"] == 2} == in_flight
+    assert world["ledger"].items() == [], "lines and chunks are never items"
 
 
 def test_a_night_with_only_deletions_reads_nothing_and_still_deletes_on_postgres(world):
@@ -166,18 +168,17 @@ def test_lines_expected_new_but_already_in_the_snapshot_still_move_it_once(world
     another run) rolls back to a savepoint and takes the delete-then-insert path: one row per key, newest hash."""
     ledger = world["ledger"]
 
-    def chunk(name: str) -> int:
-        return ledger.plan_and_mark_sent("run", "lines", "erp", "invoice_line",
-                                         [PlannedChange(name, None, "2 lines", "upsert")])[name]
+    def chunk(index: int) -> int:
+        return ledger.plan_chunk("run", "lines", "erp", "invoice_line", index, "upsert", 2, sent=True)
 
-    ledger.record_confirmed_lines("lines", chunk("chunk a"), ["A", "B"], ["1", "2"], ["create", "create"],
+    ledger.record_confirmed_lines("lines", chunk(0), ["A", "B"], ["1", "2"], ["create", "create"],
                                   expect_new=True)
-    ledger.record_confirmed_lines("lines", chunk("chunk b"), ["B", "C"], ["20", "3"], ["create", "create"],
+    ledger.record_confirmed_lines("lines", chunk(1), ["B", "C"], ["20", "3"], ["create", "create"],
                                   expect_new=True)
     assert ledger.snapshot_hashes("lines", ["A", "B", "C"]) == {"A": "1", "B": "20", "C": "3"}
     assert [(d["source_key"], d["content_hash"]) for d in ledger.deliveries(flow="lines")] == [
         ("A", "1"), ("B", "2"), ("B", "20"), ("C", "3")]
-    assert all(i["status"] == "acknowledged" for i in ledger.items(flow="lines"))
+    assert [c["status"] for c in ledger.chunks(flow="lines")] == ["acknowledged", "acknowledged"]
 
 
 def test_lines_recorded_alongside_commit_only_once_the_target_has(world):
@@ -185,28 +186,30 @@ def test_lines_recorded_alongside_commit_only_once_the_target_has(world):
     during the block nothing is visible; a failed block records nothing; a failed record is raised."""
     ledger = world["ledger"]
 
-    def chunk(name: str) -> int:
-        return ledger.plan_and_mark_sent("run", "lines", "erp", "invoice_line",
-                                         [PlannedChange(name, None, "2 lines", "upsert")])[name]
+    def chunk(index: int) -> int:
+        return ledger.plan_chunk("run", "lines", "erp", "invoice_line", index, "upsert", 2, sent=True)
 
-    with ledger.recording_lines_alongside("lines", chunk("chunk a"), ["A", "B"], ["1", "2"], ["create", "create"],
+    with ledger.recording_lines_alongside("lines", chunk(0), ["A", "B"], ["1", "2"], ["create", "create"],
                                           expect_new=True):
         assert ledger.snapshot_hashes("lines", ["A", "B"]) == {}  # not before the target commits
-    with ledger.recording_lines_alongside("lines", chunk("chunk b"), ["B", "C"], ["20", "3"], ["update", "create"]):
+        assert [c["status"] for c in ledger.chunks(flow="lines")] == ["sent"]
+    with ledger.recording_lines_alongside("lines", chunk(1), ["B", "C"], ["20", "3"], ["update", "create"]):
         pass
     assert ledger.snapshot_hashes("lines", ["A", "B", "C"]) == {"A": "1", "B": "20", "C": "3"}
-    assert all(i["status"] == "acknowledged" for i in ledger.items(flow="lines"))
+    assert [c["status"] for c in ledger.chunks(flow="lines")] == ["acknowledged", "acknowledged"]
 
     with pytest.raises(ConnectionError):
-        with ledger.recording_lines_alongside("lines", chunk("chunk c"), ["D"], ["4"], ["create"]):
+        with ledger.recording_lines_alongside("lines", chunk(2), ["D"], ["4"], ["create"]):
             raise ConnectionError("the ERP went away before its commit")
     with pytest.raises(sa.exc.DataError, match="value too long"):
         # an operation too long for its column: the database refuses the record, in the thread
-        with ledger.recording_lines_alongside("lines", chunk("chunk d"), ["E"], ["5"], ["x" * 50]):
+        with ledger.recording_lines_alongside("lines", chunk(3), ["E"], ["5"], ["x" * 50]):
             pass
     assert ledger.snapshot_hashes("lines", ["D", "E"]) == {}
-    statuses = {i["source_key"]: i["status"] for i in ledger.items(flow="lines")}
-    assert statuses["chunk c"] == statuses["chunk d"] == "sent"  # in flight: a retry continues them
+    statuses = {c["chunk_index"]: c["status"] for c in ledger.chunks(flow="lines")}
+    assert statuses[2] == statuses[3] == "sent"  # in flight: a retry continues them
+    retried = chunk(2)
+    assert {c["id"]: c["attempts"] for c in ledger.chunks(flow="lines")}[retried] == 2, "a retry continues it"
     assert [d["source_key"] for d in ledger.deliveries(flow="lines")] == ["A", "B", "B", "C"]
 
 
@@ -229,6 +232,11 @@ def test_a_ledger_built_before_alembic_on_postgres_upgrades_keeping_every_row(se
         create_database(server, f"pre_alembic_ledger_{version}").url, version)
 
 
+def test_a_ledger_at_0004_on_postgres_moves_its_chunk_items_to_chunks_keeping_every_row(server):
+    check_a_ledger_at_0004_moves_its_chunk_items_to_chunks_keeping_every_row(
+        create_database(server, "ledger_at_0004").url)
+
+
 def test_a_ledger_role_granted_the_tables_keeps_its_rights_through_the_upgrade_to_schema_3(world):
     """A deployment may run nightly loads as a role that does not own the ledger's tables: the upgrade alters
     the snapshot in place (its grants stay) and grants that role the same on the new flows table."""
@@ -243,11 +251,11 @@ def test_a_ledger_role_granted_the_tables_keeps_its_rights_through_the_upgrade_t
     owner.engine.dispose()
     assert migrate(url.render_as_string(hide_password=False)).stamped == "0002"  # the owner upgrades
     writer = Ledger(url.set(username="ledger_writer").render_as_string(hide_password=False))
-    chunk = writer.plan_and_mark_sent("run", "a new flow", "erp", "invoice_line",
-                                      [PlannedChange("chunk", None, "2 lines", "upsert")])["chunk"]
+    chunk = writer.plan_chunk("run", "a new flow", "erp", "invoice_line", 0, "upsert", 2, sent=True)
     writer.record_confirmed_lines("a new flow", chunk, ["A", "B"], ["1", "2"], ["create", "create"], expect_new=True)
     assert writer.snapshot_hashes("a new flow", ["A", "B"]) == {"A": "1", "B": "2"}
     assert len(writer.deliveries(flow="a new flow")) == 2
+    assert [c["status"] for c in writer.chunks(flow="a new flow")] == ["acknowledged"]
     writer.engine.dispose()
 
 

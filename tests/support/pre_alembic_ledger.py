@@ -8,6 +8,7 @@ were at schema 2) is exercised from :func:`tests.support.ledger_history.downgrad
 """
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -119,6 +120,13 @@ schema_version = sa.Table(
     sa.Column("description", sa.String(200), nullable=False),
     sa.Column("applied_at", _WHEN, nullable=False),
 )
+
+
+def chunk_key(run_id: str, index: int) -> str:
+    """The key the code up to revision 0004 gave a chunk's item (``ledgerlink.delivery.chunk_key`` of that time):
+    the run's hash, and the chunk's index or "deletions"."""
+    run = hashlib.sha1(run_id.encode()).hexdigest()[:12]
+    return f"chunk {'deletions' if index < 0 else f'{index:04d}'} of run {run}"
 
 
 def _migration_1_initial(connection: sa.Connection) -> None:

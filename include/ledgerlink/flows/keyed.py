@@ -220,13 +220,13 @@ class KeyedFlow:
         state = self.load(state, connection, ledger)
         return self.reconcile_and_report(state, source, connection, ledger)
 
-    def count_in_target(self, connection) -> Callable[[dict], tuple[int, str]]:
+    def count_in_target(self, connect: Callable[[], object]) -> Callable[[dict], tuple[int, str]]:
         """For ``ledgerlink summary --check-targets``: how many of the records the ledger knows the target
-        holds active now."""
+        holds active now (``connect`` opens the target's connection when asked)."""
 
         def count(snapshot: dict) -> tuple[int, str]:
             known = {target_key for _, target_key in snapshot.values() if target_key}
-            target = self.target(connection())
+            target = self.target(connect())
             return len(target.read_ours(known)), f"{target.system} holds"
 
         return count

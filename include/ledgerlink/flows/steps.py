@@ -1,7 +1,5 @@
-"""The steps every flow shares, around its own reading and mapping: gating the staged batch.
-
-A flow's gate step is this plus, where the flow diffs after the gate (the customer flow gates every record, then
-tracks changes), that diff.
+"""The gate step every flow shares: the staged batch through the flow's suite, the run blocked on a blocking
+failure. (A keyed flow then diffs what passed: ``keyed.KeyedFlow.gate``.)
 """
 from __future__ import annotations
 

@@ -1,25 +1,21 @@
-"""The ledger's items: planned, sent, acknowledged or rejected, per record or per chunk of lines; and the
-history read back from them."""
+"""The ledger's items: planned, sent, acknowledged or rejected, one per record sent to a target that answers
+per record (a chunked load's chunks are in :mod:`~ledgerlink.ledger.chunks`)."""
 from __future__ import annotations
 
-import contextlib
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from ledgerlink.ledger.models import (ACKNOWLEDGED, DELETE, OPEN_STATUSES, PLANNED, REJECTED, SENT, SUPERSEDED, Flow,
-                                      Item, LedgerPart, PlannedChange, Snapshot, _chunks, deliveries, utcnow)
-from ledgerlink.ledger.postgres import _acknowledge_postgres, _plan_postgres, _write_lines_postgres
+from ledgerlink.ledger.models import (ACKNOWLEDGED, OPEN_STATUSES, PLANNED, REJECTED, SENT, SUPERSEDED, Item,
+                                      LedgerPart, PlannedChange, _chunks, utcnow)
+from ledgerlink.ledger.postgres import _acknowledge_postgres, _plan_postgres
 from ledgerlink.ledger.snapshots import _move_snapshot
-
-log = logging.getLogger(__name__)
 
 
 class Items(LedgerPart):
-    """Items, a chunk's lines and the history: part of :class:`~ledgerlink.ledger.Ledger`, which gives it
-    ``engine``, ``_postgres`` (whether the PostgreSQL bulk paths apply) and ``_flow_id``."""
+    """Items: part of :class:`~ledgerlink.ledger.Ledger`, which gives it ``engine``, ``_postgres`` (whether the
+    PostgreSQL bulk paths apply) and ``_flow_id``."""
 
     _postgres: bool
     _flow_id: Callable[..., int | None]
@@ -137,97 +133,6 @@ class Items(LedgerPart):
                     [{"b_id": item_id, "b_tk": target_key} for item_id, _, _, target_key, _ in chunk])
                 _move_snapshot(conn, flow_id, [(key, h, tk, op) for _, key, h, tk, op in chunk], now)
 
-    def record_confirmed_lines(self, flow: str, chunk_item_id: int, keys: Sequence[str],
-                               hashes: Sequence[str | None], operations: Sequence[str], *,
-                               expect_new: bool = False) -> None:
-        """A transactional target committed a chunk: the snapshot moves to its lines (each now its line's
-        latest delivery, the deliveries they supersede and the chunk's deletions kept in ``deliveries``), and
-        the chunk's own item closes, all in one ledger transaction.
-
-        A SQL target takes a chunk in one commit, so no line of it can be sent-but-unconfirmed on its own: the
-        chunk's item carries that state while the chunk is in flight, and each line is written once, confirmed.
-        Columns, not row objects: at a million lines a Python object per line costs more than the database.
-        ``expect_new``: the caller believes none of the keys is in the snapshot yet (a first load: creations
-        only), so on PostgreSQL the snapshot rows are COPied in without first deleting old ones; a key that is
-        there after all rolls back to a savepoint and takes the delete-then-insert path. SQLite always takes it.
-        """
-        flow_id = self._flow_id(flow)
-        if self._postgres:
-            with self.engine.begin() as conn:
-                _write_lines_postgres(conn, flow_id, chunk_item_id, keys, hashes, operations, expect_new)
-                conn.execute(_close_chunk(chunk_item_id))
-            return
-        now = utcnow()
-        rows = list(zip(keys, hashes, operations))
-        with self.engine.begin() as conn:
-            for chunk in _chunks(rows, 5000):
-                _move_snapshot(conn, flow_id, [(key, digest, None, operation) for key, digest, operation in chunk],
-                               now, chunk_item_id=chunk_item_id)
-                deletions = [{"chunk_item_id": chunk_item_id, "source_key": key, "content_hash": digest,
-                              "operation": operation} for key, digest, operation in chunk if operation == DELETE]
-                if deletions:
-                    conn.execute(sa.insert(deliveries), deletions)
-            conn.execute(_close_chunk(chunk_item_id))
-
-    @contextlib.contextmanager
-    def recording_lines_alongside(self, flow: str, chunk_item_id: int, keys: Sequence[str],
-                                  hashes: Sequence[str | None], operations: Sequence[str], *,
-                                  expect_new: bool = False):
-        """``record_confirmed_lines`` for the chunk the block sends: on PostgreSQL the ledger writes the lines
-        in a thread while the block has the target take them, and commits only once the block has finished
-        (the target committed); if the block fails, the ledger's transaction rolls back and nothing is
-        recorded. Two servers on two cores: a 1M-line load went from 6.2 s (one after the other) to 4.0 s.
-
-        What a crash can leave is what it could before, in a narrower window: the target committed, the
-        ledger not yet; the retry finds those lines by content. SQLite writes one at a time anyway: there the
-        lines are recorded after the block, as ``record_confirmed_lines``.
-        """
-        if not self._postgres:
-            yield
-            self.record_confirmed_lines(flow, chunk_item_id, keys, hashes, operations, expect_new=expect_new)
-            return
-        import threading
-
-        flow_id = self._flow_id(flow)
-        sent = threading.Event()  # set once the block's outcome is known
-        verdict = {"commit": False}
-        failure: list[BaseException] = []
-
-        def write() -> None:
-            try:
-                with self.engine.connect() as conn:
-                    transaction = conn.begin()
-                    try:
-                        _write_lines_postgres(conn, flow_id, chunk_item_id, keys, hashes, operations,
-                                              expect_new)
-                        sent.wait()
-                        if not verdict["commit"]:
-                            transaction.rollback()
-                            return
-                        conn.execute(_close_chunk(chunk_item_id))  # acknowledged now, not when writing began
-                        transaction.commit()
-                    except BaseException:
-                        transaction.rollback()
-                        raise
-            except BaseException as error:  # raised in the caller's thread
-                failure.append(error)
-
-        writer = threading.Thread(target=write, name="ledger-lines", daemon=True)
-        writer.start()
-        try:
-            yield
-        except BaseException:
-            sent.set()
-            writer.join()
-            if failure:  # the block's own error is the one raised
-                log.warning("Ledger: writing chunk item %s's lines failed as well: %s", chunk_item_id, failure[0])
-            raise
-        verdict["commit"] = True
-        sent.set()
-        writer.join()
-        if failure:
-            raise failure[0]
-
     def items(self, flow: str | None = None, run_id: str | None = None) -> list[dict]:
         query = sa.select(Item).order_by(Item.id)
         if flow:
@@ -236,8 +141,7 @@ class Items(LedgerPart):
             query = query.where(Item.run_id == run_id)
         return self._dicts(query)
 
-    def history(self, target: str | None = None, since: datetime | None = None, flow: str | None = None) -> list[dict]:
-        """What went where and when, with what result (everything that left the planned state)."""
+    def _item_history(self, target: str | None, since: datetime | None, flow: str | None) -> list[dict]:
         query = sa.select(Item).where(Item.status != PLANNED).order_by(Item.updated_at, Item.id)
         if target:
             query = query.where(Item.target == target)
@@ -247,40 +151,8 @@ class Items(LedgerPart):
             query = query.where(Item.flow == flow)
         return self._dicts(query)
 
-    def planned(self, target: str | None = None) -> list[dict]:
-        """What is waiting to go, or went without a confirmation yet."""
+    def _items_open(self, target: str | None) -> list[dict]:
         query = sa.select(Item).where(Item.status.in_(OPEN_STATUSES)).order_by(Item.planned_at, Item.id)
         if target:
             query = query.where(Item.target == target)
         return self._dicts(query)
-
-    def deliveries(self, flow: str | None = None, run_id: str | None = None, key: str | None = None) -> list[dict]:
-        """The per-line history of chunked loads, each line with its chunk's run, target and time: the
-        superseded deliveries and deletions in ``deliveries``, each line's latest in the snapshot. By key it
-        is two index lookups; by run it reads the flow's whole snapshot, which has no index by chunk (a BRIN
-        one cost a first load 7% of its ledger time)."""
-        superseded = sa.select(deliveries.c.chunk_item_id, deliveries.c.source_key, deliveries.c.content_hash,
-                               deliveries.c.operation)
-        latest = sa.select(Snapshot.chunk_item_id, Snapshot.source_key, Snapshot.content_hash,
-                           Snapshot.operation).where(Snapshot.chunk_item_id.is_not(None))
-        if flow:
-            latest = latest.where(Snapshot.flow_id == sa.select(Flow.id).where(Flow.name == flow).scalar_subquery())
-        if key:
-            superseded = superseded.where(deliveries.c.source_key == key)
-            latest = latest.where(Snapshot.source_key == key)
-        lines = sa.union_all(superseded, latest).subquery("lines")
-        query = (sa.select(Item.run_id, Item.flow, Item.target, Item.entity, lines.c.source_key,
-                           lines.c.content_hash, lines.c.operation, lines.c.chunk_item_id, Item.acknowledged_at)
-                 .join(Item, Item.id == lines.c.chunk_item_id)
-                 .order_by(lines.c.chunk_item_id, lines.c.source_key))
-        if flow:
-            query = query.where(Item.flow == flow)
-        if run_id:
-            query = query.where(Item.run_id == run_id)
-        return self._dicts(query)
-
-
-def _close_chunk(chunk_item_id: int):
-    now = utcnow()
-    return sa.update(Item).where(Item.id == chunk_item_id).values(
-        status=ACKNOWLEDGED, acknowledged_at=now, updated_at=now, last_error=None)

@@ -14,6 +14,7 @@ from sqlalchemy import orm
 PLANNED, SENT, ACKNOWLEDGED, REJECTED, QUARANTINED = "planned", "sent", "acknowledged", "rejected", "quarantined"
 OPEN_STATUSES = (PLANNED, SENT)
 CREATE, UPDATE, DELETE = "create", "update", "delete"
+UPSERT = "upsert"  # a chunk of lines, each created or updated
 SUPERSEDED = "superseded: no longer differs from the target"
 # A run's status: running until its last task closes it; blocked when its gate stopped it; abandoned when it
 # stopped without a word (killed) and a later run took over.
@@ -77,6 +78,42 @@ class Item(Base):
     )
 
 
+class Chunk(Base):
+    """One chunk of lines of a chunked (SQL) load: planned, sent while the target's transaction runs,
+    acknowledged in the ledger transaction that records its lines, or rejected. Its lines are never items:
+    each is written once, acknowledged, into the snapshot (and ``deliveries``) under the chunk's id.
+
+    ``chunk_index`` is the chunk's place in its run (0, 1, ...; -1 is the run's deletions): a retry of the run
+    continues the chunk of the same index (``attempts`` counts the sends). Revision 0005 moved the chunks that
+    were rows of ``items`` here, keeping their ids; one whose index its old key did not give (or that another
+    chunk of its run already had) has none, which the unique index lets repeat. ``lines``: how many lines the
+    chunk's last send carried.
+    """
+
+    __tablename__ = "chunks"
+    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                                            autoincrement=True)
+    run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250))
+    flow: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    target: orm.Mapped[str] = orm.mapped_column(sa.String(50))
+    entity: orm.Mapped[str] = orm.mapped_column(sa.String(50))
+    chunk_index: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    operation: orm.Mapped[str] = orm.mapped_column(sa.String(10))  # upsert, or delete (the run's deletions)
+    lines: orm.Mapped[int] = orm.mapped_column(sa.Integer)
+    status: orm.Mapped[str] = orm.mapped_column(sa.String(20))
+    attempts: orm.Mapped[int] = orm.mapped_column(sa.Integer, default=0)
+    last_error: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    planned_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+    sent_at: orm.Mapped[datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
+    acknowledged_at: orm.Mapped[datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
+    updated_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (
+        sa.Index("ux_chunks_run_index", "flow", "run_id", "chunk_index", unique=True),
+        sa.Index("ix_chunks_updated_at", "updated_at"),  # the history, by time
+    )
+
+
 class Flow(Base):
     """A flow's short id: the snapshot names its flow by it (two bytes in every row and index entry of a
     table that holds a million lines per flow, instead of the flow's name)."""
@@ -90,10 +127,11 @@ class Flow(Base):
 class Snapshot(Base):
     """Last content each target acknowledged, per record: what change tracking diffs against.
 
-    For a line of a chunked (SQL) load the row is also that line's latest delivery: ``chunk_item_id`` names
-    the chunk that delivered it and ``operation`` what it did (schema 3). Rows without a chunk (per-item
-    flows, whose items are their history; derived state; lines recorded before schema 3, whose deliveries
-    are all in ``deliveries``) are not deliveries.
+    For a line of a chunked (SQL) load the row is also that line's latest delivery: ``chunk_id`` names the
+    chunk (``chunks.id``) that delivered it and ``operation`` what it did (schema 3; named ``chunk_item_id``
+    until revision 0005, when chunks were rows of ``items``). Rows without a chunk (per-item flows, whose
+    items are their history; derived state; lines recorded before schema 3, whose deliveries are all in
+    ``deliveries``) are not deliveries.
     """
 
     __tablename__ = "snapshots"
@@ -102,11 +140,11 @@ class Snapshot(Base):
     content_hash: orm.Mapped[str] = orm.mapped_column(sa.String(64))
     target_key: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))
     # A first load COPies its lines without a time each (parsing a timestamp a line cost a fifth more): they get
-    # the ledger transaction's start, a moment before the target's commit; the chunk's item carries the
+    # the ledger transaction's start, a moment before the target's commit; the chunk carries the
     # acknowledgement's own time. SQLite's writes always give it.
     acknowledged_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True),
                                                               server_default=sa.text("CURRENT_TIMESTAMP"))
-    chunk_item_id: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
+    chunk_id: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
     operation: orm.Mapped[str | None] = orm.mapped_column(sa.String(10))
 
 
@@ -149,18 +187,18 @@ class Validation(Base):
 
 # The per-line history of chunked loads, but for each line's latest delivery, which is its snapshot row
 # (schema 3): a line delivery that is superseded (the line changed, was deleted or forgotten) moves here, and
-# deletions are written here. A chunk of lines is in flight as one ``items`` row (which names the run, flow,
-# target and time); its lines are written, acknowledged, in the transaction that closes that item. A first
+# deletions are written here. A chunk of lines is in flight as one ``chunks`` row (which names the run, flow,
+# target and time); its lines are written, acknowledged, in the transaction that closes that chunk. A first
 # load thus writes each line once, into the snapshot, and this table grows by a night's changes: B-tree
 # indexes by chunk (``lines --run``) and by key (``lines --key``) cost little. (Up to schema 2 every delivery
 # came here, in chunk order, under a BRIN index.) Append-only, four narrow columns.
 deliveries = sa.Table(
     "deliveries", Base.metadata,
-    sa.Column("chunk_item_id", sa.BigInteger, nullable=False),
+    sa.Column("chunk_id", sa.BigInteger, nullable=False),  # chunks.id (chunk_item_id before revision 0005)
     sa.Column("source_key", sa.String(200), nullable=False),
     sa.Column("content_hash", sa.String(64)),
     sa.Column("operation", sa.String(10), nullable=False),
-    sa.Index("ix_deliveries_chunk", "chunk_item_id"),
+    sa.Index("ix_deliveries_chunk", "chunk_id"),
     sa.Index("ix_deliveries_source_key", "source_key"),
 )
 

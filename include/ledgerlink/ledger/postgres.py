@@ -83,30 +83,30 @@ def _arrow_strings(values):
 
 def _replace_snapshot_rows(conn: sa.Connection, table: str, flow_id: int, now: datetime, *, distinct: bool = False,
                            has_operation: bool = True, with_target_key: bool = False,
-                           chunk_item_id: int | None = None) -> None:
+                           chunk_id: int | None = None) -> None:
     """The snapshot rows of the keys in ``table`` (a temporary table with columns source_key, content_hash
     [, target_key][, operation]) become its rows: old ones deleted (a line's latest delivery among them
-    kept in ``deliveries``), rows with operation 'delete' left out. ``chunk_item_id``: the rows are the lines
+    kept in ``deliveries``), rows with operation 'delete' left out. ``chunk_id``: the rows are the lines
     that chunk delivered. ``distinct``: the table may hold a key twice (the first wins); a chunk's keys are
     unique, so it needs no sort.
     """
-    params = {"flow_id": flow_id, "now": now, "delete": DELETE, "chunk": chunk_item_id}
+    params = {"flow_id": flow_id, "now": now, "delete": DELETE, "chunk": chunk_id}
     conn.execute(sa.text(  # a row matched twice (``distinct``) is still deleted, and returned, once
         f"WITH replaced AS (DELETE FROM snapshots s USING {table} t WHERE s.flow_id = :flow_id AND s.source_key = "
-        f"t.source_key RETURNING s.chunk_item_id, s.source_key, s.content_hash, s.operation) "
-        f"INSERT INTO deliveries (chunk_item_id, source_key, content_hash, operation) "
-        f"SELECT chunk_item_id, source_key, content_hash, operation FROM replaced WHERE chunk_item_id IS NOT NULL"),
+        f"t.source_key RETURNING s.chunk_id, s.source_key, s.content_hash, s.operation) "
+        f"INSERT INTO deliveries (chunk_id, source_key, content_hash, operation) "
+        f"SELECT chunk_id, source_key, content_hash, operation FROM replaced WHERE chunk_id IS NOT NULL"),
         params)
     target_key = ", target_key" if with_target_key else ""
-    delivered = "CAST(:chunk AS bigint), operation" if chunk_item_id is not None else "NULL, NULL"
+    delivered = "CAST(:chunk AS bigint), operation" if chunk_id is not None else "NULL, NULL"
     conn.execute(sa.text(
-        f"INSERT INTO snapshots (flow_id, source_key, content_hash{target_key}, acknowledged_at, chunk_item_id, "
+        f"INSERT INTO snapshots (flow_id, source_key, content_hash{target_key}, acknowledged_at, chunk_id, "
         f"operation) SELECT {'DISTINCT ON (source_key) ' if distinct else ''}CAST(:flow_id AS smallint), source_key, "
         f"content_hash{target_key}, CAST(:now AS timestamptz), {delivered} FROM {table} t"
         f"{' WHERE operation <> :delete' if has_operation else ''}"), params)
 
 
-def _write_lines_postgres(conn: sa.Connection, flow_id: int, chunk_item_id: int, keys, hashes, operations,
+def _write_lines_postgres(conn: sa.Connection, flow_id: int, chunk_id: int, keys, hashes, operations,
                           expect_new: bool) -> None:
     """A chunk's lines into the snapshot, each its line's latest delivery; the deliveries they supersede and
     the chunk's deletions into ``deliveries``. Inside the caller's transaction (not committed)."""
@@ -125,21 +125,21 @@ def _write_lines_postgres(conn: sa.Connection, flow_id: int, chunk_item_id: int,
         # 2.7 s of the ledger server's time, against 3.6 s through deliveries and back). acknowledged_at is
         # the column's default, the transaction's start.
         rows = lines.append_column("flow_id", pa.repeat(pa.scalar(flow_id, pa.int16()), len(lines))).append_column(
-            "chunk_item_id", pa.repeat(pa.scalar(chunk_item_id, pa.int64()), len(lines)))
+            "chunk_id", pa.repeat(pa.scalar(chunk_id, pa.int64()), len(lines)))
         try:
             with conn.begin_nested():
                 copy_arrow(conn.connection.driver_connection.cursor(), "COPY snapshots (source_key, content_hash, "
-                           "operation, flow_id, chunk_item_id) FROM STDIN WITH (FORMAT csv)", rows)
+                           "operation, flow_id, chunk_id) FROM STDIN WITH (FORMAT csv)", rows)
             return
         except psycopg.errors.UniqueViolation:
             pass  # a key was in the snapshot after all: replace rows instead
     # Replacing rows: a temporary table with exact statistics lets the planner probe the snapshot by key for a
     # night's few thousand lines.
     _copy_arrow(conn, "ledgerlink_ack", "source_key text, content_hash text, operation text", lines)
-    conn.execute(sa.text("INSERT INTO deliveries (chunk_item_id, source_key, content_hash, operation) "
+    conn.execute(sa.text("INSERT INTO deliveries (chunk_id, source_key, content_hash, operation) "
                          "SELECT CAST(:chunk AS bigint), source_key, content_hash, operation FROM ledgerlink_ack "
-                         "WHERE operation = :delete"), {"chunk": chunk_item_id, "delete": DELETE})
-    _replace_snapshot_rows(conn, "ledgerlink_ack", flow_id, utcnow(), chunk_item_id=chunk_item_id)
+                         "WHERE operation = :delete"), {"chunk": chunk_id, "delete": DELETE})
+    _replace_snapshot_rows(conn, "ledgerlink_ack", flow_id, utcnow(), chunk_id=chunk_id)
 
 
 def _copy_arrow(conn: sa.Connection, table: str, columns: str, rows) -> None:

@@ -1,12 +1,14 @@
-"""The ledger's repository, :class:`Ledger`: its runs, snapshots and items (each in its own module), the
-quarantine and the validations."""
+"""The ledger's repository, :class:`Ledger`: its runs, snapshots, items and chunks (each in its own module), the
+history read across items and chunks, the quarantine and the validations."""
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
 
+from ledgerlink.ledger.chunks import Chunks, describe_chunk
 from ledgerlink.ledger.engine import _make_engine, default_ledger_url
 from ledgerlink.ledger.items import Items
 from ledgerlink.ledger.models import Flow, QuarantinedRow, Validation, utcnow
@@ -18,13 +20,13 @@ from ledgerlink.ledger.snapshots import Snapshots
 _AT_HEAD: set[str] = set()
 
 
-class Ledger(Runs, Snapshots, Items):
+class Ledger(Runs, Snapshots, Items, Chunks):
     """Repository over the ledger database. Methods commit their own transaction.
 
     Its parts: the runs and the flow's lease (:mod:`~ledgerlink.ledger.runs`), the snapshots and watermarks
-    (:mod:`~ledgerlink.ledger.snapshots`), the items, a chunk's lines and the history read back
-    (:mod:`~ledgerlink.ledger.items`); on PostgreSQL with psycopg 3 their bulk writes take the paths in
-    :mod:`~ledgerlink.ledger.postgres`.
+    (:mod:`~ledgerlink.ledger.snapshots`), the items sent per record (:mod:`~ledgerlink.ledger.items`), the
+    chunks of chunked loads with their lines and the per-line history (:mod:`~ledgerlink.ledger.chunks`); on
+    PostgreSQL with psycopg 3 their bulk writes take the paths in :mod:`~ledgerlink.ledger.postgres`.
 
     Raises :class:`~ledgerlink.errors.ConfigurationError` when the database is not at the head revision
     (``ledgerlink migrate`` upgrades it)."""
@@ -72,6 +74,18 @@ class Ledger(Runs, Snapshots, Items):
             self._flow_ids[flow] = found
         return found
 
+    # what went where: items and chunks together ---------------------------------------------------------
+    def history(self, target: str | None = None, since: datetime | None = None, flow: str | None = None) -> list[dict]:
+        """What went where and when, with what result: every item and chunk that left the planned state, by
+        time. Each row has ``kind`` (item or chunk) and ``what`` (an item's source key; a chunk described, as
+        :func:`~ledgerlink.ledger.chunks.describe_chunk`)."""
+        return _by(("updated_at", "id"), self._item_history(target, since, flow),
+                   self._chunk_history(target, since, flow))
+
+    def planned(self, target: str | None = None) -> list[dict]:
+        """What is waiting to go, or went without a confirmation yet (items and chunks, as :meth:`history`)."""
+        return _by(("planned_at", "id"), self._items_open(target), self._chunks_open(target))
+
     # quarantine and validations --------------------------------------------------------------------
     def quarantine(self, run_id: str, flow: str, entity: str, rows: Sequence[tuple[str, list[str], dict]]) -> None:
         """Hold rows back with their reasons: (source_key, reasons, row)."""
@@ -111,3 +125,10 @@ class Ledger(Runs, Snapshots, Items):
         if flow:
             query = query.where(Validation.flow == flow)
         return self._dicts(query)
+
+
+def _by(order: tuple[str, ...], items: list[dict], chunks: list[dict]) -> list[dict]:
+    """Items and chunks in one list, each row with its ``kind`` and ``what``, sorted by ``order``."""
+    rows = [{"kind": "item", "what": item["source_key"], **item} for item in items]
+    rows += [{"kind": "chunk", "what": describe_chunk(chunk), **chunk} for chunk in chunks]
+    return sorted(rows, key=lambda row: tuple(row[column] for column in order))

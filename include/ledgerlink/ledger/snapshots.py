@@ -138,18 +138,18 @@ class Snapshots(LedgerPart):
         if self.engine.dialect.name != "postgresql":
             return
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("ANALYZE snapshots, deliveries, items"))
+            conn.execute(sa.text("ANALYZE snapshots, deliveries, chunks"))
 
 
 def _move_snapshot(conn: sa.Connection, flow_id: int, rows: Sequence[tuple[str, str | None, str | None, str]],
-                   now: datetime, chunk_item_id: int | None = None) -> None:
+                   now: datetime, chunk_id: int | None = None) -> None:
     """Snapshot after an acknowledgement: (source_key, content_hash, target_key, operation) rows; with
-    ``chunk_item_id``, they are the lines that chunk delivered."""
+    ``chunk_id``, they are the lines that chunk delivered."""
     keys = [r[0] for r in rows]
     _keep_latest_deliveries(conn, flow_id, keys)
     conn.execute(sa.delete(Snapshot).where(Snapshot.flow_id == flow_id, Snapshot.source_key.in_(keys)))
     upserts = [{"flow_id": flow_id, "source_key": key, "content_hash": h, "target_key": tk, "acknowledged_at": now,
-                "chunk_item_id": chunk_item_id, "operation": op if chunk_item_id is not None else None}
+                "chunk_id": chunk_id, "operation": op if chunk_id is not None else None}
                for key, h, tk, op in rows if op != DELETE]
     if upserts:
         conn.execute(sa.insert(Snapshot), upserts)
@@ -159,9 +159,9 @@ def _keep_latest_deliveries(conn: sa.Connection, flow_id: int, keys: Sequence[st
     """Before the snapshot drops or replaces these keys' rows: those that are a line's latest delivery move
     to ``deliveries``, so the history keeps every delivery once."""
     conn.execute(sa.insert(deliveries).from_select(
-        ["chunk_item_id", "source_key", "content_hash", "operation"],
-        sa.select(Snapshot.chunk_item_id, Snapshot.source_key, Snapshot.content_hash, Snapshot.operation)
-        .where(Snapshot.flow_id == flow_id, Snapshot.source_key.in_(keys), Snapshot.chunk_item_id.is_not(None))))
+        ["chunk_id", "source_key", "content_hash", "operation"],
+        sa.select(Snapshot.chunk_id, Snapshot.source_key, Snapshot.content_hash, Snapshot.operation)
+        .where(Snapshot.flow_id == flow_id, Snapshot.source_key.in_(keys), Snapshot.chunk_id.is_not(None))))
 
 
 def _earlier(value: str, than: str) -> bool:

@@ -2,23 +2,57 @@
 
 Failures are classified once, here: timeouts, resets, 429 and 5xx are transient; 412 is a conflict
 (re-read and retry); a 500 with code -1 is a business refusal and other 4xx are terminal.
+
+What the web server in front of a publication does is classified here too, all terminal (retrying cannot
+help): an HTML page where OData was expected (a login form answered with 200) is ``AuthenticationFailed``;
+any other answer that is not OData JSON (Atom, because the format was lost on the way) is ``NotODataJSON``;
+a URL over the server's limit (IIS: 404.15 for a query string over 2,048 bytes, 414 for the request line) is
+``URLTooLong``, and a request whose query string would exceed ``max_query_string`` is refused before it is
+sent. Long key lists go through ``list_by_keys``, which splits them into requests under that limit.
 """
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus, urlencode
 
 import requests
 
-from ledgerlink.errors import AuthenticationFailed, ConflictError, RemoteRejected, TransientError
+from ledgerlink.errors import AuthenticationFailed, ConflictError, RemoteRejected, TerminalError, TransientError
 
 log = logging.getLogger(__name__)
 SERVICE_PATH = "odata/standard.odata"
 CODE_NOT_FOUND = "9"
 CODE_KEY_EXISTS = "15"
+IIS_MAX_QUERY_STRING = 2048  # IIS request filtering's default maxQueryString; Apache allows about 8,190
+CONN_HINT = "onec_default (or the one the DAG names)"
+
+
+class NotODataJSON(TerminalError):
+    """1C (or the web server in front) answered something other than OData JSON although JSON was asked for."""
+
+    def __init__(self, method: str, path: str, status: int, content_type: str, sample: str):
+        super().__init__(f"1C answered {method} {path} with HTTP {status} and {content_type or 'no content type'}, "
+                         f"not OData JSON: {sample!r}. Check the publication URL (base) of the connection and "
+                         f"whatever sits between Ledgerlink and 1C (a proxy or web server rewriting the request).")
+        self.status = status
+        self.content_type = content_type
+
+
+class URLTooLong(TerminalError):
+    """The URL is over the web server's limit: the same request will be refused again, so it is never retried."""
+
+    def __init__(self, method: str, path: str, query_bytes: int, limit: int | None, status: int | None = None):
+        answered = f"the web server answered HTTP {status}" if status else "not sent"
+        super().__init__(f"1C request {method} {path} has a {query_bytes}-byte query string"
+                         + (f", over the limit of {limit} bytes" if limit else "")
+                         + f" ({answered}). Split the request (ODataClient.list_by_keys splits key lists), or "
+                           f"raise max_query_string in the connection's extra if the server allows longer URLs.")
+        self.query_bytes = query_bytes
+        self.limit = limit
+        self.status = status
 
 
 def guid_key(entity_set: str, ref_key: str) -> str:
@@ -30,12 +64,14 @@ class ODataClient:
 
     system = "1C"
 
-    def __init__(self, base_url: str, user: str, password: str, *, timeout: float = 30.0):
+    def __init__(self, base_url: str, user: str, password: str, *, timeout: float = 30.0,
+                 max_query_string: int | None = IIS_MAX_QUERY_STRING):
         self.service_url = base_url.rstrip("/") + "/" + SERVICE_PATH + "/"
         self.session = requests.Session()
         self.session.auth = (user, password)
         self.session.headers.update({"Accept": "application/json"})
         self.timeout = timeout
+        self.max_query_string = max_query_string  # bytes after percent-encoding; None: no limit
 
     def close(self) -> None:
         self.session.close()
@@ -43,23 +79,40 @@ class ODataClient:
     # transport ------------------------------------------------------------------------------------
     def request(self, method: str, path: str, *, params: dict | None = None, payload: dict | None = None,
                 headers: dict | None = None) -> requests.Response:
+        # JSON is asked for twice: $format survives a proxy that drops Accept, and 1C's default is Atom.
         params = {"$format": "json", **(params or {})}
+        if "$inlinecount" in params and ("$top" in params or "$skip" in params):
+            # 1C ignores $top and $skip when $inlinecount is given (guide §17.4.6.2): a paged loop would never end.
+            raise ValueError("$inlinecount cannot be combined with $top/$skip: 1C would ignore the paging")
         body = json.dumps(payload, ensure_ascii=False, default=_json_default).encode("utf-8") if payload is not None else None
-        request_headers = {"Content-Type": "application/json; charset=utf-8"} if body is not None else {}
+        request_headers = {"Accept": "application/json", **({"Content-Type": "application/json; charset=utf-8"}
+                                                             if body is not None else {})}
         request_headers.update(headers or {})
+        prepared = self.session.prepare_request(requests.Request(
+            method, self.service_url + path, params=params, data=body, headers=request_headers))
+        query_bytes = len(prepared.url.partition("?")[2])
+        if self.max_query_string is not None and query_bytes > self.max_query_string:
+            raise URLTooLong(method, path, query_bytes, self.max_query_string)
+        settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
         try:
-            response = self.session.request(method, self.service_url + path, params=params, data=body,
-                                            headers=request_headers, timeout=self.timeout)
+            response = self.session.send(prepared, timeout=self.timeout, **settings)
         except requests.RequestException as e:  # connection refused or reset, timeout, answer cut short
             raise TransientError(f"1C did not answer {method} {path}: {type(e).__name__}: {e}") from e
+        if response.status_code == 414 or (response.status_code == 404 and _is_html(response)
+                                           and "404.15" in response.text):
+            raise URLTooLong(method, path, query_bytes, self.max_query_string, response.status_code)
         if response.status_code < 400:
+            if _is_html(response):
+                # A web-server login form answered with 200 (DESIGN §8): the credentials were not accepted.
+                raise AuthenticationFailed(self.system, response.status_code, CONN_HINT,
+                                           "an HTML page came back instead of OData (a login form of the web "
+                                           "server in front of 1C?)")
             return response
         code, message = _odata_error(response)
         if response.status_code in (401, 403):
             # Wrong or locked credentials, or a user without rights to the publication: every record would be
             # refused the same way, so the run stops here as one error.
-            raise AuthenticationFailed(self.system, response.status_code, "onec_default (or the one the DAG names)",
-                                       message or response.reason)
+            raise AuthenticationFailed(self.system, response.status_code, CONN_HINT, message or response.reason)
         if response.status_code == 412:
             raise ConflictError(f"1C object {path} changed since it was read (If-Match failed): {message}")
         if response.status_code == 429 or (response.status_code >= 500 and code != "-1"):
@@ -70,8 +123,17 @@ class ODataClient:
 
     @staticmethod
     def decode(response: requests.Response) -> dict:
-        # Edm.Decimal arrives as a JSON number: read it as Decimal, never as float.
-        return json.loads(response.content.decode("utf-8"), parse_float=Decimal)
+        """The OData JSON body; numbers as Decimal, never float (an Edm.Decimal or Edm.Double of 100 arrives as
+        the JSON integer ``100`` and is a Decimal too, so money keeps one type whatever its value)."""
+        content_type = response.headers.get("Content-Type", "")
+        request = response.request
+        method, path = (request.method, request.path_url) if request is not None else ("?", response.url)
+        if "json" not in content_type.lower():
+            raise NotODataJSON(method, path, response.status_code, content_type, response.text[:200])
+        try:
+            return json.loads(response.content.decode("utf-8"), parse_float=Decimal, parse_int=Decimal)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise NotODataJSON(method, path, response.status_code, content_type, response.text[:200]) from e
 
     # verbs ----------------------------------------------------------------------------------------
     def get(self, entity_set: str, ref_key: str) -> dict | None:
@@ -99,6 +161,25 @@ class ODataClient:
                 return
             skip += page_size
 
+    def list_by_keys(self, entity_set: str, keys: Iterable[str], field: str = "Ref_Key", *,
+                     select: list[str] | None = None) -> Iterator[dict]:
+        """The objects whose ``field`` is one of ``keys``, in as few requests as fit the URL limit.
+
+        Each request carries ``field eq k1 or field eq k2 ...`` with as many keys as keep its query string
+        within ``max_query_string`` after percent-encoding (an IIS publication refuses longer ones). Keys are
+        guids for ``Ref_Key`` and ``*_Key`` fields, strings otherwise; each key is asked for once.
+        """
+        literal = _guid_literal if field == "Ref_Key" or field.endswith("_Key") else _string_literal
+        terms = [f"{field} eq {literal(key)}" for key in dict.fromkeys(keys)]
+        base = {"$format": "json", "$filter": ""}
+        if select:
+            base["$select"] = ",".join(select)
+        for chunk in _chunks(terms, len(urlencode(base)), self.max_query_string, separator=" or "):
+            params = {"$filter": " or ".join(chunk)}
+            if select:
+                params["$select"] = ",".join(select)
+            yield from self.decode(self.request("GET", quote(entity_set), params=params)).get("value", [])
+
     def count(self, entity_set: str, filter: str | None = None) -> int:
         params = {"$filter": filter} if filter else {}
         return int(self.request("GET", quote(entity_set) + "/$count", params=params).text.strip())
@@ -116,6 +197,44 @@ class ODataClient:
 
     def post_document(self, entity_set: str, ref_key: str) -> None:
         self.request("POST", guid_key(entity_set, ref_key) + "/Post", params={"PostingModeOperational": "false"})
+
+
+def _is_html(response: requests.Response) -> bool:
+    if "html" in response.headers.get("Content-Type", "").lower():
+        return True
+    start = response.content[:100].lstrip().lower()
+    return start.startswith(b"<!doctype html") or start.startswith(b"<html")
+
+
+def _guid_literal(key: str) -> str:
+    return f"guid'{key}'"
+
+
+def _string_literal(key: str) -> str:
+    return "'" + str(key).replace("'", "''") + "'"
+
+
+def _chunks(terms: list[str], base_bytes: int, limit: int | None, separator: str) -> Iterator[list[str]]:
+    """Greedy runs of ``terms`` whose joined text, percent-encoded as requests encodes a parameter value
+    (quote_plus), fits beside the rest of the query (``base_bytes``) within ``limit``; one term too long alone
+    is a ``URLTooLong``."""
+    if limit is None:
+        if terms:
+            yield terms
+        return
+    gap = len(quote_plus(separator))
+    chunk, used = [], base_bytes
+    for term in terms:
+        size = len(quote_plus(term))
+        if base_bytes + size > limit:
+            raise URLTooLong("GET", f"a $filter on {term.split(' ', 1)[0]}", base_bytes + size, limit)
+        if chunk and used + gap + size > limit:
+            yield chunk
+            chunk, used = [], base_bytes
+        used += size + (gap if chunk else 0)
+        chunk.append(term)
+    if chunk:
+        yield chunk
 
 
 def _odata_error(response: requests.Response) -> tuple[str | None, str]:

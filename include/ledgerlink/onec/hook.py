@@ -1,7 +1,8 @@
 """The Airflow hook for 1C's OData interface, built on an Airflow Connection.
 
 Connection: ``host``, ``port``, ``schema`` (http or https), ``login``, ``password`` (secret, masked by
-Airflow), extra ``{"base": "/<infobase publication>", "timeout": 30}``.
+Airflow), extra ``{"base": "/<infobase publication>", "timeout": 30, "max_query_string": 2048}`` (the web server's
+query-string limit in bytes: IIS 2,048 by default, Apache about 8,190; null for none).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from airflow.sdk import BaseHook
 
 from ledgerlink.connections import get_connection
 from ledgerlink.errors import ConfigurationError
-from ledgerlink.onec.client import ODataClient
+from ledgerlink.onec.client import IIS_MAX_QUERY_STRING, ODataClient
 
 
 class OneCODataHook(BaseHook):
@@ -36,5 +37,8 @@ class OneCODataHook(BaseHook):
         scheme = connection.schema or "http"
         port = f":{connection.port}" if connection.port else ""
         base = "/" + str(extra.get("base", "")).strip("/")
+        # The web server's query-string limit (IIS 2,048 by default; null: none): long key lists are split under it.
+        max_query_string = extra.get("max_query_string", IIS_MAX_QUERY_STRING)
         return ODataClient(f"{scheme}://{connection.host}{port}{base}", connection.login or "",
-                           connection.password or "", timeout=float(extra.get("timeout", 30)))
+                           connection.password or "", timeout=float(extra.get("timeout", 30)),
+                           max_query_string=None if max_query_string is None else int(max_query_string))

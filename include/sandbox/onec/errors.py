@@ -1,4 +1,11 @@
-"""OData errors as 1C reports them: an HTTP status plus an ``odata.error`` body with 1C's internal code."""
+"""OData errors as 1C reports them: an HTTP status plus an ``odata.error`` body with 1C's internal code.
+
+The body is ``{"odata.error": {"code": "9", "message": {"lang": "ru", "value": "..."}}}`` in JSON and
+``<m:error><m:code>9</m:code><m:message xml:lang="ru">...</m:message></m:error>`` otherwise (``atom``).
+Codes 9, 13, 15, 21 and -1 are the ones public clients and forum reports of real bases show (DESIGN §8; 20,
+access denied, is not modelled); 5 and 6 are the stand-in's choice, not checked against the guide's table:
+clients should branch on the HTTP status for those.
+"""
 from __future__ import annotations
 
 from ..httpbase import Response

@@ -1,22 +1,32 @@
-"""``$filter`` and ``$orderby``: a tokenizer, a recursive-descent parser and a compiler to Python predicates.
+"""``$filter`` and ``$orderby``: a tokenizer, a parser and a compiler to Python predicates.
 
-Grammar (OData v3, the subset 1C's standard interface accepts)::
+Grammar (OData v3, the subset 1C's standard interface accepts, developer guide §17.4.6.1)::
 
     expr    := and_expr ("or" and_expr)*
     and_expr:= unary ("and" unary)*
     unary   := "not" unary | compare
     compare := operand (("eq"|"ne"|"gt"|"ge"|"lt"|"le") operand)?
-    operand := "(" expr ")" | literal | property
+    operand := "(" expr ")" | function "(" expr ("," expr)* ")" | literal | property path
     literal := 'text' ('' escapes a quote) | number[mMdDlL] | true | false | null
-             | guid'...' | datetime'YYYY-MM-DDTHH:MM[:SS]'
+             | guid'...' | datetime'YYYY-MM-DD[THH:MM[:SS]]'
+    path    := Name ("/" Name)*          e.g. Контрагент/ИНН (through a reference's navigation property)
 
-Functions (``tolower(...)``, ``substringof(...)``, ...), arithmetic and property paths are refused with 1C's
-code 21. Types are checked when compiling: a guid is compared with ``guid'...'``, a date with
-``datetime'...'``, numbers with numbers; ordering (gt, lt, ...) is for strings, numbers and dates.
+Functions 1C lists (§17.4.6.1): ``substringof(text, prop)``, ``startswith(prop, text)``, ``endswith(prop,
+text)``, ``like(prop, pattern)`` (1C's ПОДОБНО: ``%`` any run, ``_`` one character), ``year``, ``month``,
+``day``, ``hour``, ``minute``, ``second`` of a date. Other OData functions (``tolower``, ``length``,
+``indexof``, ...) and arithmetic are refused with 1C's code 21, as real bases do (DESIGN §8). Strings compare
+as 1C's query language does, ignoring case. A date-only literal means midnight. Types are checked when
+compiling: a guid is compared with ``guid'...'``, a date with ``datetime'...'``, numbers with numbers.
+
+``and``/``or`` chains are n-ary nodes built and evaluated in loops, so a 10,000-term ``or`` (a long key list)
+costs no recursion; nesting by parentheses or ``not`` deeper than ``MAX_NESTING`` is a code 21 error, never a
+RecursionError that would kill the connection.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Callable
 
@@ -25,10 +35,20 @@ from .errors import BAD_FILTER, ODataError, UNKNOWN_RESOURCE
 from .values import comparable, parse_datetime, parse_guid
 
 COMPARISONS = {"eq", "ne", "gt", "ge", "lt", "le"}
+MAX_NESTING = 100
+# name -> (argument kinds, result kind); STRING arguments compare case-insensitively, like 1C's query language.
+FUNCTIONS = {
+    "substringof": ((schema.STRING, schema.STRING), schema.BOOLEAN),
+    "startswith": ((schema.STRING, schema.STRING), schema.BOOLEAN),
+    "endswith": ((schema.STRING, schema.STRING), schema.BOOLEAN),
+    "like": ((schema.STRING, schema.STRING), schema.BOOLEAN),
+    **{part: ((schema.DATETIME,), "number") for part in ("year", "month", "day", "hour", "minute", "second")},
+}
 ARITHMETIC = {"add", "sub", "mul", "div", "mod"}
 NUMBER, NULL = "number", "null"  # literal kinds that are not Edm field types
 ORDERABLE = {schema.STRING, schema.DECIMAL, schema.INT64, schema.DATETIME, NUMBER}
 NUMERIC = {schema.DECIMAL, schema.INT64, NUMBER}
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def filter_error(message: str) -> ODataError:
@@ -119,8 +139,13 @@ class Compare:
 @dataclass(frozen=True)
 class Logical:
     op: str  # "and" / "or"
-    left: object
-    right: object
+    operands: tuple  # two or more, evaluated left to right in a loop
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str  # lower-case, a key of FUNCTIONS
+    args: tuple
 
 
 @dataclass(frozen=True)
@@ -132,6 +157,7 @@ class Parser:
     def __init__(self, text: str):
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def parse(self):
         node = self.expr()
@@ -155,21 +181,34 @@ class Parser:
         return None
 
     def expr(self):
-        node = self.and_expr()
+        self._enter()
+        operands = [self.and_expr()]
         while self.keyword("or"):
-            node = Logical("or", node, self.and_expr())
-        return node
+            operands.append(self.and_expr())
+        self.depth -= 1
+        return operands[0] if len(operands) == 1 else Logical("or", tuple(operands))
 
     def and_expr(self):
-        node = self.unary()
+        operands = [self.unary()]
         while self.keyword("and"):
-            node = Logical("and", node, self.unary())
-        return node
+            operands.append(self.unary())
+        return operands[0] if len(operands) == 1 else Logical("and", tuple(operands))
 
     def unary(self):
-        if self.keyword("not"):
-            return Not(self.unary())
-        return self.compare()
+        nots = 0
+        while self.keyword("not"):
+            nots += 1
+            if nots > MAX_NESTING:
+                raise filter_error(f"слишком много not подряд (больше {MAX_NESTING})")
+        node = self.compare()
+        for _ in range(nots):
+            node = Not(node)
+        return node
+
+    def _enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise filter_error(f"вложенность скобок больше {MAX_NESTING}")
 
     def compare(self):
         left = self.operand()
@@ -201,72 +240,149 @@ class Parser:
             except ValueError as e:
                 raise filter_error(str(e)) from e
         if token.kind == "datetime":
+            # A date alone means its midnight, as 1C reads datetime'2026-01-31'.
+            text = token.value + "T00:00:00" if _DATE_ONLY.match(token.value) else token.value
             try:
-                return Literal(schema.DATETIME, parse_datetime(token.value))
+                return Literal(schema.DATETIME, parse_datetime(text))
             except ValueError as e:
                 raise filter_error(str(e)) from e
         if token.kind == "name":
             word = token.value.lower()
             if self.peek().kind == "(":
-                raise filter_error(f"функция {token.value}() не поддерживается")
+                return self.call(token)
             if word in ("true", "false"):
                 return Literal(schema.BOOLEAN, word == "true")
             if word == "null":
                 return Literal(NULL, None)
             if word in COMPARISONS | ARITHMETIC | {"and", "or", "not"}:
                 raise filter_error(f"ожидался операнд, а не {token.value!r} (позиция {token.pos})")
-            if "/" in token.value:
-                raise filter_error(f"пути через навигационные свойства ({token.value}) не поддерживаются")
             return Property(token.value)
         raise filter_error(f"ожидался операнд в позиции {token.pos}")
 
+    def call(self, name: Token) -> Call:
+        function = name.value.lower()
+        if function not in FUNCTIONS:
+            raise filter_error(f"функция {name.value}() не поддерживается")
+        self.take()  # "("
+        args = [self.expr()]
+        while self.peek().kind == ",":
+            self.take()
+            args.append(self.expr())
+        if self.take().kind != ")":
+            raise filter_error(f"ожидалась ')' после аргументов {name.value}() (позиция {self.tokens[self.i - 1].pos})")
+        expected = FUNCTIONS[function][0]
+        if len(args) != len(expected):
+            raise filter_error(f"{name.value}() принимает {len(expected)} аргумента, передано {len(args)}")
+        return Call(function, tuple(args))
+
 
 Predicate = Callable[[dict], bool]
+Getter = Callable[[dict], object]
+# A property path ("Number", "Контрагент/ИНН") -> (Edm type, function record -> stored value); None if unknown.
+Resolver = Callable[[str], "tuple[str, Getter] | None"]
 
 
-def compile_filter(text: str, fields: dict[str, str]) -> Predicate:
-    """A predicate over stored records; ``fields`` maps property names to Edm types."""
+def plain_resolver(fields: dict[str, str]) -> Resolver:
+    """Resolve the set's own properties only (no navigation)."""
+    def resolve(name: str):
+        if name not in fields:
+            return None
+        return fields[name], (lambda record: record.get(name))
+    return resolve
+
+
+def compile_filter(text: str, fields: dict[str, str] | Resolver) -> Predicate:
+    """A predicate over stored records; ``fields`` maps property names to Edm types, or resolves paths."""
+    resolve = plain_resolver(fields) if isinstance(fields, dict) else fields
     node = Parser(text).parse()
-    predicate, kind = _compile(node, fields)
+    predicate, kind = _compile(node, resolve)
     if kind != schema.BOOLEAN:
         raise filter_error("выражение не является логическим")
     return predicate
 
 
-def _compile(node, fields: dict[str, str]):
+def _compile(node, resolve: Resolver):
     """(function record -> value, kind); boolean nodes return predicates of kind Edm.Boolean."""
     if isinstance(node, Literal):
         value = node.value
         return (lambda record: value), node.kind
     if isinstance(node, Property):
-        if node.name not in fields:
+        resolved = resolve(node.name)
+        if resolved is None:
             raise filter_error(f"неизвестное свойство {node.name}")
-        name, edm = node.name, fields[node.name]
-        return (lambda record: record.get(name)), edm
+        edm, getter = resolved
+        return getter, edm
     if isinstance(node, Not):
-        inner, kind = _compile(node.operand, fields)
+        inner, kind = _compile(node.operand, resolve)
         if kind != schema.BOOLEAN:
             raise filter_error("not применяется только к логическому выражению")
         return (lambda record: not inner(record)), schema.BOOLEAN
     if isinstance(node, Logical):
-        left, left_kind = _compile(node.left, fields)
-        right, right_kind = _compile(node.right, fields)
-        if left_kind != schema.BOOLEAN or right_kind != schema.BOOLEAN:
-            raise filter_error(f"{node.op} соединяет только логические выражения")
+        predicates = []
+        for operand in node.operands:
+            predicate, kind = _compile(operand, resolve)
+            if kind != schema.BOOLEAN:
+                raise filter_error(f"{node.op} соединяет только логические выражения")
+            predicates.append(predicate)
         if node.op == "and":
-            return (lambda record: left(record) and right(record)), schema.BOOLEAN
-        return (lambda record: left(record) or right(record)), schema.BOOLEAN
+            return (lambda record: all(p(record) for p in predicates)), schema.BOOLEAN
+        return (lambda record: any(p(record) for p in predicates)), schema.BOOLEAN
+    if isinstance(node, Call):
+        return _compile_call(node, resolve)
     if isinstance(node, Compare):
-        return _compile_compare(node, fields), schema.BOOLEAN
+        return _compile_compare(node, resolve), schema.BOOLEAN
     raise filter_error(f"неподдерживаемый узел {node!r}")
 
 
-def _compile_compare(node: Compare, fields: dict[str, str]) -> Predicate:
+def _like_regex(pattern: str) -> re.Pattern:
+    """1C's ПОДОБНО: ``%`` any run of characters, ``_`` exactly one; the rest literal, case ignored."""
+    parts = [".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern.casefold()]
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def _compile_call(node: Call, resolve: Resolver):
+    expected, result = FUNCTIONS[node.name]
+    getters = []
+    for arg, kind in zip(node.args, expected):
+        getter, actual = _compile(arg, resolve)
+        if actual not in (kind, NULL):
+            raise filter_error(f"{node.name}(): ожидался аргумент типа {kind}, а не {actual}")
+        getters.append(getter)
+    if result == NUMBER:
+        part = node.name
+        (get_date,) = getters
+
+        def date_part(record):
+            value = get_date(record)
+            return None if value is None else getattr(datetime.fromisoformat(value), part)
+        return date_part, NUMBER
+    first, second = getters
+
+    def texts(record):
+        a, b = first(record), second(record)
+        return (None, None) if a is None or b is None else (a.casefold(), b.casefold())
+
+    if node.name == "substringof":  # substringof(needle, haystack): OData v3's argument order
+        return (lambda record: (lambda a, b: a is not None and a in b)(*texts(record))), schema.BOOLEAN
+    if node.name == "startswith":
+        return (lambda record: (lambda a, b: a is not None and a.startswith(b))(*texts(record))), schema.BOOLEAN
+    if node.name == "endswith":
+        return (lambda record: (lambda a, b: a is not None and a.endswith(b))(*texts(record))), schema.BOOLEAN
+    # like(prop, pattern): a literal pattern is compiled once
+    if isinstance(node.args[1], Literal) and isinstance(node.args[1].value, str):
+        regex = _like_regex(node.args[1].value)
+        return (lambda record: (lambda v: v is not None and regex.fullmatch(v.casefold()) is not None)(first(record))
+                ), schema.BOOLEAN
+    return (lambda record: (lambda a, b: a is not None and _like_regex(b).fullmatch(a) is not None)(*texts(record))
+            ), schema.BOOLEAN
+
+
+def _compile_compare(node: Compare, resolve: Resolver) -> Predicate:
     for side in (node.left, node.right):
-        if not isinstance(side, (Literal, Property)):
-            raise filter_error(f"операнд {node.op} должен быть свойством или литералом")
-    left, left_kind = _compile(node.left, fields)
-    right, right_kind = _compile(node.right, fields)
+        if not isinstance(side, (Literal, Property, Call)):
+            raise filter_error(f"операнд {node.op} должен быть свойством, функцией или литералом")
+    left, left_kind = _compile(node.left, resolve)
+    right, right_kind = _compile(node.right, resolve)
     kinds = {left_kind, right_kind}
     if NULL in kinds:
         if node.op not in ("eq", "ne"):
@@ -302,24 +418,25 @@ def _compile_compare(node: Compare, fields: dict[str, str]) -> Predicate:
     return predicate
 
 
-def parse_orderby(text: str, fields: dict[str, str]) -> list[tuple[str, bool]]:
-    """``Date desc, Number`` -> [("Date", True), ("Number", False)]; True means descending."""
+def parse_orderby(text: str, fields: dict[str, str] | Resolver) -> list[tuple[str, Getter, bool]]:
+    """``Date desc, Контрагент/ИНН`` -> [(edm, getter, True), (edm, getter, False)]; True means descending."""
+    resolve = plain_resolver(fields) if isinstance(fields, dict) else fields
     keys = []
     for part in text.split(","):
         words = part.split()
         if not words or len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
             raise ODataError(400, UNKNOWN_RESOURCE, f"Неверный $orderby: {part.strip()!r}")
-        if words[0] not in fields:
+        resolved = resolve(words[0])
+        if resolved is None:
             raise ODataError(400, UNKNOWN_RESOURCE, f"Неизвестное свойство в $orderby: {words[0]}")
-        keys.append((words[0], len(words) == 2 and words[1].lower() == "desc"))
+        keys.append((*resolved, len(words) == 2 and words[1].lower() == "desc"))
     return keys
 
 
-def sort_records(records: list[dict], keys: list[tuple[str, bool]], fields: dict[str, str]) -> list[dict]:
+def sort_records(records: list[dict], keys: list[tuple[str, Getter, bool]]) -> list[dict]:
     """Stable multi-key sort: sort by the last key first."""
     ordered = list(records)
-    for name, descending in reversed(keys):
-        edm = fields[name]
-        ordered.sort(key=lambda record: (record.get(name) is not None, comparable(edm, record.get(name))),
+    for edm, getter, descending in reversed(keys):
+        ordered.sort(key=lambda record: (getter(record) is not None, comparable(edm, getter(record))),
                      reverse=descending)
     return ordered

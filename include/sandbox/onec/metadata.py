@@ -2,7 +2,10 @@
 
 Shaped as 1C publishes it: namespace ``StandardODATA``, container ``EnterpriseV8``, a tabular part as a
 collection of ``<Set>_<Part>_RowType`` plus its own entity type keyed by (Ref_Key, LineNumber), and a
-navigation property (with its association) for every reference field.
+navigation property (with its association) for every reference field. Each document type has ``Post`` and
+``Unpost`` function imports bound to it (``IsBindable``; ``Post`` takes ``PostingModeOperational``), as the
+``$metadata`` of real bases shows (DESIGN §8); ``SelectChanges``/``NotifyChangesReceived`` are POST functions of
+the container (guide §17.4.13.3).
 """
 from __future__ import annotations
 
@@ -36,6 +39,17 @@ def _navigation(schema_el: ET.Element, container: ET.Element, entity_type: ET.El
     })
     ET.SubElement(assoc_set, f"{{{EDM}}}End", {"Role": "Begin", "EntitySet": source})
     ET.SubElement(assoc_set, f"{{{EDM}}}End", {"Role": "End", "EntitySet": target})
+
+
+def _posting_functions(container: ET.Element, document: str) -> None:
+    """``Post``/``Unpost`` bound to one document type, as real metadata declares them (one pair per type)."""
+    for name in ("Post", "Unpost"):
+        fn = ET.SubElement(container, f"{{{EDM}}}FunctionImport", {
+            "Name": name, "IsBindable": "true", "IsSideEffecting": "true", f"{{{METADATA}}}HttpMethod": "POST",
+        })
+        ET.SubElement(fn, f"{{{EDM}}}Parameter", {"Name": "bindingParameter", "Type": f"{NAMESPACE}.{document}"})
+        if name == "Post":
+            ET.SubElement(fn, f"{{{EDM}}}Parameter", {"Name": "PostingModeOperational", "Type": "Edm.Boolean"})
 
 
 def build_metadata(entity_sets: dict[str, EntitySet]) -> bytes:
@@ -72,9 +86,13 @@ def build_metadata(entity_sets: dict[str, EntitySet]) -> bytes:
         ET.SubElement(container, f"{{{EDM}}}EntitySet", {
             "Name": entity_set.name, "EntityType": f"{NAMESPACE}.{entity_set.name}",
         })
+    for entity_set in entity_sets.values():
+        if entity_set.is_document:
+            _posting_functions(container, entity_set.name)
     for function in ("SelectChanges", "NotifyChangesReceived"):
+        # Both are POST (guide §17.4.13.3); the node is passed as its URL, a string.
         fn = ET.SubElement(container, f"{{{EDM}}}FunctionImport", {
-            "Name": function, f"{{{METADATA}}}HttpMethod": "GET" if function == "SelectChanges" else "POST",
+            "Name": function, f"{{{METADATA}}}HttpMethod": "POST",
         })
         ET.SubElement(fn, f"{{{EDM}}}Parameter", {"Name": "DataExchangePoint", "Type": "Edm.String"})
         ET.SubElement(fn, f"{{{EDM}}}Parameter", {"Name": "MessageNo", "Type": "Edm.Int64"})

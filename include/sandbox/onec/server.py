@@ -1,5 +1,14 @@
 """The HTTP server of the 1C stand-in: Basic auth, the OData service root, admin endpoints, exchange polling.
 
+The web server in front (DESIGN §8: publications sit behind IIS or Apache), as far as clients can see it:
+
+* URL limits. A query string longer than ``max_query_string`` bytes (as sent, percent-encoded; IIS request
+  filtering's ``maxQueryString``, 2,048 by default) is answered as IIS does: 404 with its HTML page for
+  substatus 404.15 "Query String Too Long". A request line longer than ``max_request_line`` (16,384 by
+  default, http.sys's URL limit; Apache's ``LimitRequestLine`` is 8,190) is 414. Either limit ``None``: off.
+* Failed logins. 401 with a Basic challenge by default; with ``login_page=True`` a failed login is answered
+  as some publications behind a web-server login form do: an HTML page with status 200.
+
 Admin endpoints (no auth, never hit by fault rules; for tests and demos)::
 
     POST /_sandbox/onec/edit            {"set": "...", "ref_key": "...", "changes": {...}}
@@ -32,6 +41,23 @@ from .values import loads, parse_guid
 
 log = logging.getLogger(__name__)
 ODATA_PATH = "/odata/standard.odata"
+IIS_MAX_QUERY_STRING = 2048  # IIS request filtering, maxQueryString
+HTTP_SYS_MAX_URL = 16384  # http.sys, MaxFieldLength / URL limit
+IIS_404_15_PAGE = """<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN">
+<html xmlns="http://www.w3.org/1999/xhtml"><head><title>IIS 10.0 Detailed Error - 404.15 - Not Found</title></head>
+<body><div id="content"><h3>HTTP Error 404.15 - Not Found</h3>
+<h4>The request filtering module is configured to deny a request where the query string is too long.</h4>
+<p>Query string length: {length} bytes; maxQueryString: {limit}.</p>
+<p>Verify the configuration/system.webServer/security/requestFiltering/requestLimits@maxQueryString setting.</p>
+</div></body></html>"""
+IIS_414_PAGE = """<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN">
+<html><head><title>Request URL Too Long</title></head>
+<body><h2>Request URL Too Long</h2><hr><p>HTTP Error 414. The request URL is too long.</p></body></html>"""
+LOGIN_PAGE = """<!DOCTYPE html>
+<html lang="ru"><head><meta charset="utf-8"><title>Вход в систему</title></head>
+<body><form method="post" action="/login"><h1>1С:Предприятие</h1><p>Неверное имя пользователя или пароль</p>
+<label>Пользователь <input name="user"></label><label>Пароль <input name="password" type="password"></label>
+<button type="submit">Войти</button></form></body></html>"""
 
 
 class OneCHandler(SandboxHandler):
@@ -40,11 +66,16 @@ class OneCHandler(SandboxHandler):
     disable_nagle_algorithm = True
 
     def route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> Response:
+        too_long = self._url_limit()
+        if too_long is not None:
+            return too_long
         decoded = unquote(path)
         prefix = self.server.odata_path
         if decoded != prefix and not decoded.startswith(prefix + "/"):
             return ODataError(404, UNKNOWN_RESOURCE, f"Нет публикации по адресу {decoded}").to_response()
         if not self._authenticated():
+            if self.server.login_page:
+                return Response(200, LOGIN_PAGE.encode("utf-8"), {"Content-Type": "text/html; charset=utf-8"})
             return Response(401, "Требуется аутентификация".encode("utf-8"), {
                 "WWW-Authenticate": 'Basic realm="1C"', "Content-Type": "text/plain;charset=utf-8",
             })
@@ -52,6 +83,17 @@ class OneCHandler(SandboxHandler):
         request = ODataRequest(method, decoded[len(prefix):].lstrip("/"), query, self.headers, body,
                                f"http://{host}{quote(prefix)}/")
         return self.server.odata.handle(request)
+
+    def _url_limit(self) -> Response | None:
+        """The web server's answer to a URL over its limits, before the request reaches 1C."""
+        line_limit, query_limit = self.server.max_request_line, self.server.max_query_string
+        if line_limit is not None and len(self.requestline.encode("latin-1", "replace")) > line_limit:
+            return Response(414, IIS_414_PAGE.encode("utf-8"), {"Content-Type": "text/html; charset=us-ascii"})
+        query = self.path.partition("?")[2]
+        if query_limit is not None and len(query.encode("latin-1", "replace")) > query_limit:
+            return Response(404, IIS_404_15_PAGE.format(length=len(query), limit=query_limit).encode("utf-8"),
+                            {"Content-Type": "text/html; charset=utf-8"})
+        return None
 
     def _authenticated(self) -> bool:
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
@@ -107,7 +149,9 @@ class OneCServer(SandboxServer):
     """The 1C stand-in; ``odata_url`` is the service root clients are given."""
 
     def __init__(self, address: tuple[str, int], *, db_path: Path, users: Mapping[str, str], base: str,
-                 exchange_dir: Path | None, exchange_poll_seconds: float | None):
+                 exchange_dir: Path | None, exchange_poll_seconds: float | None,
+                 max_query_string: int | None = IIS_MAX_QUERY_STRING, max_request_line: int | None = HTTP_SYS_MAX_URL,
+                 login_page: bool = False):
         store = Store(Path(db_path))
         try:
             infobase = Infobase(store)
@@ -117,6 +161,8 @@ class OneCServer(SandboxServer):
             raise
         self.store, self.infobase = store, infobase
         self.users = dict(users)
+        self.max_query_string, self.max_request_line = max_query_string, max_request_line
+        self.login_page = login_page
         self.odata_path = ("/" + base.strip("/") if base.strip("/") else "") + ODATA_PATH
         self.odata = ODataService(infobase)
         self.exchange = FileExchange(Path(exchange_dir), infobase) if exchange_dir else None
@@ -166,13 +212,16 @@ class OneCServer(SandboxServer):
 
 def make_server(host: str = "127.0.0.1", port: int = 0, *, db_path: Path, users: Mapping[str, str],
                 base: str = "/demo", exchange_dir: Path | None = None,
-                exchange_poll_seconds: float | None = 5.0) -> OneCServer:
+                exchange_poll_seconds: float | None = 5.0, max_query_string: int | None = IIS_MAX_QUERY_STRING,
+                max_request_line: int | None = HTTP_SYS_MAX_URL, login_page: bool = False) -> OneCServer:
     """A 1C stand-in bound to ``host:port`` (0 picks a free port), keeping its infobase in ``db_path``.
 
     ``users`` maps Basic-auth user names to passwords. The service root is
     ``srv.url + base + "/odata/standard.odata/"`` (also ``srv.odata_url``). With ``exchange_dir``, its
     ``in/`` is processed every ``exchange_poll_seconds`` once ``start_in_thread()`` runs (None: only on
     demand, through ``process_exchange_folder()`` or ``POST /_sandbox/onec/exchange/run``).
+    ``max_query_string``/``max_request_line``/``login_page``: the web server in front (module docstring).
     """
     return OneCServer((host, port), db_path=db_path, users=users, base=base, exchange_dir=exchange_dir,
-                      exchange_poll_seconds=exchange_poll_seconds)
+                      exchange_poll_seconds=exchange_poll_seconds, max_query_string=max_query_string,
+                      max_request_line=max_request_line, login_page=login_page)

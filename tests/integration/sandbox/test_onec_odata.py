@@ -108,10 +108,12 @@ def test_missing_or_wrong_credentials_get_401_with_basic_challenge(onec):
     assert requests.get(url, auth=("ledgerlink", "secret"), timeout=5).status_code == 200
 
 
-def test_json_only_when_asked_for(onec):
+def test_json_only_when_asked_for_atom_otherwise(onec):
     url = onec.url + f"/demo/odata/standard.odata/{COUNTERPARTIES}"
     auth = ("ledgerlink", "secret")
-    assert requests.get(url, auth=auth, timeout=5).status_code == 406  # real 1C would answer Atom here
+    default = requests.get(url, auth=auth, timeout=5)
+    assert default.status_code == 200 and default.headers["Content-Type"].startswith("application/atom+xml")
+    assert SafeET.fromstring(default.content).tag == "{http://www.w3.org/2005/Atom}feed"
     by_format = requests.get(url, params={"$format": "json"}, auth=auth, timeout=5)
     by_header = requests.get(url, headers={"Accept": "application/json"}, auth=auth, timeout=5)
     assert by_format.status_code == by_header.status_code == 200
@@ -316,8 +318,10 @@ def test_filter_on_strings_and_booleans(api, dataset, expression, expected):
     "tolower(Description) eq 'альфа'",
     "length(Description) gt 3",
     "indexof(Description, 'ль') eq 1",
-    "substringof('ль', Description)",
-    "startswith(Description, 'А')",
+    "toupper(Description) eq 'А'",
+    "substring(Description, 1) eq 'А'",
+    "startswith(Description)",  # a supported function with the wrong number of arguments
+    "substringof(1, Description)",  # ... or an argument of the wrong type
     "Description eq",  # malformed
     "Description eq 'unclosed",
     "Нет eq 1",  # unknown property
@@ -335,11 +339,14 @@ def test_select_top_skip_orderby_and_counts(api, dataset):
     ordered = api.rows(SALES, **{"$orderby": "СуммаДокумента desc"})
     assert [d["Number"] for d in ordered] == ["D-3", "D-2", "D-1"]
     # $skip is applied before $top, whatever their order in the URL.
-    page = api("GET", f"{SALES}?$top=1&$skip=1&$orderby=Number&$select=Number,СуммаДокумента&$inlinecount=allpages")
-    body = page.json()
-    assert body["odata.count"] == "3"  # a string, counted before paging
-    assert body["value"] == [{"Number": "D-2", "СуммаДокумента": 1200.5}]
+    page = api("GET", f"{SALES}?$top=1&$skip=1&$orderby=Number&$select=Number,СуммаДокумента")
+    assert page.json()["value"] == [{"Number": "D-2", "СуммаДокумента": 1200.5}]
     assert '"СуммаДокумента":1200.50' in page.text
+    # $inlinecount=allpages makes the base ignore $top and $skip (guide §17.4.6.2): every row, and the count.
+    counted_page = api("GET", f"{SALES}?$top=1&$skip=1&$orderby=Number&$select=Number&$inlinecount=allpages")
+    body = counted_page.json()
+    assert body["odata.count"] == "3"  # a string
+    assert [d["Number"] for d in body["value"]] == ["D-1", "D-2", "D-3"]
     two_keys = api.rows(COUNTERPARTIES, **{"$orderby": "СтранаРегистрации desc, Description asc",
                                            "$select": "Description"})
     assert [c["Description"] for c in two_keys] == ["O'Brien Ltd", "Альфа", "Гамма"]
@@ -347,7 +354,7 @@ def test_select_top_skip_orderby_and_counts(api, dataset):
     assert counted.status_code == 200 and counted.text == "2"
     assert api("GET", f"{SALES}/$count").text == "3"
     filtered = api("GET", SALES, params={"$filter": "Posted eq false", "$inlinecount": "allpages", "$top": "1"})
-    assert filtered.json()["odata.count"] == "2" and len(filtered.json()["value"]) == 1
+    assert filtered.json()["odata.count"] == "2" and len(filtered.json()["value"]) == 2
     assert error_code(api("GET", SALES, params={"$top": "-1"})) == "5"
     assert error_code(api("GET", SALES, params={"$select": "Нет"})) == "6"
     assert error_code(api("GET", SALES, params={"$orderby": "Number sideways"})) == "6"
@@ -472,61 +479,90 @@ def test_injected_errors_come_before_the_change(api, onec):
     assert api("GET", f"{COUNTERPARTIES}(guid'{ref}')").status_code == 404
 
 
-# change tracking
-def select(api: Api, message_no: int, point: str = "'BILLING'") -> dict:
-    response = api("GET", "SelectChanges", params={"DataExchangePoint": point, "MessageNo": str(message_no)})
+# change tracking (guide §17.4.13.3): POST, the node by its canonical URL, an Atom feed with tombstones
+ATOM = "{http://www.w3.org/2005/Atom}"
+D = "{http://schemas.microsoft.com/ado/2007/08/dataservices}"
+TOMBSTONE = "{http://purl.org/atompub/tombstones/1.0}deleted-entry"
+
+
+def node_url(api: Api) -> str:
+    node = api.rows("ExchangePlan_Ledgerlink", **{"$filter": "Code eq 'BILLING'"})[0]
+    return f"{api.root}ExchangePlan_Ledgerlink(guid'{node['Ref_Key']}')"
+
+
+def literal(url: str) -> str:
+    """An OData string literal: quoted, inner quotes doubled."""
+    return "'" + url.replace("'", "''") + "'"
+
+
+def select(api: Api, message_no: int, point: str | None = None) -> dict:
+    """{"entries": {Ref_Key: properties}, "deleted": [Ref_Key]} of a SelectChanges answer."""
+    response = api("POST", "SelectChanges", params={"DataExchangePoint": point or literal(node_url(api)),
+                                                    "MessageNo": str(message_no)})
     assert response.status_code == 200, response.text
-    return response.json()
+    assert response.headers["Content-Type"].startswith("application/atom+xml")
+    feed = SafeET.fromstring(response.content)
+    entries = {}
+    for entry in feed.iter(f"{ATOM}entry"):
+        properties = {el.tag.removeprefix(D): el.text for el in entry.find(f"{ATOM}content")[0]}
+        entries[properties["Ref_Key"]] = properties
+    deleted = [el.get("ref").rsplit("(guid'", 1)[1].rstrip("')") for el in feed.iter(TOMBSTONE)]
+    assert all(el.get("when") for el in feed.iter(TOMBSTONE))
+    return {"entries": entries, "order": list(entries), "deleted": deleted}
 
 
-def notify(api: Api, message_no: int) -> dict:
-    response = api("POST", "NotifyChangesReceived", params={"DataExchangePoint": "'BILLING'",
+def notify(api: Api, message_no: int) -> None:
+    response = api("POST", "NotifyChangesReceived", params={"DataExchangePoint": literal(node_url(api)),
                                                             "MessageNo": str(message_no)})
-    assert response.status_code == 200, response.text
-    return response.json()
+    assert response.status_code == 204, response.text
 
 
 def test_changes_stay_registered_until_acknowledged(api, onec):
     a, b = counterparty(api, "A"), counterparty(api, "B")
     first = select(api, 1)
-    assert first["DataExchangePoint"] == "BILLING" and first["MessageNo"] == "1"
-    assert [(c["Ref_Key"], c["MessageNo"], c["Deleted"]) for c in first["value"]] == [
-        (a["Ref_Key"], "1", False), (b["Ref_Key"], "1", False)]
-    assert first["value"][0]["Object"]["Description"] == "A"
-    assert first["value"][0]["DataVersion"] == a["DataVersion"]
+    assert first["order"] == [a["Ref_Key"], b["Ref_Key"]] and first["deleted"] == []
+    assert first["entries"][a["Ref_Key"]]["Description"] == "A"
+    assert first["entries"][a["Ref_Key"]]["DataVersion"] == a["DataVersion"]
 
     # A changes after message 1 was taken (by the 1C user this time), and C appears.
     requests.post(onec.url + "/_sandbox/onec/edit", timeout=5, json={
         "set": COUNTERPARTIES, "ref_key": a["Ref_Key"], "changes": {"Description": "A2"}})
     c = counterparty(api, "C")
     second = select(api, 2)
-    stamps = {ch["Object"]["Description"]: ch["MessageNo"] for ch in second["value"]}
-    assert stamps == {"B": "1", "A2": "2", "C": "2"}  # not acknowledged yet: B comes again
+    assert {e["Description"] for e in second["entries"].values()} == {"B", "A2", "C"}  # B not acknowledged yet
+    stamps = {ch["ref_key"]: ch["message_no"] for ch in requests.get(
+        onec.url + "/_sandbox/onec/changes", params={"node": "BILLING"}, timeout=5).json()["value"]}
+    assert stamps == {b["Ref_Key"]: "1", a["Ref_Key"]: "2", c["Ref_Key"]: "2"}
 
-    assert notify(api, 1) == {"DataExchangePoint": "BILLING", "MessageNo": "1", "Removed": "1", "Remaining": "2"}
-    assert {ch["Ref_Key"] for ch in select(api, 3)["value"]} == {a["Ref_Key"], c["Ref_Key"]}
-    assert notify(api, 3)["Remaining"] == "0"
-    assert select(api, 4)["value"] == []
+    notify(api, 1)
+    assert set(select(api, 3)["entries"]) == {a["Ref_Key"], c["Ref_Key"]}
+    notify(api, 3)
+    assert select(api, 4) == {"entries": {}, "order": [], "deleted": []}
 
     api("DELETE", f"{COUNTERPARTIES}(guid'{b['Ref_Key']}')")
     api("PATCH", f"{COUNTERPARTIES}(guid'{c['Ref_Key']}')", json={"DeletionMark": True})
-    changes = {ch["Ref_Key"]: ch for ch in select(api, 5)["value"]}
-    assert changes[b["Ref_Key"]]["Deleted"] is True and changes[b["Ref_Key"]]["Object"] is None
-    assert changes[c["Ref_Key"]]["Deleted"] is False and changes[c["Ref_Key"]]["DeletionMark"] is True
+    fifth = select(api, 5)
+    assert fifth["deleted"] == [b["Ref_Key"]] and b["Ref_Key"] not in fifth["entries"]
+    assert fifth["entries"][c["Ref_Key"]]["DeletionMark"] == "true"
 
     nodes = api.rows("ExchangePlan_Ledgerlink")
     assert nodes[0]["Code"] == "BILLING" and nodes[0]["SentNo"] == "5" and nodes[0]["ReceivedNo"] == "3"
-    by_ref = select(api, 6, f"ExchangePlan_Ledgerlink(guid'{nodes[0]['Ref_Key']}')")
-    assert {ch["Ref_Key"] for ch in by_ref["value"]} == {b["Ref_Key"], c["Ref_Key"]}
+    # The node's URL relative to the service root, with its inner quotes not doubled, names it too.
+    relative = select(api, 6, f"'ExchangePlan_Ledgerlink(guid'{nodes[0]['Ref_Key']}')'")
+    assert set(relative["entries"]) == {c["Ref_Key"]} and relative["deleted"] == [b["Ref_Key"]]
 
 
 def test_change_functions_check_their_arguments(api):
-    unknown = api("GET", "SelectChanges", params={"DataExchangePoint": "'NOBODY'", "MessageNo": "1"})
+    params = {"DataExchangePoint": literal(node_url(api)), "MessageNo": "1"}
+    unknown = api("POST", "SelectChanges", params={**params, "DataExchangePoint": literal(
+        f"{api.root}ExchangePlan_Ledgerlink(guid'{uuid.uuid4()}')")})
     assert unknown.status_code == 404 and error_code(unknown) == "9"
-    bad_no = api("GET", "SelectChanges", params={"DataExchangePoint": "'BILLING'", "MessageNo": "x"})
+    by_code = api("POST", "SelectChanges", params={**params, "DataExchangePoint": "'BILLING'"})
+    assert by_code.status_code == 400  # the node is named by its URL, not its code
+    bad_no = api("POST", "SelectChanges", params={**params, "MessageNo": "x"})
     assert bad_no.status_code == 400
-    assert api("GET", "NotifyChangesReceived", params={"DataExchangePoint": "'BILLING'",
-                                                       "MessageNo": "1"}).status_code == 405
+    assert api("GET", "SelectChanges", params=params).status_code == 405
+    assert api("GET", "NotifyChangesReceived", params=params).status_code == 405
 
 
 def test_every_write_kind_registers_a_change(api, onec):

@@ -18,7 +18,8 @@ from ledgerlink.reconcile import compare
 from sandbox.generator import generate_billing, mutate_billing
 from tests.support.crashes import SimulatedCrash
 
-CRASH_POINTS = [("ledger", "close_superseded", "after"), ("ledger", "plan", "after"), ("ledger", "mark_sent", "after"),
+# A chunk is planned and marked sent in one statement (plan_chunk): crashing after it is crashing after both.
+CRASH_POINTS = [("ledger", "close_superseded_chunks", "after"), ("ledger", "plan_chunk", "after"),
                 ("flow", "upsert_frame", "before"), ("flow", "upsert_frame", "after"),
                 ("ledger", "record_confirmed_lines", "before"), ("ledger", "record_confirmed_lines", "after"),
                 ("flow", "delete_keys", "before"), ("flow", "delete_keys", "after"),

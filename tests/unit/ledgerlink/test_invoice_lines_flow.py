@@ -67,16 +67,26 @@ def test_an_invoice_total_change_alone_does_not_resend_its_lines(world):
 
 
 def test_each_line_has_its_delivery_history_under_its_chunk(world, capsys, monkeypatch):
-    """A chunk is one ledger item; its lines are deliveries, and a line changed later has two of them."""
+    """A chunk is one row of the ledger's chunks; its lines are deliveries (never items), and a line changed
+    later has two of them. ``ledgerlink history`` shows the chunks as finance reads them."""
     import json
 
     from ledgerlink import cli
 
     first = flow.run_all("first", world["billing"], world["erp"], world["ledger"], chunk_rows=50)
-    chunks = world["ledger"].items(flow=flow.FLOW, run_id="first")
+    chunks = world["ledger"].chunks(flow=flow.FLOW, run_id="first")
     lines = world["ledger"].deliveries(flow=flow.FLOW, run_id="first")
-    assert len(lines) == first.created and {d["chunk_item_id"] for d in lines} == {c["id"] for c in chunks}
-    assert len(chunks) == -(-first.created // 50)
+    assert len(lines) == first.created and {d["chunk_id"] for d in lines} == {c["id"] for c in chunks}
+    assert [c["chunk_index"] for c in chunks] == list(range(-(-first.created // 50)))
+    assert sum(c["lines"] for c in chunks) == first.created
+    assert {(c["status"], c["attempts"], c["operation"]) for c in chunks} == {("acknowledged", 1, "upsert")}
+    assert world["ledger"].items(flow=flow.FLOW) == [], "lines are never items, nor are chunks"
+
+    monkeypatch.setenv("LEDGERLINK_LEDGER_URL", str(world["ledger"].url))
+    assert cli.main(["history", "--flow", flow.FLOW]) == 0
+    shown = capsys.readouterr().out
+    assert f"chunk 1 of run first: {chunks[0]['lines']} lines, acknowledged at " in shown
+    assert shown.count("of run first: ") == len(chunks)
 
     line_id = lines[0]["source_key"]
     with sqlite3.connect(world["path"] / "billing.db") as db:
@@ -85,7 +95,6 @@ def test_each_line_has_its_delivery_history_under_its_chunk(world, capsys, monke
     second = flow.run_all("second", world["billing"], world["erp"], world["ledger"], chunk_rows=50)
     assert second.updated == 1
 
-    monkeypatch.setenv("LEDGERLINK_LEDGER_URL", str(world["ledger"].url))
     assert cli.main(["lines", "--flow", flow.FLOW, "--key", line_id, "--json"]) == 0
     history = json.loads(capsys.readouterr().out)
     assert [(d["run_id"], d["operation"]) for d in history] == [("first", "create"), ("second", "update")]

@@ -147,3 +147,19 @@ def test_a_record_changed_in_the_target_is_named_with_both_values_and_the_master
     assert "CRM differs in ['email']" in message and "'edited-in-crm@example.com'" in message
     assert repr(original) in message and "the next run re-sends 1 customer(s) to CRM" in message
     assert _run(world, "run-3").updated == 1 and world["contacts"].rows[key]["email"] == original
+
+
+def test_customer_codes_spelled_two_ways_are_all_held_back_and_the_rest_travels(world):
+    """1C compares counterparty codes without case and trims them: "c0001" beside "C0001" would be one code."""
+    with sqlite3.connect(world["db"]) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(customers)")]
+        first = sorted(k for (k,) in db.execute("SELECT customer_id FROM customers"))[0]
+        for twin in (first.lower(), first + " "):
+            db.execute(f"INSERT INTO customers SELECT {', '.join('?' if c == 'customer_id' else c for c in columns)} "
+                       f"FROM customers WHERE customer_id = ?", (twin, first))
+    summary = _run(world, "run-1")
+    held = {row["key"]: row["reasons"] for row in summary.held_back}
+    assert set(held) == {first, first.lower(), first + " "}, "every spelling held back, none chosen"
+    assert "customer id not spelled two ways (case or spaces) in billing" in str(held[first])
+    assert "customer id without leading or trailing spaces" in str(held[first + " "])
+    assert summary.created == 7 and summary.quarantined == 3 and summary.counts_add_up()

@@ -12,6 +12,7 @@ from ledgerlink.errors import ConfigurationError
 from ledgerlink.ledger import ACKNOWLEDGED, PLANNED, REJECTED, SENT, Ledger, PlannedChange
 from ledgerlink.migrations import VERSION_TABLE, head
 from tests.support.ledger_history import (check_a_fresh_ledger_migrates_to_exactly_the_models,
+                                          check_a_ledger_at_0004_moves_its_chunk_items_to_chunks_keeping_every_row,
                                           check_a_ledger_built_before_alembic_upgrades_keeping_every_row,
                                           check_a_schema_2_ledger_upgrades_without_listing_a_delivery_twice,
                                           check_every_delivery_is_listed_once)
@@ -36,6 +37,10 @@ def test_a_fresh_ledger_migrates_to_exactly_the_models(tmp_path):
 @pytest.mark.parametrize("version", [3, 4])
 def test_a_ledger_built_before_alembic_upgrades_keeping_every_row(tmp_path, version):
     check_a_ledger_built_before_alembic_upgrades_keeping_every_row(f"sqlite:///{tmp_path / 'old.db'}", version)
+
+
+def test_a_ledger_at_0004_moves_its_chunk_items_to_chunks_keeping_every_row(tmp_path):
+    check_a_ledger_at_0004_moves_its_chunk_items_to_chunks_keeping_every_row(f"sqlite:///{tmp_path / 'at-0004.db'}")
 
 
 def test_a_ledger_that_was_not_migrated_is_refused_with_what_to_run(tmp_path, monkeypatch, capsys):
@@ -120,6 +125,61 @@ def test_cli_history_planned_and_quarantine(ledger, capsys):
     assert cli.main(["quarantine"]) == 0
     out = capsys.readouterr().out
     assert "C3" in out and "email looks like an address" in out
+
+
+def test_cli_history_planned_and_runs_show_chunks_as_finance_reads_them(ledger, capsys):
+    """A chunked load's chunks, not its lines, are what ``history``, ``planned`` and ``runs`` show: an
+    acknowledged chunk with its lines and time, one in flight as waiting for its confirmation, the deletions."""
+    flow = "billing_invoice_lines_to_erp"
+    ledger.start_run("nightly", flow)
+    first = ledger.plan_chunk("nightly", flow, "erp", "invoice_line", 0, "upsert", 2, sent=True)
+    ledger.record_confirmed_lines(flow, first, ["L1", "L2"], ["1", "2"], ["create", "create"])
+    deletions = ledger.plan_chunk("nightly", flow, "erp", "invoice_line", -1, "delete", 1, sent=True)
+    ledger.record_confirmed_lines(flow, deletions, ["L0"], [None], ["delete"])
+    third = ledger.plan_chunk("nightly", flow, "erp", "invoice_line", 2, "upsert", 200_000, sent=True)
+    ledger.record_chunk_failure(third, "the ERP went away", terminal=False)
+    acknowledged_at = {c["id"]: c["acknowledged_at"] for c in ledger.chunks()}[first]
+
+    assert cli.main(["history", "--target", "erp", "--json"]) == 0
+    history = json.loads(capsys.readouterr().out)
+    assert [(h["kind"], h["chunk_index"], h["status"], h["lines"]) for h in history] == [
+        ("chunk", 0, ACKNOWLEDGED, 2), ("chunk", -1, ACKNOWLEDGED, 1), ("chunk", 2, SENT, 200_000)]
+    assert history[0]["what"] == (f"chunk 1 of run nightly: 2 lines, acknowledged at "
+                                  f"{acknowledged_at:%Y-%m-%d %H:%M:%S} UTC")
+    assert history[1]["what"].startswith("deletions of run nightly: 1 lines, acknowledged at ")
+    assert history[2]["what"].startswith("chunk 3 of run nightly: 200000 lines, sent at ")
+    assert history[2]["what"].endswith(", not confirmed yet (attempt 1)")
+    assert history[2]["last_error"] == "the ERP went away"
+    assert cli.main(["history", "--flow", flow]) == 0
+    shown = capsys.readouterr().out
+    assert "chunk 1 of run nightly: 2 lines, acknowledged at " in shown and "the ERP went away" in shown
+
+    assert cli.main(["planned", "--json"]) == 0
+    assert [(p["kind"], p["id"]) for p in json.loads(capsys.readouterr().out)] == [("chunk", third)]
+    assert cli.main(["planned"]) == 0
+    assert "chunk 3 of run nightly: 200000 lines, sent at " in capsys.readouterr().out
+    assert cli.main(["runs"]) == 0
+    assert "2 acknowledged, 1 sent" in capsys.readouterr().out
+    assert cli.main(["runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["chunks"] == {ACKNOWLEDGED: 2, SENT: 1}
+
+    # The run is retried: chunk 3 goes again (its second attempt), and is acknowledged.
+    assert ledger.plan_chunk("nightly", flow, "erp", "invoice_line", 2, "upsert", 200_000, sent=True) == third
+    ledger.record_confirmed_lines(flow, third, ["L3"], ["3"], ["create"])
+    assert ledger.planned() == [] and ledger.items() == []
+    assert [(c["chunk_index"], c["attempts"], c["last_error"]) for c in ledger.chunks()] == [
+        (0, 1, None), (-1, 1, None), (2, 2, None)]
+
+
+def test_an_open_chunk_of_an_abandoned_run_is_closed_when_the_next_run_loads(ledger):
+    from ledgerlink.delivery import ChunkDelivery
+
+    killed = ledger.plan_chunk("killed", "lines", "erp", "invoice_line", 0, "upsert", 5, sent=True)
+    ChunkDelivery(ledger, flow="lines", run_id="next", target="erp", entity="invoice_line", chunks=1)
+    chunk = ledger.chunks()[0]
+    assert (chunk["id"], chunk["status"]) == (killed, REJECTED)
+    assert chunk["last_error"].startswith("superseded: run next took over")
+    assert ledger.planned() == []
 
 
 def test_the_ledger_can_live_behind_an_airflow_connection(tmp_path, monkeypatch):

@@ -76,7 +76,7 @@ class LoadMachine(RedeliveryMachine):
 
     @rule(where=st.sampled_from(["upsert:before", "upsert:after", "record_confirmed_lines:before",
                                  "record_confirmed_lines:after", "delete_keys:before", "delete_keys:after",
-                                 "mark_sent:after"]),
+                                 "plan_chunk:after"]),
           nth=st.integers(1, 3), retry=st.booleans())
     def crash_during_load(self, where, nth, retry):
         """The load dies at a chosen point (the nth call of it); optionally Airflow retries the same task."""
@@ -85,7 +85,7 @@ class LoadMachine(RedeliveryMachine):
         calls = {"n": 0}
         targets = {"upsert": (flow, "upsert_frame"), "delete_keys": (flow, "delete_keys"),
                    "record_confirmed_lines": (self.ledger, "record_confirmed_lines"),
-                   "mark_sent": (self.ledger, "mark_sent")}
+                   "plan_chunk": (self.ledger, "plan_chunk")}  # planned and sent in one statement
         owner, attribute = targets[name]
         real = getattr(owner, attribute)
 

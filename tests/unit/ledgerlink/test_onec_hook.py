@@ -14,6 +14,14 @@ def test_the_onec_hook_builds_its_client_from_the_connection(monkeypatch):
     client = tasks.onec_client()
     assert client.service_url.startswith("https://onec.example:8080/accounting/")
     assert client.timeout == 12 and client.session.auth == ("exchange", "pw-secret")
+    assert client.max_query_string == 2048  # IIS's default unless the connection says otherwise
+
+
+def test_the_query_string_limit_comes_from_the_connection(monkeypatch):
+    for extra, expected in (({"max_query_string": 8190}, 8190), ({"max_query_string": None}, None)):
+        monkeypatch.setenv("AIRFLOW_CONN_ONEC_DEFAULT", json.dumps({
+            "conn_type": "http", "host": "onec.example", "login": "exchange", "password": "pw", "extra": extra}))
+        assert tasks.onec_client().max_query_string == expected
 
 
 def test_the_hook_carries_airflows_connection_contract():

@@ -24,6 +24,13 @@ def derive(df: pd.DataFrame) -> dict:
     # never silently compacted: billing (the ERP's relay) is what finance corrects, and 1C would keep the spaces.
     out["tax_id_canonical"] = [t is None or is_canonical_tax_id(t) for t in tax_ids]
     russian_company = (df["country"] == "RU").fillna(False) & (df["entity_kind"] == "company").fillna(False)
+    # A code typed by hand: "C001 " or "c001" beside "C001" are two billing customers but one counterparty code
+    # in 1C, which compares codes without case and trims them. All such rows are held back, as twins are.
+    keys = df["customer_id"].astype("string")
+    out["customer_id_trimmed"] = (keys.str.strip() == keys).fillna(True).to_numpy(dtype=bool)
+    folded = keys.str.strip().str.casefold()
+    spellings = keys.groupby(folded, dropna=True).transform("nunique")
+    out["customer_id_one_spelling"] = ~(spellings > 1).fillna(False).to_numpy(dtype=bool)
     out["kpp_well_formed"] = (~russian_company | df["kpp"].fillna("").str.fullmatch(r"[0-9]{9}").fillna(False)
                               ).to_numpy(dtype=bool)
     return out
@@ -35,6 +42,10 @@ def suite(max_rows: int | None) -> Suite:
         *common_checks(CUSTOMER_REQUIRED, CUSTOMER_TEXT),
         # Rows sharing a key are all held back: which one billing meant is for a person to say.
         Check("customer id unique in billing", "ExpectColumnValuesToBeUnique", {"column": "customer_id"}, False),
+        Check("customer id without leading or trailing spaces", "ExpectColumnValuesToBeInSet",
+              {"column": "customer_id_trimmed", "value_set": [True]}, False),
+        Check("customer id not spelled two ways (case or spaces) in billing", "ExpectColumnValuesToBeInSet",
+              {"column": "customer_id_one_spelling", "value_set": [True]}, False),
         Check("tax id check digits valid", "ExpectColumnValuesToBeInSet",
               {"column": "tax_id_check_digits_ok", "value_set": [True]}, True),
         Check("tax id stored in its canonical form (digits only, no spaces)", "ExpectColumnValuesToBeInSet",

@@ -1,13 +1,13 @@
 """usage_files: every CDR file taken from the conference bridge, by content hash (issue 21).
 
 Revision ID: 0006
-Revises: 0004 (to be set to the chunks revision, 0005, once that is on main)
+Revises: 0005
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -40,7 +40,7 @@ def test_a_blocking_failure_loads_nothing_and_names_the_rows(world):
     assert "VAT matches the line's rate" in message and "gross = net + VAT" in message
     assert "'line_id': 'IN" in message, "the first offending rows are shown"
     assert erp_lines.count_loaded(world["erp"]) == 0
-    assert world["ledger"].items() == [], "nothing planned, nothing sent"
+    assert world["ledger"].items() == world["ledger"].chunks() == [], "nothing planned, nothing sent"
     validation = world["ledger"].validations()[-1]
     assert not validation["success"]
     assert json.loads((open(validation["report_json"]).read()))["success"] is False
@@ -120,7 +120,8 @@ def test_a_run_larger_than_the_expected_volume_is_blocked(world, monkeypatch):
                    as_of=datetime(2026, 11, 21, tzinfo=timezone.utc))
     with pytest.raises(GateFailed, match="at most 5 per run"):
         flow.run_all("runaway", world["billing"], world["erp"], world["ledger"], chunk_rows=10)
-    assert world["ledger"].items(run_id="runaway") == [], "nothing of the blocked run was sent"
+    assert world["ledger"].chunks(run_id="runaway") == [], "nothing of the blocked run was sent"
+    assert world["ledger"].items(run_id="runaway") == []
 
 
 def test_reconciliation_leaves_out_more_held_back_rows_than_sqlite_can_bind(world):
