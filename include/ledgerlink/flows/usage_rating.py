@@ -58,7 +58,7 @@ class RatingSummary:
         lines = [f"===== Ledgerlink: {self.flow} =====", f"run: {self.run_id}",
                  "what: usage in billing -> the period's invoices and adjustments (rated with each contract's tariff)",
                  f"periods: {', '.join(self.periods) or 'none'} | documents: "
-                 + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))]
+                 + (", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())) or "none")]
         for period, counts in sorted(self.by_period.items()):
             adjusted = any(k.startswith("adjustments") for k in counts)
             lines.append(f"  {period}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
@@ -74,7 +74,11 @@ class RatingSummary:
             lines.append(f"  {kind}s written: {count} in {currency}: net {_major(net)} VAT {_major(vat)} "
                          f"gross {_major(gross)}")
         if self.issued:
-            lines.append(f"issued: {len(self.issued)} document(s), numbers {self.issued[0][1]} .. {self.issued[-1][1]}")
+            series: dict[str, list[str]] = {}
+            for _, number in self.issued:  # one run per country's series, each in its own order
+                series.setdefault(number[:3], []).append(number)
+            lines.append(f"issued: {len(self.issued)} document(s): " + "; ".join(
+                f"{min(numbers)} .. {max(numbers)} ({len(numbers)})" for _, numbers in sorted(series.items())))
         return "\n".join(lines)
 
 
