@@ -78,9 +78,10 @@ def file_intake_dag(flow_id: str, *, landed: Asset, produces: Asset, file_patter
          default_args={**DEFAULT_ARGS, "on_failure_callback": on_failure}, on_failure_callback=on_failure,
          tags=spec.tags, doc_md=spec.doc_md(doc_md))
     def intake():
+        # A quiet day is not a failure: after six hours without a file the run ends skipped and the next one waits.
         wait = SFTPSensor(task_id="wait_for_files", sftp_conn_id=conn_id, deferrable=True, poke_interval=60,
-                          timeout=6 * 3600, path=f"{{{{ conn.{conn_id}.extra_dejson.remote_root or '/' }}}}",
-                          file_pattern=file_pattern)
+                          timeout=6 * 3600, soft_fail=True,
+                          path=f"{{{{ conn.{conn_id}.extra_dejson.remote_root or '/' }}}}", file_pattern=file_pattern)
 
         @task(outlets=[landed, produces])
         @fail_fast_on_terminal

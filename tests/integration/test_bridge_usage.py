@@ -35,6 +35,7 @@ def world_template(tmp_path_factory):
 
 class World:
     def __init__(self, server, tmp_path, template, monkeypatch):
+        tmp_path.mkdir(exist_ok=True)
         monkeypatch.setenv("LEDGERLINK_HOME", str(tmp_path / "home"))
         (tmp_path / "billing.db").write_bytes(template[0].read_bytes())
         self.billing = sa.create_engine(f"sqlite:///{tmp_path / 'billing.db'}")
@@ -279,3 +280,26 @@ def test_the_task_takes_files_with_the_pinned_host_key_and_refuses_a_changed_one
     _connection(monkeypatch, server, world.folder, server.host_key_line)
     assert bridge_usage.run_task("pinned-2", "bridge_sftp")["loaded"] == 1
     assert len(usage_rows(world.billing)) == 3
+
+
+def _invoices(world) -> list[tuple]:
+    from ledgerlink.flows.usage_rating import RatingSummary, rate_periods
+
+    rate_periods([PERIOD], world.billing, RatingSummary("t", "t"))
+    with world.billing.connect() as conn:
+        return conn.execute(sa.text("SELECT invoice_id, net_minor, vat_minor, gross_minor FROM invoices "
+                                    "WHERE invoice_id LIKE 'UI-%' ORDER BY invoice_id")).all()
+
+
+def test_a_periods_calls_in_one_file_or_split_across_files_in_another_order_give_the_same_invoices(
+        server, tmp_path, world_template, monkeypatch):
+    rows = [call(i, world_template[1][i % 4], f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:00:00+03:00",
+                 duration=str(30 + 97 * i), participants=str(1 + i % 9)) for i in range(1, 41)]
+    whole, split = (World(server, tmp_path / kind, world_template, monkeypatch) for kind in ("whole", "split"))
+    drop(whole.folder, name(), cdr_bytes(rows))
+    whole.take()
+    reordered = rows[::-1]
+    for index, part in enumerate((reordered[:7], reordered[7:30], reordered[30:])):
+        drop(split.folder, name(f"BR0{index + 1}"), cdr_bytes(part))
+    assert [f.rows_loaded for f in split.take().files] == [7, 23, 10]
+    assert _invoices(whole) == _invoices(split) and _invoices(whole)
