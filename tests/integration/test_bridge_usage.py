@@ -303,3 +303,18 @@ def test_a_periods_calls_in_one_file_or_split_across_files_in_another_order_give
         drop(split.folder, name(f"BR0{index + 1}"), cdr_bytes(part))
     assert [f.rows_loaded for f in split.take().files] == [7, 23, 10]
     assert _invoices(whole) == _invoices(split) and _invoices(whole)
+
+
+def test_a_retry_after_the_load_failed_holds_each_row_back_once(world, monkeypatch):
+    rows = calls(world, 4)
+    rows[1]["customer_ref"] = "NOBODY_1%"
+    drop(world.folder, name(), cdr_bytes(rows))
+    original = bridge_usage.replace_file_usage
+    monkeypatch.setattr(bridge_usage, "replace_file_usage",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("billing went away")))
+    with pytest.raises(OSError):
+        world.take("the-run")
+    monkeypatch.setattr(bridge_usage, "replace_file_usage", original)
+    (outcome,) = world.take("the-run").files
+    assert (outcome.rows_loaded, outcome.rows_held_back) == (3, 1)
+    assert [q["source_key"] for q in world.ledger.quarantined()] == [rows[1]["call_id"]]

@@ -161,6 +161,7 @@ def _take(run_id, sftp, folder: str, listing: Listing, remote: RemoteFile, profi
 
     seconds["accounts"] = time.perf_counter() - mark
     mark = time.perf_counter()
+    files.forget_held_back(run_id, name)  # a retry of this run gates the file again
     try:
         result = run_gate(frame, suite_for(SPEC.gate, max_rows=max_rows), run_id=run_id, flow=SPEC.id, ledger=ledger,
                           report_dir=settings.reports_dir(SPEC.id, run_id) / settings.safe_name(name))

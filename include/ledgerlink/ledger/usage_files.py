@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from ledgerlink.ledger.models import Base, utcnow
+from ledgerlink.ledger.models import Base, QuarantinedRow, utcnow
 
 # What became of a file: its rows are in billing; a correction under the same name took its place; its content
 # was taken before under another name (nothing loaded); it could not be read or its gate blocked it (nothing
@@ -85,6 +85,15 @@ class UsageFiles:
                 conn.execute(sa.insert(UsageFile).values(**values))
             else:
                 conn.execute(sa.update(UsageFile).where(UsageFile.id == existing).values(**values))
+
+    def forget_held_back(self, run_id: str, name: str) -> None:
+        """Forget the rows an earlier attempt of this run held back from this file: its gate is about to decide
+        again (the quarantine names the file inside each row)."""
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(QuarantinedRow).where(
+                QuarantinedRow.run_id == run_id, QuarantinedRow.flow == self.flow,
+                QuarantinedRow.row.like(f'%"source_file": "{escaped}"%', escape="\\")))
 
     def unrated_periods(self) -> list[str]:
         """Periods with files loaded or replaced since they were last rated."""
