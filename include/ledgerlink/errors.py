@@ -110,6 +110,56 @@ class RemoteRejected(TerminalError):
         self.remote_message = message
 
 
+class NotStored(RemoteRejected):
+    """The target answered a write with success but did not keep what was sent: a property its configuration
+    does not have (1C ignores unknown properties) or a value cut to a shorter attribute. Retrying would lose the
+    same again, so the item is refused, naming each field with what was sent and what was kept."""
+
+    def __init__(self, system: str, entity: str, key: str, fields: dict[str, tuple]):
+        detail = "; ".join(f"{name}: sent {sent!r}, {system} kept {kept!r}" for name, (sent, kept) in fields.items())
+        TerminalError.__init__(
+            self, f"{system} accepted {entity} {key} but did not keep {sorted(fields)} ({detail}). Its configuration "
+                  f"lacks the property or holds a shorter value: ask the {system} administrator to add or lengthen "
+                  f"it, or change the value at its source, then re-run.")
+        self.system = system
+        self.status = None
+        self.code = None
+        self.remote_message = detail
+        self.entity = entity
+        self.key = key
+        self.fields = fields
+
+
+class ValueDoesNotFit(RemoteRejected):
+    """A value longer than the target's attribute: refused before sending, since the target would cut it."""
+
+    def __init__(self, system: str, entity: str, key: str, field: str, value: str, limit: int):
+        TerminalError.__init__(
+            self, f"{entity} {key}: {field} has {len(value)} characters, {system} keeps at most {limit} ({value!r}); "
+                  f"nothing was sent. Shorten it at its source, then re-run.")
+        self.system = system
+        self.status = None
+        self.code = None
+        self.remote_message = f"{field} longer than {limit}"
+        self.entity = entity
+        self.key = key
+        self.field = field
+        self.limit = limit
+
+
+class MissingReference(RemoteRejected):
+    """The target has no object for a reference we must write (a country missing from 1C's catalog)."""
+
+    def __init__(self, system: str, catalog: str, what: str, hint: str):
+        TerminalError.__init__(self, f"{system} has no {what} in {catalog}: {hint}, then re-run.")
+        self.system = system
+        self.status = None
+        self.code = None
+        self.remote_message = f"{what} missing in {catalog}"
+        self.catalog = catalog
+        self.what = what
+
+
 class ConflictError(TransientError):
     """The target changed under us (412, DataVersion moved); re-read and try again."""
 

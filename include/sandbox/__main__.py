@@ -102,8 +102,10 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
                               bridges=("BR01", "BR02", "BR03", "BR04"), cp1251_bridges=("BR02",),
                               late_bridges=("BR03",), broken={"BR04": "bad_row"})
 
+    # SANDBOX_ONEC_IF_MATCH=ignore: a 1C base that ignores If-Match, as some real ones do.
     onec = make_onec(host=host, port=port("onec"), db_path=directory / "onec.db", users={"ledgerlink": creds["onec"]},
-                     base="/demo", exchange_dir=onec_exchange)
+                     base="/demo", exchange_dir=onec_exchange,
+                     honour_if_match=os.environ.get("SANDBOX_ONEC_IF_MATCH", "honour").lower() != "ignore")
     crm_server = crm.make_server(host, port("crm"), directory / "crm.db", tokens={creds["crm"]: "ledgerlink"})
     gib = gib_module.Gib(directory / "gib.db")
     rest = rest_integrator.make_server(host, port("einvoice_rest"), gib, api_keys={creds["einvoice_rest"]: "ledgerlink"})

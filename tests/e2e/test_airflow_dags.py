@@ -58,7 +58,9 @@ def test_first_exchange_then_a_rerun_that_changes_nothing(world):
     assert len(set(in_onec["Ref_Key"])) == len(customers)
     for row in in_onec.to_dict("records"):
         _, legal_name, tax_id = customers[row["Code"]]
-        assert (row["НаименованиеПолное"], row["ИНН"]) == (legal_name, tax_id)
+        # A Russian tax id in ИНН, any other in НалоговыйНомер (1C checks ИНН as a Russian number).
+        held = (row["ИНН"], "") if row[counterparties.COUNTRY] == "RU" else ("", row["НалоговыйНомер"])
+        assert (row["НаименованиеПолное"], "".join(held)) == (legal_name, tax_id)
         assert row["Ref_Key"] == counterparties.ref_key(row["Code"])
 
     ledger = _ledger(world)
@@ -93,7 +95,8 @@ def test_a_broken_batch_is_blocked_by_the_gate(world):
     assert victim in output
 
     in_onec = counterparties.read_ours(_client(world))
-    assert in_onec.set_index("Code").loc[victim, "ИНН"] == good_tax_id
+    victim_in_onec = in_onec.set_index("Code").loc[victim]
+    assert good_tax_id in (victim_in_onec["ИНН"], victim_in_onec["НалоговыйНомер"])
     assert len(ledger.items()) == items_before, "a blocked batch must plan nothing"
     failed = [v for v in ledger.validations(flow="billing_customers_to_onec") if not v["success"]]
     assert failed and Path(failed[-1]["report_html"]).exists()

@@ -1,10 +1,13 @@
 """The billing customers → 1C counterparties flow against the 1C stand-in over real HTTP (no mocks).
 
-Each test gets a fresh billing copy, a fresh 1C infobase on a free port, its own ledger and LEDGERLINK_HOME.
+Each test gets a fresh billing copy, a fresh 1C infobase on a free port, its own ledger and LEDGERLINK_HOME,
+and runs twice: against a base that honours ``If-Match`` (the guide) and one that ignores it (some real bases).
 """
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,14 +16,19 @@ import openpyxl
 import pytest
 
 from ledgerlink import settings
-from ledgerlink.errors import AuthenticationFailed, GateFailed, ReconciliationError, TerminalError, TransientError
+from ledgerlink.errors import (
+    AuthenticationFailed, GateFailed, MissingReference, ReconciliationError, TerminalError, TransientError,
+    ValueDoesNotFit,
+)
 from ledgerlink.flows import customers_to_onec as flow
 from ledgerlink.ledger import ACKNOWLEDGED, PLANNED, REJECTED, SENT
-from ledgerlink.onec.counterparties import content_mismatches, ref_key, to_counterparty
+from ledgerlink.onec import counterparties
+from ledgerlink.onec.counterparties import LEGAL_ADDRESS, content_mismatches, ref_key, to_counterparty
 from ledgerlink.retrying import RetryBudget
 from ledgerlink.taxids import is_valid_tax_id
 from ledgerlink.tracking import WATERMARK_OVERLAP
 from sandbox.generator import generate_billing
+from sandbox.onec import schema
 from tests.support.onec_flow import PASSWORD, USER, OneCWorld, content_differences
 
 CUSTOMERS = 20
@@ -33,12 +41,12 @@ def seed_billing(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def world(tmp_path, monkeypatch, seed_billing):
+@pytest.fixture(params=[True, False], ids=["if-match-honoured", "if-match-ignored"])
+def world(request, tmp_path, monkeypatch, seed_billing):
     monkeypatch.setenv("LEDGERLINK_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("LEDGERLINK_LEDGER_URL", raising=False)
     shutil.copy(seed_billing, tmp_path / "billing.db")
-    w = OneCWorld(tmp_path, tmp_path / "billing.db").start()
+    w = OneCWorld(tmp_path, tmp_path / "billing.db", honour_if_match=request.param).start()
     yield w
     w.close()
 
@@ -147,7 +155,7 @@ def test_changes_after_the_watermark_and_late_commits_within_the_overlap_are_sen
     assert [(i["source_key"], i["operation"], i["status"]) for i in items_of(world, "run-2")] == [
         (first, "update", ACKNOWLEDGED)]
     assert summary.reconciliation == [] and summary.updated == 1
-    assert world.by_ref()[ref_key(first)]["ЮридическийАдрес"].endswith("Kazan")
+    assert world.by_ref()[ref_key(first)][LEGAL_ADDRESS].endswith("Kazan")
     assert world.watermark() == changed_at
     rerun = world.run("run-2b")  # acknowledged: the new content's hash is in the snapshot
     assert items_of(world, "run-2b") == [] and rerun.sent == 0
@@ -163,7 +171,7 @@ def test_changes_after_the_watermark_and_late_commits_within_the_overlap_are_sen
         (second, "update", ACKNOWLEDGED)]
     assert summary.updated == 1 and summary.reconciliation == []
     obj = world.by_ref()[ref_key(second)]
-    assert obj["ЮридическийАдрес"].startswith("Moved Street 7")
+    assert obj[LEGAL_ADDRESS].startswith("Moved Street 7")
     assert content_differences(world) == []
     assert world.watermark() == changed_at  # never moved back by the late row, never moved to "now"
 
@@ -400,7 +408,7 @@ def test_a_customer_changed_after_the_run_read_it_is_left_to_the_next_run(world)
     summary = flow.reconcile_and_report(meta, world.billing, world.client, world.ledger)
     assert summary.reconciliation == []
     nxt = world.run("run-3")
-    assert nxt.updated == 1 and world.by_ref()[ref_key(key)]["ЮридическийАдрес"].endswith("Samara")
+    assert nxt.updated == 1 and world.by_ref()[ref_key(key)][LEGAL_ADDRESS].endswith("Samara")
 
 
 # 8. the live check (`ledgerlink summary --check-targets`) ---------------------------------------------
@@ -411,3 +419,189 @@ def test_the_live_check_counts_the_active_counterparties_1c_holds_of_ours(world)
     world.sql("DELETE FROM customers WHERE customer_id = :key", key=sorted(world.customers())[0])
     world.run("run-2")
     assert count(world.ledger.snapshot(flow.FLOW)) == (CUSTOMERS - 1, "1C holds"), "marked for deletion: not held"
+
+
+# 9. 1C as it really is: БП 3.0 shapes, lengths, unique codes, properties that do not stick, racing edits ------
+class Recorded(logging.Handler):
+    """The connector's log records (the tests run without pytest's logging plugin)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def connector_log():
+    logger = logging.getLogger(counterparties.__name__)
+    handler, level = Recorded(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler.messages
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def by_country(world: OneCWorld, country: str, kind: str = "company") -> str:
+    return sorted(k for k, row in world.customers().items() if row["country"] == country and row["entity_kind"] == kind)[0]
+
+
+def older_configuration(world: OneCWorld, change) -> None:
+    """Publish a counterparty catalog changed by ``change`` (an older or narrower configuration)."""
+    configuration = copy.deepcopy(schema.CONFIGURATION)
+    change(configuration[schema.COUNTERPARTIES]["fields"])
+    world.server.infobase.entity_sets = schema.build_schema(configuration)
+
+
+def test_turkish_and_russian_customers_land_in_the_real_bp30_fields(world):
+    turkish, russian = by_country(world, "TR"), by_country(world, "RU")
+    customers = world.customers()
+    world.run("run-1")
+
+    raw = {o["Ref_Key"]: o for o in world.raw_dump()}
+    countries = {c["КодАльфа2"]: c for c in world.raw_dump(schema.COUNTRIES)}
+    [legal_kind] = [k["Ref_Key"] for k in world.raw_dump(schema.CONTACT_KINDS)
+                    if k["PredefinedDataName"] == "ЮрАдресКонтрагента"]
+    tr = raw[ref_key(turkish)]
+    assert (tr["ИНН"], tr["КПП"], tr["НалоговыйНомер"]) == ("", "", customers[turkish]["tax_id"])
+    assert tr["СтранаРегистрации_Key"] == countries["TR"]["Ref_Key"] and countries["TR"]["Code"] == "792"
+    ru = raw[ref_key(russian)]
+    assert (ru["ИНН"], ru["КПП"], ru["НалоговыйНомер"]) == (customers[russian]["tax_id"], customers[russian]["kpp"], "")
+    assert ru["СтранаРегистрации_Key"] == countries["RU"]["Ref_Key"]
+    [address] = tr["КонтактнаяИнформация"]
+    assert (address["Тип"], address["Вид_Key"], address["Страна"]) == ("Адрес", legal_kind, "ТУРЦИЯ")
+    assert address["Представление"] == f"{customers[turkish]['address']}, {customers[turkish]['city']}"
+    # No Turkish VKN/TCKN in ИНН anywhere: 1C checks ИНН as a Russian number.
+    assert all(o["ИНН"] == "" for o in raw.values() if o["СтранаРегистрации_Key"] != countries["RU"]["Ref_Key"])
+
+    versions = {o["Ref_Key"]: o["DataVersion"] for o in world.raw_dump()}
+    assert world.run("run-2").sent == 0 and content_differences(world) == []
+    assert {o["Ref_Key"]: o["DataVersion"] for o in world.raw_dump()} == versions  # country and address compare equal
+
+
+def test_a_moved_address_keeps_the_phone_an_accountant_typed_in(world):
+    world.run("run-1")
+    key = sorted(world.customers())[1]
+    phone = {"Тип": "Телефон", "Представление": "+90 312 000 00 00", "НомерТелефона": "+903120000000"}
+    current = world.by_ref()[ref_key(key)]
+    rows = [r for o in world.raw_dump() if o["Ref_Key"] == ref_key(key) for r in o["КонтактнаяИнформация"]]
+    world.edit(ref_key(key), {"КонтактнаяИнформация": rows + [phone]})
+    world.sql("UPDATE customers SET address = 'Yeni Sokak 5', updated_at = :at WHERE customer_id = :key",
+              at=later(world.watermark(), minutes=5), key=key)
+
+    summary = world.run("run-2")
+
+    assert summary.updated == 1 and summary.reconciliation == []
+    [raw] = [o for o in world.raw_dump() if o["Ref_Key"] == ref_key(key)]
+    assert [r["Тип"] for r in raw["КонтактнаяИнформация"]] == ["Адрес", "Телефон"]
+    assert raw["КонтактнаяИнформация"][0]["Представление"].startswith("Yeni Sokak 5")
+    assert world.by_ref()[ref_key(key)][LEGAL_ADDRESS] != current[LEGAL_ADDRESS]
+    assert world.run("run-3").sent == 0  # the phone row is not ours: nothing to put back
+
+
+def test_a_legal_name_longer_than_description_travels_whole_in_the_full_name(world):
+    key = sorted(world.customers())[2]
+    long_name = ("Anadolu Bulut Bilişim Telekomünikasyon Yazılım Danışmanlık Sanayi ve Ticaret "
+                 "Anonim Şirketi İstanbul Şubesi Merkez")
+    assert 100 < len(long_name) <= 150  # what the gate lets through
+    world.sql("UPDATE customers SET legal_name = :name WHERE customer_id = :key", name=long_name, key=key)
+
+    summary = world.run("run-1")
+
+    assert summary.created == CUSTOMERS and summary.rejected == 0 and summary.reconciliation == []
+    obj = world.by_ref()[ref_key(key)]
+    assert (obj["Description"], obj["НаименованиеПолное"]) == (long_name[:100], long_name)
+    assert world.run("run-2").sent == 0  # what 1C kept is what we meant: no PATCH every night
+
+
+def test_a_duplicate_code_is_refused_by_1c_and_reported(world):
+    taken = sorted(world.customers())[5]
+    # An accountant entered the customer by hand before the first exchange, under the same code.
+    api = world.client
+    api.create(schema.COUNTERPARTIES, {"Code": taken, "Description": "Введён вручную"})
+
+    with pytest.raises(TerminalError) as failure:
+        world.run("run-1")
+
+    assert not isinstance(failure.value, ReconciliationError)
+    assert taken in str(failure.value) and 'Значение поля "Код" не уникально' in str(failure.value)
+    item = next(i for i in items_of(world, "run-1") if i["source_key"] == taken)
+    assert item["status"] == REJECTED and item["attempts"] == 1  # terminal: not retried
+    assert ref_key(taken) not in world.by_ref()
+
+
+@pytest.mark.parametrize("change, field, affects", [
+    # A base without the attribute: every Turkish customer's tax number would be lost.
+    (lambda fields: fields.pop("НалоговыйНомер"), "НалоговыйНомер", lambda row: row["country"] == "TR"),
+    # A base with a shorter full name: every longer legal name would be cut.
+    (lambda fields: fields.update(НаименованиеПолное=(schema.STRING, 12)), "НаименованиеПолное",
+     lambda row: len(row["legal_name"]) > 12),
+])
+def test_a_field_that_does_not_stick_is_a_terminal_refusal_naming_it(world, change, field, affects):
+    older_configuration(world, change)
+    customers = world.customers()
+    affected = {k for k, row in customers.items() if affects(row)}
+    assert 0 < len(affected) < len(customers)
+
+    with pytest.raises(TerminalError) as failure:
+        world.run("run-1")
+
+    assert not isinstance(failure.value, ReconciliationError) and field in str(failure.value)
+    rejected = {i["source_key"]: i for i in items_of(world, "run-1") if i["status"] == REJECTED}
+    assert set(rejected) == affected
+    assert all(f"did not keep ['{field}']" in i["last_error"] and i["attempts"] == 1 for i in rejected.values())
+    assert {i["source_key"] for i in items_of(world, "run-1") if i["status"] == ACKNOWLEDGED} == set(customers) - affected
+
+    again = pytest.raises(TerminalError)  # the next run refuses them again: never a silent loss
+    with again:
+        world.run("run-2")
+    assert {i["source_key"] for i in items_of(world, "run-2") if i["status"] == REJECTED} == affected
+
+
+def test_an_accountants_edit_between_our_read_and_our_write_is_caught_and_billing_wins(world, connector_log):
+    """Whether 1C honours If-Match (a 412) or ignores it (seen in its answer), the edit is reported with both
+    values and billing's value stands; the accountant's edit of a field we do not own is kept."""
+    world.run("run-1")
+    key = sorted(world.customers())[3]
+    ours = f"{counterparties.COMMENT_PREFIX}{key}"
+    world.sql("UPDATE customers SET legal_name = legal_name || ' (renamed)', updated_at = :at "
+              "WHERE customer_id = :key", at=later(world.watermark(), minutes=5), key=key)
+    real_patch, edited = world.client.patch, []
+
+    def accountant_edits_first(entity_set, ref, changes, *, if_match=None):
+        if ref == ref_key(key) and not edited:  # after our GET, before our PATCH
+            edited.append(world.edit(ref, {"Комментарий": "проверено бухгалтером",
+                                           "РегистрационныйНомер": "1234567890123"}))
+        return real_patch(entity_set, ref, changes, if_match=if_match)
+
+    world.client.patch = accountant_edits_first
+    summary = world.run("run-2")
+
+    assert edited and summary.updated == 1 and summary.rejected == 0 and summary.reconciliation == []
+    obj = world.by_ref()[ref_key(key)]
+    assert obj["Description"].endswith("(renamed)") and obj["Комментарий"] == ours  # billing (master) wins
+    assert obj["РегистрационныйНомер"] == "1234567890123"  # not ours: the accountant's value stays
+    raced = [m for m in connector_log if f"counterparty {key}" in m and "changed in 1C while Ledgerlink wrote it" in m]
+    # Honoured: 1C refused our stale If-Match. Ignored: its answer showed fields we did not send had moved.
+    expected = "DataVersion" if world.honour_if_match else "Комментарий: read"
+    assert len(raced) == 1 and expected in raced[0], raced
+    assert f"counterparty {key} ({ref_key(key)}): 1C has 'проверено бухгалтером', billing (master) sets '{ours}'" \
+        in connector_log
+    assert world.run("run-3").sent == 0 and content_differences(world) == []
+
+
+def test_a_value_1c_would_cut_is_refused_before_sending(world):
+    key = sorted(world.customers())[0]
+    row = {**world.customers()[key], "tax_id": "1" * 60}
+    with pytest.raises(ValueDoesNotFit, match="НалоговыйНомер has 60 characters, 1C keeps at most 50"):
+        counterparties.upsert_counterparty(world.client, {**row, "country": "TR"}, believed_new=True)
+    assert world.raw_dump() == []
+
+
+def test_a_country_missing_from_1c_is_a_refusal_saying_what_to_add(world):
+    key = sorted(world.customers())[0]
+    row = {**world.customers()[key], "country": "DE", "tax_id": "DE123456789"}
+    with pytest.raises(MissingReference, match="country with КодАльфа2 'DE'.*Подобрать из ОКСМ"):
+        counterparties.upsert_counterparty(world.client, row, believed_new=True)

@@ -120,15 +120,16 @@ def test_list_by_keys_splits_5000_keys_under_the_limit_and_returns_all(onec, cli
 
 def test_list_by_keys_on_a_string_field_quotes_and_encodes_its_keys(client):
     names = ["O'Brien Ltd", "Ромашка & сыновья", "50% off"]
+    # НаименованиеПолное: a string of unlimited length (ИНН holds 12 characters and would cut these).
     for name in names:
-        client.create(COUNTERPARTIES, {"Description": name, "ИНН": name})
+        client.create(COUNTERPARTIES, {"Description": name, "НаименованиеПолное": name})
     lengths = query_lengths(client)
     cyrillic = [f"Имя-{i}-{'ж' * 20}" for i in range(300)]
-    found = list(client.list_by_keys(COUNTERPARTIES, cyrillic + names, field="ИНН"))
-    assert sorted(r["ИНН"] for r in found) == sorted(names)
+    found = list(client.list_by_keys(COUNTERPARTIES, cyrillic + names, field="НаименованиеПолное"))
+    assert sorted(r["НаименованиеПолное"] for r in found) == sorted(names)
     assert max(lengths) <= 2048 and len(lengths) > 1
     with pytest.raises(URLTooLong):
-        list(client.list_by_keys(COUNTERPARTIES, ["ж" * 1000], field="ИНН"))
+        list(client.list_by_keys(COUNTERPARTIES, ["ж" * 1000], field="НаименованиеПолное"))
 
 
 def test_inlinecount_is_never_combined_with_paging(client):

@@ -33,6 +33,7 @@ FAULT_TIMEOUT = 0.8
 
 class OneCLoadMachine(RedeliveryMachine):
     flow = flow
+    honour_if_match = True  # as the guide says; the subclass below plays a base that ignores If-Match
 
     def __init__(self):
         super().__init__()
@@ -41,7 +42,7 @@ class OneCLoadMachine(RedeliveryMachine):
         self.monkey.setenv("LEDGERLINK_HOME", str(self.folder / "home"))
         self.monkey.delenv("LEDGERLINK_LEDGER_URL", raising=False)
         shutil.copy(seeded_billing(7, 15), self.folder / "billing.db")
-        self.world = OneCWorld(self.folder, self.folder / "billing.db").start()
+        self.world = OneCWorld(self.folder, self.folder / "billing.db", honour_if_match=self.honour_if_match).start()
         self.world.client.timeout = CLIENT_TIMEOUT
         self.ledger = self.world.ledger
         self.runs = 0
@@ -142,4 +143,9 @@ class OneCLoadMachine(RedeliveryMachine):
         assert self.world.ledger.planned() == []  # nothing left open
 
 
+class IgnoringIfMatchMachine(OneCLoadMachine):
+    honour_if_match = False
+
+
 TestOneCLoadProperties = settling_test_case(OneCLoadMachine, max_examples=10)
+TestOneCLoadPropertiesIgnoringIfMatch = settling_test_case(IgnoringIfMatchMachine, max_examples=10)

@@ -27,8 +27,9 @@ USER, PASSWORD = "ledgerlink", "secret"
 class OneCWorld:
     """Billing (SQLite file), the 1C stand-in (started by ``start``), the ledger, and an ODataClient."""
 
-    def __init__(self, folder: Path, billing_db: Path):
+    def __init__(self, folder: Path, billing_db: Path, *, honour_if_match: bool = True):
         self.folder = folder
+        self.honour_if_match = honour_if_match
         self.billing_path = billing_db
         self.billing = sa.create_engine(f"sqlite:///{billing_db}")
         self.ledger = Ledger.migrated(f"sqlite:///{folder / 'ledger.db'}")
@@ -38,7 +39,7 @@ class OneCWorld:
 
     def start(self) -> "OneCWorld":
         server = make_server("127.0.0.1", 0, db_path=self.folder / "onec.sqlite", users={USER: PASSWORD},
-                             base="/demo", exchange_poll_seconds=None)
+                             base="/demo", exchange_poll_seconds=None, honour_if_match=self.honour_if_match)
         self.server = self._stack.enter_context(serving(server))
         self.client = ODataClient(self.server.url + "/demo", USER, PASSWORD, timeout=10)
         return self
@@ -64,10 +65,15 @@ class OneCWorld:
             conn.execute(sa.text(statement), params)
 
     # 1C, through the stand-in's admin endpoints (no auth, never hit by fault rules) -------------------
-    def dump(self) -> list[dict]:
-        query = urllib.parse.urlencode({"set": counterparties.ENTITY_SET})
+    def raw_dump(self, entity_set: str = counterparties.ENTITY_SET) -> list[dict]:
+        """Every object of the set as 1C holds it."""
+        query = urllib.parse.urlencode({"set": entity_set})
         with urllib.request.urlopen(f"{self.server.url}/_sandbox/onec/dump?{query}", timeout=10) as response:
             return json.loads(response.read())["value"]
+
+    def dump(self) -> list[dict]:
+        """Every counterparty in the connector's compared view (country and legal address by natural key)."""
+        return [counterparties.comparable(self.client, obj) for obj in self.raw_dump()]
 
     def by_ref(self) -> dict[str, dict]:
         return {row["Ref_Key"]: row for row in self.dump()}

@@ -157,8 +157,10 @@ class KeyedFlow:
             differences.append(f"{len(missing)} {self.spec.source} {self.spec.entity}(s) neither in {target.system} "
                                f"nor held back: {missing[:SHOWN]}")
         expected = {target.target_key(k): k for k in snapshot if k in source_keys}
-        if set(held_in_target) != set(expected):
-            extra = sorted(set(held_in_target) - set(expected))
+        # A create the target took but did not keep whole was refused (held back): reported there, not here.
+        held_refs = {target.target_key(k) for k in held_keys} - set(expected)
+        if set(held_in_target) - held_refs != set(expected):
+            extra = sorted(set(held_in_target) - set(expected) - held_refs)
             absent = sorted(expected[ref] for ref in set(expected) - set(held_in_target))
             drifted += absent
             differences.append(f"{target.name}: {self.spec.source} (acknowledged) {len(expected)}, "

@@ -2,7 +2,7 @@
 
 Developer guide §17.4.3 ("data presentation": atom-xml or json, by ``$format`` or ``Accept``) and OData v3's
 Atom format: a collection is a ``<feed>``, an object an ``<entry>`` whose ``<m:properties>`` hold the same
-values as the JSON (``Edm.Decimal`` with its exact text, booleans ``true``/``false``, dates without a zone),
+values as the JSON (numbers with their exact decimal text, booleans ``true``/``false``, dates without a zone),
 typed with ``m:type`` where not a string; a tabular part is a collection of ``<d:element>``; a reference has a
 ``related`` link (with ``<m:inline>`` when expanded). Errors are ``<m:error><m:code>..</m:code><m:message
 xml:lang="ru">..</m:message></m:error>``, the shape public reports of 1C's XML errors show.

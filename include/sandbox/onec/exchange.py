@@ -105,8 +105,8 @@ class EDType:
 ED_TYPES: dict[str, EDType] = {
     "Справочник.Контрагенты": EDType(COUNTERPARTIES, {
         "Наименование": "Description", "НаименованиеПолное": "НаименованиеПолное", "ИНН": "ИНН", "КПП": "КПП",
-        "ЮридическоеФизическоеЛицо": "ЮридическоеФизическоеЛицо", "СтранаРегистрации": "СтранаРегистрации",
-        "ЮридическийАдрес": "ЮридическийАдрес", "Комментарий": "Комментарий",
+        "ЮридическоеФизическоеЛицо": "ЮридическоеФизическоеЛицо", "НалоговыйНомер": "НалоговыйНомер",
+        "РегистрационныйНомер": "РегистрационныйНомер", "Комментарий": "Комментарий",
     }),
     "Справочник.Номенклатура": EDType(PRODUCTS, {
         "Наименование": "Description", "НаименованиеПолное": "НаименованиеПолное",
@@ -432,7 +432,7 @@ class FileExchange:
     def _csv_value(self, edm: str, text: str, where: str):
         if edm == schema.BOOLEAN:
             return self._boolean(text, where)
-        if edm == schema.DECIMAL:
+        if edm in (schema.DECIMAL, schema.DOUBLE):
             return text.replace("\u00a0", "").replace(" ", "").replace(",", ".")
         if edm == schema.DATETIME:
             for fmt in ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y"):

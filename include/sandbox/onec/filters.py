@@ -46,8 +46,8 @@ FUNCTIONS = {
 }
 ARITHMETIC = {"add", "sub", "mul", "div", "mod"}
 NUMBER, NULL = "number", "null"  # literal kinds that are not Edm field types
-ORDERABLE = {schema.STRING, schema.DECIMAL, schema.INT64, schema.DATETIME, NUMBER}
-NUMERIC = {schema.DECIMAL, schema.INT64, NUMBER}
+ORDERABLE = {schema.STRING, schema.DATETIME, NUMBER, *schema.NUMBERS}
+NUMERIC = {NUMBER, *schema.NUMBERS}
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -398,7 +398,7 @@ def _compile_compare(node: Compare, resolve: Resolver) -> Predicate:
     def key(fn, edm):
         if edm == NULL:
             return lambda record: None
-        if edm == schema.DECIMAL:
+        if edm in schema.NUMBERS:
             return lambda record: None if fn(record) is None else Decimal(fn(record))
         return lambda record: comparable(edm, fn(record))
 

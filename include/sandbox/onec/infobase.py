@@ -2,6 +2,20 @@
 
 Shared by the OData interface, the "1C user" admin edits and the file exchange, so all three write objects
 the same way: defaults filled, values type-checked, a new ``DataVersion`` per write, changes registered.
+
+What a write does, as 1C does it (developer guide ch. 17.4 and the platform's own behaviour):
+
+* Properties the configuration does not have are ignored, on POST and on PATCH alike: no error, nothing
+  stored (guide §17.4; public clients confirm real bases answer 200/201 and drop them). A client learns it
+  only by reading the object back.
+* A string longer than its attribute is cut to the attribute's length, silently (``values.fit``).
+* ``Predefined``/``PredefinedDataName`` are the platform's: a client cannot write them.
+* A catalog whose configuration checks uniqueness refuses a second object with the same ``Code``: a business
+  error (HTTP 500, ``odata.error`` code ``-1``, the platform's message ``Значение поля "Код" не уникально``).
+* ``If-Match`` on PATCH/PUT/DELETE is compared with ``DataVersion`` (412 on mismatch), as the guide says;
+  ``honour_if_match=False`` makes the base ignore the header, as one public client reports of real bases.
+* ``SEED`` items (countries, predefined contact information kinds) are created on first start, without
+  registering them for exchange: they are the base's own, not a change anyone made.
 """
 from __future__ import annotations
 
@@ -14,9 +28,9 @@ from .errors import (
 )
 from .schema import EXCHANGE_PLAN, SCHEMA, EntitySet, TabularPart
 from .store import Change, Store
-from .values import DEFAULTS, EMPTY_DATE, EMPTY_GUID, parse_guid, to_storage
+from .values import DEFAULTS, EMPTY_DATE, EMPTY_GUID, comparable, fit, parse_guid, to_storage
 
-READ_ONLY = {"Ref_Key", "DataVersion"}
+READ_ONLY = {"Ref_Key", "DataVersion", "Predefined", "PredefinedDataName"}
 DEFAULT_NODES = ("BILLING",)
 
 
@@ -24,14 +38,17 @@ class Infobase:
     """Objects of the published configuration, stored in ``store``."""
 
     def __init__(self, store: Store, entity_sets: dict[str, EntitySet] = SCHEMA,
-                 node_codes: tuple[str, ...] = DEFAULT_NODES):
+                 node_codes: tuple[str, ...] = DEFAULT_NODES, *, honour_if_match: bool = True,
+                 seed: dict[str, dict] = schema.SEED):
         self.store = store
         self.entity_sets = entity_sets
+        self.honour_if_match = honour_if_match
         with store.transaction():
             existing = {node["Code"] for node in store.all(EXCHANGE_PLAN)}
             for code in node_codes:
                 if code not in existing:
                     self.create(EXCHANGE_PLAN, {"Code": code, "Description": code})
+            self._seed(seed)
 
     # lookups
     def entity_set(self, name: str) -> EntitySet:
@@ -41,17 +58,32 @@ class Infobase:
             raise ODataError(404, UNKNOWN_RESOURCE, f"Не найден ресурс {name}") from None
 
     def get(self, set_name: str, ref_key: str) -> dict | None:
-        return self.store.get(set_name, ref_key)
+        record = self.store.get(set_name, ref_key)
+        return None if record is None else self._restructured(set_name, record)
 
     def require(self, set_name: str, ref_key: str) -> dict:
-        record = self.store.get(set_name, ref_key)
+        record = self.get(set_name, ref_key)
         if record is None:
             raise not_found(set_name, ref_key)
         return record
 
     def all(self, set_name: str) -> list[dict]:
         self.entity_set(set_name)
-        return self.store.all(set_name)
+        return [self._restructured(set_name, record) for record in self.store.all(set_name)]
+
+    def _restructured(self, set_name: str, record: dict) -> dict:
+        """An object stored under an older configuration, as 1C shows it after updating the configuration:
+        attributes added since hold their empty values (rows of a tabular part too)."""
+        entity_set = self.entity_sets.get(set_name)
+        if entity_set is None:
+            return record
+        for name, field in entity_set.fields.items():
+            record.setdefault(name, DEFAULTS[field.edm])
+        for name, part in entity_set.tabular_parts.items():
+            for row in record.setdefault(name, []):
+                for row_field, spec in part.fields.items():
+                    row.setdefault(row_field, DEFAULTS[spec.edm])
+        return record
 
     # writes
     def create(self, set_name: str, payload: dict, *, origin: str | None = None,
@@ -69,6 +101,7 @@ class Infobase:
             record["Ref_Key"] = ref_key
             self._apply(entity_set, record, payload, allow_posted=allow_posted)
             self._fill_numbering(entity_set, record)
+            self._check_unique_code(entity_set, record)
             record["DataVersion"] = self.store.new_data_version()
             self.store.insert(set_name, record)
             self._register(entity_set, record, deleted=False, origin=origin)
@@ -89,6 +122,7 @@ class Infobase:
             if entity_set.is_document and record["DeletionMark"] and not was_marked:
                 record["Posted"] = False  # 1C unposts a document when it is marked for deletion
             self._fill_numbering(entity_set, record)
+            self._check_unique_code(entity_set, record)
             record["DataVersion"] = self.store.new_data_version()
             self.store.update(set_name, record)
             self._register(entity_set, record, deleted=False, origin=origin)
@@ -159,7 +193,7 @@ class Infobase:
             node = self.require(EXCHANGE_PLAN, node["Ref_Key"])
             node["SentNo"] = str(message_no)
             self._save_node(node)
-            return [(change, None if change.deleted else self.store.get(change.entity_set, change.ref_key))
+            return [(change, None if change.deleted else self.get(change.entity_set, change.ref_key))
                     for change in self.store.changes(node["Ref_Key"])]
 
     def notify_changes_received(self, node: dict, message_no: int) -> tuple[int, int]:
@@ -234,7 +268,8 @@ class Infobase:
             if name in READ_ONLY or (name == "Posted" and not allow_posted):
                 continue  # Posted changes only through Post/Unpost
             if name in entity_set.fields:
-                record[name] = to_storage(entity_set.fields[name].edm, value, name)
+                field = entity_set.fields[name]
+                record[name] = fit(to_storage(field.edm, value, name), field.max_length)
             elif name in entity_set.tabular_parts:
                 record[name] = self._rows(entity_set.tabular_parts[name], value)
 
@@ -248,7 +283,8 @@ class Infobase:
             record = {name: DEFAULTS[field.edm] for name, field in part.fields.items()}
             for name, value in row.items():
                 if name in part.fields and name != "LineNumber":
-                    record[name] = to_storage(part.fields[name].edm, value, f"{part.name}.{name}")
+                    field = part.fields[name]
+                    record[name] = fit(to_storage(field.edm, value, f"{part.name}.{name}"), field.max_length)
             record["LineNumber"] = str(number)
             stored.append(record)
         return stored
@@ -263,9 +299,40 @@ class Infobase:
             if record["Date"] == EMPTY_DATE:
                 record["Date"] = datetime.now().isoformat(timespec="seconds")
 
-    @staticmethod
-    def _check_if_match(record: dict, if_match: str | None) -> None:
-        if if_match is None:
+    def _check_unique_code(self, entity_set: EntitySet, record: dict) -> None:
+        """The platform's uniqueness check of ``Code`` for a catalog configured to check it."""
+        if not entity_set.check_unique or not record.get("Code"):
+            return
+        # Compared as 1C's database compares strings: without case, trailing spaces ignored.
+        code = comparable(schema.STRING, record["Code"])
+        for other in self.store.all(entity_set.name):
+            if other["Ref_Key"] != record["Ref_Key"] and comparable(schema.STRING, other["Code"]) == code:
+                raise business(f'Значение поля "Код" не уникально: {record["Code"]} '
+                               f"(уже у {entity_set.name}(guid'{other['Ref_Key']}'))")
+
+    def _seed(self, seed: dict[str, dict]) -> None:
+        """Create the configuration's initial items that are missing (see ``schema.SEED``)."""
+        for set_name, spec in seed.items():
+            entity_set = self.entity_set(set_name)
+            match = spec["match"]
+            have = {record[match]: record["Ref_Key"] for record in self.store.all(set_name)}
+            for item in spec["items"]:
+                if item[match] in have:
+                    continue
+                record = self._defaults(entity_set)
+                record["Ref_Key"] = str(uuid.uuid4())  # every real base has its own keys for these
+                for name, value in item.items():
+                    if name in entity_set.fields:
+                        record[name] = value
+                if "parent" in item:
+                    record["Parent_Key"] = have[item["parent"]]
+                self._fill_numbering(entity_set, record)
+                record["DataVersion"] = self.store.new_data_version()
+                self.store.insert(set_name, record)
+                have[item[match]] = record["Ref_Key"]
+
+    def _check_if_match(self, record: dict, if_match: str | None) -> None:
+        if if_match is None or not self.honour_if_match:
             return
         expected = if_match.strip()
         if expected.startswith("W/"):

@@ -5,7 +5,8 @@ collection of ``<Set>_<Part>_RowType`` plus its own entity type keyed by (Ref_Ke
 navigation property (with its association) for every reference field. Each document type has ``Post`` and
 ``Unpost`` function imports bound to it (``IsBindable``; ``Post`` takes ``PostingModeOperational``), as the
 ``$metadata`` of real bases shows (DESIGN §8); ``SelectChanges``/``NotifyChangesReceived`` are POST functions of
-the container (guide §17.4.13.3).
+the container (guide §17.4.13.3). A string attribute of a fixed
+length carries ``MaxLength`` (see ``schema`` for why and where the lengths come from).
 """
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ NAMESPACE = "StandardODATA"
 CONTAINER = "EnterpriseV8"
 
 
-def _property(parent: ET.Element, name: str, edm: str, nullable: bool = True) -> None:
+def _property(parent: ET.Element, name: str, edm: str, nullable: bool = True, max_length: int = 0) -> None:
     attrs = {"Name": name, "Type": edm, "Nullable": "true" if nullable else "false"}
+    if max_length:
+        attrs["MaxLength"] = str(max_length)
     ET.SubElement(parent, f"{{{EDM}}}Property", attrs)
 
 
@@ -65,7 +68,8 @@ def build_metadata(entity_sets: dict[str, EntitySet]) -> bytes:
         key = ET.SubElement(entity_type, f"{{{EDM}}}Key")
         ET.SubElement(key, f"{{{EDM}}}PropertyRef", {"Name": "Ref_Key"})
         for field in entity_set.fields.values():
-            _property(entity_type, field.name, field.edm, nullable=field.name not in ("Ref_Key", "DataVersion"))
+            _property(entity_type, field.name, field.edm, nullable=field.name not in ("Ref_Key", "DataVersion"),
+                      max_length=field.max_length)
         for part in entity_set.tabular_parts.values():
             row_type = f"{entity_set.name}_{part.name}_RowType"
             _property(entity_type, part.name, f"Collection({NAMESPACE}.{row_type})", nullable=False)
@@ -76,8 +80,9 @@ def build_metadata(entity_sets: dict[str, EntitySet]) -> bytes:
             ET.SubElement(row_key, f"{{{EDM}}}PropertyRef", {"Name": "LineNumber"})
             _property(row_entity, "Ref_Key", "Edm.Guid", nullable=False)
             for field in part.fields.values():
-                _property(complex_type, field.name, field.edm)
-                _property(row_entity, field.name, field.edm, nullable=field.name != "LineNumber")
+                _property(complex_type, field.name, field.edm, max_length=field.max_length)
+                _property(row_entity, field.name, field.edm, nullable=field.name != "LineNumber",
+                          max_length=field.max_length)
             ET.SubElement(container, f"{{{EDM}}}EntitySet", {
                 "Name": f"{entity_set.name}_{part.name}", "EntityType": f"{NAMESPACE}.{entity_set.name}_{part.name}",
             })

@@ -151,10 +151,10 @@ class OneCServer(SandboxServer):
     def __init__(self, address: tuple[str, int], *, db_path: Path, users: Mapping[str, str], base: str,
                  exchange_dir: Path | None, exchange_poll_seconds: float | None,
                  max_query_string: int | None = IIS_MAX_QUERY_STRING, max_request_line: int | None = HTTP_SYS_MAX_URL,
-                 login_page: bool = False):
+                 login_page: bool = False, honour_if_match: bool = True):
         store = Store(Path(db_path))
         try:
-            infobase = Infobase(store)
+            infobase = Infobase(store, honour_if_match=honour_if_match)
             super().__init__(address, OneCHandler, state=infobase)
         except (OSError, sqlite3.Error):
             store.close()
@@ -213,7 +213,8 @@ class OneCServer(SandboxServer):
 def make_server(host: str = "127.0.0.1", port: int = 0, *, db_path: Path, users: Mapping[str, str],
                 base: str = "/demo", exchange_dir: Path | None = None,
                 exchange_poll_seconds: float | None = 5.0, max_query_string: int | None = IIS_MAX_QUERY_STRING,
-                max_request_line: int | None = HTTP_SYS_MAX_URL, login_page: bool = False) -> OneCServer:
+                max_request_line: int | None = HTTP_SYS_MAX_URL, login_page: bool = False,
+                honour_if_match: bool = True) -> OneCServer:
     """A 1C stand-in bound to ``host:port`` (0 picks a free port), keeping its infobase in ``db_path``.
 
     ``users`` maps Basic-auth user names to passwords. The service root is
@@ -221,7 +222,9 @@ def make_server(host: str = "127.0.0.1", port: int = 0, *, db_path: Path, users:
     ``in/`` is processed every ``exchange_poll_seconds`` once ``start_in_thread()`` runs (None: only on
     demand, through ``process_exchange_folder()`` or ``POST /_sandbox/onec/exchange/run``).
     ``max_query_string``/``max_request_line``/``login_page``: the web server in front (module docstring).
+    ``honour_if_match=False`` makes the base ignore ``If-Match``, as some real bases do (see ``infobase``).
     """
     return OneCServer((host, port), db_path=db_path, users=users, base=base, exchange_dir=exchange_dir,
                       exchange_poll_seconds=exchange_poll_seconds, max_query_string=max_query_string,
-                      max_request_line=max_request_line, login_page=login_page)
+                      max_request_line=max_request_line, login_page=login_page,
+                      honour_if_match=honour_if_match)

@@ -1,6 +1,7 @@
 """Values on the wire and at rest.
 
-At rest (the SQLite JSON) every value is JSON-native and exact: ``Edm.Decimal`` is kept as its decimal text
+At rest (the SQLite JSON) every value is JSON-native and exact: ``Edm.Decimal`` and ``Edm.Double`` are kept as
+their decimal text
 ("1200.50"), ``Edm.Int64`` as a string, dates as ``YYYY-MM-DDTHH:MM:SS``, guids lower-case. On the wire the
 only difference is that decimals go out as JSON numbers with that same text, which ``dumps`` writes itself
 because ``json`` would go through float.
@@ -19,7 +20,7 @@ from .errors import bad_request
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 EMPTY_DATE = "0001-01-01T00:00:00"
 DEFAULTS = {
-    schema.STRING: "", schema.BOOLEAN: False, schema.DECIMAL: "0", schema.INT64: "0",
+    schema.STRING: "", schema.BOOLEAN: False, schema.DECIMAL: "0", schema.DOUBLE: "0", schema.INT64: "0",
     schema.DATETIME: EMPTY_DATE, schema.GUID: EMPTY_GUID,
 }
 _DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?$")
@@ -66,7 +67,8 @@ def to_storage(edm: str, value, name: str):
             if not isinstance(value, bool):
                 raise ValueError(f"expected true or false, got {value!r}")
             return value
-        if edm == schema.DECIMAL:
+        if edm in (schema.DECIMAL, schema.DOUBLE):
+            # Edm.Double too: 1C's numbers are exact decimals published under that type name.
             return format(parse_decimal(value), "f")
         if edm == schema.INT64:
             if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -83,7 +85,17 @@ def to_storage(edm: str, value, name: str):
 
 def to_wire(edm: str, stored):
     """The JSON value of a stored one (decimals become ``Decimal`` so ``dumps`` writes their exact text)."""
-    return Decimal(stored) if edm == schema.DECIMAL else stored
+    return Decimal(stored) if edm in (schema.DECIMAL, schema.DOUBLE) else stored
+
+
+def fit(stored, max_length: int):
+    """A string cut to the attribute's length, as 1C writes a longer value: silently, no error.
+
+    (Developer guide, "Строка": a value longer than the attribute's length is truncated on assignment.)
+    """
+    if max_length and isinstance(stored, str) and len(stored) > max_length:
+        return stored[:max_length]
+    return stored
 
 
 def comparable(edm: str, stored):
@@ -92,7 +104,7 @@ def comparable(edm: str, stored):
         return None
     if edm == schema.STRING:
         return stored.rstrip().casefold()
-    if edm in (schema.DECIMAL, schema.INT64):
+    if edm in schema.NUMBERS:
         return Decimal(stored)
     return stored
 

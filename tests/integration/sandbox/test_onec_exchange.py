@@ -68,7 +68,7 @@ def counterparty_xml(name: str = "ООО Ромашка", inn: str = "7701234567
     return f"""
     <Справочник.Контрагенты><КлючевыеСвойства><Ссылка>{ROMASHKA}</Ссылка><Наименование>{name}</Наименование>
       <ИНН>{inn}</ИНН><КПП>770101001</КПП><ЮридическоеФизическоеЛицо>ЮридическоеЛицо</ЮридическоеФизическоеЛицо>
-      </КлючевыеСвойства><СтранаРегистрации>RU</СтранаРегистрации></Справочник.Контрагенты>"""
+      </КлючевыеСвойства><Комментарий>из обмена</Комментарий></Справочник.Контрагенты>"""
 
 
 def test_a_message_is_applied_moved_and_acknowledged(onec, tmp_path):
@@ -83,8 +83,8 @@ def test_a_message_is_applied_moved_and_acknowledged(onec, tmp_path):
     assert not any((exchange / "in").iterdir())
 
     [counterparty] = dump(onec, COUNTERPARTIES)
-    assert (counterparty["Ref_Key"], counterparty["ИНН"], counterparty["СтранаРегистрации"]) == (
-        ROMASHKA, "7701234567", "RU")
+    assert (counterparty["Ref_Key"], counterparty["ИНН"], counterparty["Комментарий"]) == (
+        ROMASHKA, "7701234567", "из обмена")
     [document] = dump(onec, SALES)
     assert document["Posted"] is True and document["Number"] == "INV-1"
     assert str(document["СуммаДокумента"]) == "1220.00" and document["ДоговорКонтрагента_Key"] == CONTRACT
@@ -175,9 +175,9 @@ def test_a_checksum_manifest_is_verified_and_travels_with_its_file(onec, tmp_pat
 
 def test_csv_register_in_windows_1251(onec, tmp_path):
     other = str(uuid.uuid4())
-    text = ("Ref_Key;Description;ИНН;СтранаРегистрации;DeletionMark\r\n"
-            f"{ROMASHKA};ООО «Ромашка»;7701234567;RU;нет\r\n"
-            f"{other};Ankara Telekom A.S.;1234567890;TR;0\r\n")
+    text = ("Ref_Key;Description;ИНН;НалоговыйНомер;DeletionMark\r\n"
+            f"{ROMASHKA};ООО «Ромашка»;7701234567;;нет\r\n"
+            f"{other};Ankara Telekom A.S.;;1234567890;0\r\n")
     (tmp_path / "exchange" / "in" / "counterparties.cp1251.csv").write_bytes(text.encode("cp1251"))
     [result] = run(onec)
     assert result["outcome"] == "applied" and result["objects"] == 2

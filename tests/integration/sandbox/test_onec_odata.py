@@ -15,6 +15,7 @@ from tests.support.sandbox_http import serving
 
 USERS = {"ledgerlink": "secret"}
 COUNTERPARTIES = "Catalog_Контрагенты"
+COUNTRIES = "Catalog_СтраныМира"
 CONTRACTS = "Catalog_ДоговорыКонтрагентов"
 PRODUCTS = "Catalog_Номенклатура"
 SALES = "Document_РеализацияТоваровУслуг"
@@ -73,8 +74,15 @@ def error_code(response: requests.Response) -> str:
     return response.json()["odata.error"]["code"]
 
 
+def country(api: Api, code: str) -> str:
+    """The Ref_Key of a seeded country (Catalog_СтраныМира) by its ОКСМ code."""
+    [row] = api.rows(COUNTRIES, **{"$filter": f"Code eq '{code}'"})
+    return row["Ref_Key"]
+
+
 def counterparty(api: Api, name: str = "ООО Ромашка", **fields) -> dict:
-    defaults = {"ИНН": "7701234567", "ЮридическоеФизическоеЛицо": "ЮридическоеЛицо", "СтранаРегистрации": "RU"}
+    defaults = {"ИНН": "7701234567", "ЮридическоеФизическоеЛицо": "ЮридическоеЛицо",
+                "СтранаРегистрации_Key": country(api, "643")}
     return api.create(COUNTERPARTIES, Description=name, **{**defaults, **fields})
 
 
@@ -89,7 +97,7 @@ def test_metadata_is_csdl_generated_from_the_schema_table(api):
             f"{SALES}_Услуги"} <= sets
     types = {t.get("Name"): {p.get("Name"): p.get("Type") for p in t.iter(f"{edm}Property")}
              for t in root.iter(f"{edm}EntityType")}
-    assert types[SALES]["СуммаДокумента"] == "Edm.Decimal"
+    assert types[SALES]["СуммаДокумента"] == "Edm.Double"  # fractional numbers, as real metadata types them
     assert types[SALES]["Услуги"] == f"Collection(StandardODATA.{SALES}_Услуги_RowType)"
     assert types[f"{SALES}_Услуги"]["LineNumber"] == "Edm.Int64"
     assert types[CONTRACTS]["Owner_Key"] == "Edm.Guid"
@@ -257,7 +265,8 @@ def test_values_of_the_wrong_type_are_refused(api, body, problem):
 def dataset(api):
     """Three counterparties and three sales documents with known values."""
     alpha = counterparty(api, "Альфа")
-    obrien = counterparty(api, "O'Brien Ltd", СтранаРегистрации="TR")
+    obrien = counterparty(api, "O'Brien Ltd", СтранаРегистрации_Key=country(api, "792"), ИНН="",
+                          НалоговыйНомер="1234567890")
     gamma = counterparty(api, "Гамма")
     api("PATCH", f"{COUNTERPARTIES}(guid'{obrien['Ref_Key']}')", json={"DeletionMark": True})
     docs = [
@@ -306,7 +315,7 @@ def test_filter_on_guids(api, dataset):
     ("Description eq 'O''Brien Ltd'", {"O'Brien Ltd"}),
     ("Description eq 'альфа'", {"Альфа"}),  # 1C compares strings without regard to case
     ("DeletionMark eq false", {"Альфа", "Гамма"}),
-    ("DeletionMark eq true and СтранаРегистрации ne 'RU'", {"O'Brien Ltd"}),
+    ("DeletionMark eq true and НалоговыйНомер ne ''", {"O'Brien Ltd"}),
     ("Description lt 'Б'", {"O'Brien Ltd", "Альфа"}),
     ("Description ge 'Б'", {"Гамма"}),
 ])
@@ -347,7 +356,7 @@ def test_select_top_skip_orderby_and_counts(api, dataset):
     body = counted_page.json()
     assert body["odata.count"] == "3"  # a string
     assert [d["Number"] for d in body["value"]] == ["D-1", "D-2", "D-3"]
-    two_keys = api.rows(COUNTERPARTIES, **{"$orderby": "СтранаРегистрации desc, Description asc",
+    two_keys = api.rows(COUNTERPARTIES, **{"$orderby": "НалоговыйНомер desc, Description asc",
                                            "$select": "Description"})
     assert [c["Description"] for c in two_keys] == ["O'Brien Ltd", "Альфа", "Гамма"]
     counted = api("GET", f"{SALES}/$count", params={"$filter": "СуммаДокумента gt 100"})

@@ -63,7 +63,7 @@ def test_a_collection_without_a_format_is_an_atom_feed_with_exact_values(api, on
     assert entry.find(f"{ATOM}id").text.endswith(f"{SALES}(guid'{document['Ref_Key']}')")
     assert entry.find(f"{ATOM}category").get("term") == f"StandardODATA.{SALES}"
     values = properties(entry)
-    assert values["СуммаДокумента"].text == "1200.50" and values["СуммаДокумента"].get(f"{M}type") == "Edm.Decimal"
+    assert values["СуммаДокумента"].text == "1200.50" and values["СуммаДокумента"].get(f"{M}type") == "Edm.Double"
     assert values["Date"].text == "2026-01-31T00:00:00" and values["Posted"].text == "false"
     rows = values["Услуги"].findall(f"{D}element")
     assert [(r.find(f"{D}LineNumber").text, r.find(f"{D}Сумма").text) for r in rows] == [("1", "1200.50")]

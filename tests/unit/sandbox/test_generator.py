@@ -327,3 +327,12 @@ def test_round_half_up_div_matches_decimal(numerator, denominator):
 def test_generator_never_imports_ledgerlink():
     source = Path(generator.__file__).read_text(encoding="utf-8")
     assert not re.search(r"^\s*(from|import)\s+ledgerlink", source, re.MULTILINE)
+
+
+def test_every_country_of_the_generated_customers_is_in_the_1c_stand_ins_countries():
+    """The 1C stand-in seeds Catalog_СтраныМира; a customer of a country it lacks could not be sent."""
+    from sandbox.generator import build_customers
+    from sandbox.onec.schema import COUNTRIES, SEED
+
+    seeded = {item["КодАльфа2"] for item in SEED[COUNTRIES]["items"]}
+    assert {customer.country for customer in build_customers(seed=42, count=300)} <= seeded
