@@ -528,6 +528,11 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["usage"]:  # the opt-in usage case (issue 21): bench/usage.py, never part of `make bench`
+        from bench.usage import main as usage_main
+
+        return usage_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", choices=sorted(WORKERS))
     parser.add_argument("--config")

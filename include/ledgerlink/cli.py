@@ -176,7 +176,10 @@ def _summary(ledger, as_json: bool, check_targets: bool) -> int:
             why = f": {summary['error']}" if summary else ", no summary yet"
             out.append(f"===== Ledgerlink: {flow} =====\nrun {run['run_id']}: {run['status']}{why}")
             continue
-        out.append(RunSummary(**{k: v for k, v in summary.items() if k in known}).text())
+        if "entity" not in summary and "text" in summary:  # a file intake or a rating says its own summary
+            out.append(summary["text"])
+        else:
+            out.append(RunSummary(**{k: v for k, v in summary.items() if k in known}).text())
         if check_targets:
             with _airflow_logs_to_stderr():
                 line, agrees = check_target(flow, ledger)

@@ -59,6 +59,19 @@ class BadInputError(TerminalError):
         self.problem = problem
 
 
+class BadFileError(BadInputError):
+    """A file that does not match its declared format (encoding, separator, dates, newline, columns); names the
+    file, the line (1 is the header) and the field."""
+
+    def __init__(self, file: str, problem: str, *, line: int | None = None, field: str | None = None):
+        TerminalError.__init__(self, file + (f", line {line}" if line is not None else "")
+                               + (f", field {field!r}" if field else "") + f": {problem}")
+        self.source = file
+        self.row = self.line = line
+        self.field = field
+        self.problem = problem
+
+
 class GateFailed(TerminalError):
     """A blocking expectation failed: nothing was loaded. The report is saved before this is raised."""
 

@@ -13,8 +13,11 @@ import yaml
 from ledgerlink.errors import ExchangeMapError
 
 DEFAULT_MAP_PATH = Path(__file__).with_name("exchange_map.yaml")
-SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "on-file", "manual"}
-MODES = {"api", "file", "sql"}
+SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@continuous", "on-file",
+                    "manual"}
+# "rating": a transformation inside one system (usage rated into invoices in billing), the one mode whose flow
+# may start and end at the same system.
+MODES = {"api", "file", "sql", "rating"}
 STATUSES = {"live", "planned"}
 CONFLICT_POLICIES = {"master_wins", "last_change_wins"}
 
@@ -150,8 +153,8 @@ def parse_exchange_map(document: dict) -> ExchangeMap:
             for end in ("from", "to"):
                 if raw_flow.get(end) not in systems:
                     raise ExchangeMapError(name, f"{where}.{end}", f"unknown system {raw_flow.get(end)!r}")
-            if raw_flow["from"] == raw_flow["to"]:
-                raise ExchangeMapError(name, where, "a flow needs two different systems")
+            if raw_flow["from"] == raw_flow["to"] and raw_flow.get("mode") != "rating":
+                raise ExchangeMapError(name, where, "a flow needs two different systems (only a rating stays in one)")
             schedule = str(raw_flow.get("schedule", ""))
             if not _schedule_is_valid(schedule):
                 raise ExchangeMapError(name, f"{where}.schedule",

@@ -94,11 +94,13 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
     for folder in (sftp_root / "bridge", onec_exchange):
         folder.mkdir(parents=True, exist_ok=True)
     if not any((sftp_root / "bridge").iterdir()):
-        # The conference bridge's drop for the world's last day: one file in cp1251, one late, one broken.
+        # The conference bridge's drop for the first day after the world's last period: one file in cp1251, one
+        # late (October's last day, whose invoices billing has issued), one broken.
         with sqlite3.connect(billing_db) as db:
             customer_ids = [row[0] for row in db.execute("SELECT customer_id FROM customers ORDER BY customer_id")]
-        bridge.drop_cdr_files(sftp_root / "bridge", customer_ids, date(2026, 10, 31), seed=seed,
-                              cp1251_bridges=("BR02",), late_bridges=("BR03",), broken={"BR03": "bad_row"})
+        bridge.drop_cdr_files(sftp_root / "bridge", customer_ids, date(2026, 11, 1), seed=seed,
+                              bridges=("BR01", "BR02", "BR03", "BR04"), cp1251_bridges=("BR02",),
+                              late_bridges=("BR03",), broken={"BR04": "bad_row"})
 
     # SANDBOX_ONEC_IF_MATCH=ignore: a 1C base that ignores If-Match, as some real ones do.
     onec = make_onec(host=host, port=port("onec"), db_path=directory / "onec.db", users={"ledgerlink": creds["onec"]},
@@ -129,8 +131,9 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
         return json.dumps({"conn_type": "http", "host": host, "port": port, "schema": "http", "login": login,
                            "password": password, "extra": extra or {}})
 
-    sftp_extra = {"host_key": sftp.host_key_line.split(" ", 1)[1] if " " in sftp.host_key_line else sftp.host_key_line,
-                  "no_host_key_check": False}
+    # The key with its type ("ssh-ed25519 AAAA..."): Airflow's asynchronous SFTP hook (the deferrable sensor's)
+    # reads a bare key as RSA and refuses an Ed25519 server; the synchronous hook takes either form.
+    sftp_extra = {"host_key": " ".join(sftp.host_key_line.split()[:2]), "no_host_key_check": False}
     connections = {
         "AIRFLOW_CONN_BILLING_DEFAULT": f"sqlite:///{billing_db.resolve()}",
         "AIRFLOW_CONN_ERP_DEFAULT": f"sqlite:///{erp_db.resolve()}",

@@ -46,7 +46,9 @@ __all__ = [
     "MUTATION_INSTANT",
     "PERIOD_MONTHS",
     "TARIFFS",
+    "TARIFF_PLANS",
     "CustomerProfile",
+    "TariffPlan",
     "build_customers",
     "generate_billing",
     "generate_billing_postgres",
@@ -142,11 +144,35 @@ BILLING_TABLES: tuple[Table, ...] = (
         f"contract_id {_TEXT}, tariff_id {_TEXT}, price_minor {_MONEY}, valid_from {_TEXT}",
         "contract_id tariff_id valid_from", "tariff_id",
     ),
+    # How a tariff rates conference usage: the per-call billing increment (a call's seconds rounded up to it),
+    # minutes included each period, the period's minimum charge, and how money is rounded to the minor unit
+    # (half_up, half_even, up, down). Its per-minute prices are its tiers.
+    _table(
+        "tariff_plans",
+        f"tariff_id {_TEXT}, billing_increment_seconds {_INT}, included_minutes {_INT},"
+        f" minimum_charge_minor {_MONEY}, rounding {_TEXT}, updated_at {_TEXT}",
+        "tariff_id",
+    ),
+    # Graduated tiers: a period's participant-minutes from ``from_minutes`` on cost ``price_per_minute`` (exact
+    # decimal text in major units, four places as billing systems keep prices).
+    _table(
+        "tariff_tiers",
+        f"tariff_id {_TEXT}, from_minutes {_INT}, price_per_minute {_TEXT}",
+        "tariff_id from_minutes",
+    ),
+    # Which tariff a contract's conference usage is rated with, and when (valid_to exclusive; NULL: open).
+    _table(
+        "contract_plans",
+        f"contract_id {_TEXT}, tariff_id {_TEXT}, valid_from {_TEXT}, valid_to {_TEXT}",
+        "contract_id valid_from", "tariff_id", nullable="valid_to",
+    ),
+    # source_file: the bridge file a call was imported from (NULL for usage recorded by billing itself). usage_id is
+    # 64-bit: a usage table outgrows int4, and imported calls carry ids derived from their call ids.
     _table(
         "usage",
-        f"usage_id {_INT}, customer_id {_TEXT}, contract_id {_TEXT}, tariff_id {_TEXT}, call_id {_TEXT},"
-        f" started_at {_TEXT}, duration_seconds {_INT}, participants {_INT}",
-        "usage_id", "customer_id contract_id tariff_id started_at",
+        f"usage_id {_MONEY}, customer_id {_TEXT}, contract_id {_TEXT}, tariff_id {_TEXT}, call_id {_TEXT},"
+        f" started_at {_TEXT}, duration_seconds {_INT}, participants {_INT}, source_file {_TEXT}",
+        "usage_id", "customer_id contract_id tariff_id started_at call_id source_file", nullable="source_file",
     ),
     _table(
         "invoices",
@@ -400,6 +426,29 @@ TARIFFS: tuple[Tariff, ...] = (
     Tariff("RU-INTL", "Международный дозвон (экспорт, НДС 0%)", 900, "RUB", "0",
            "2026-01-01T00:00:00+00:00", 1),
 )
+@dataclass(frozen=True)
+class TariffPlan:
+    """How a tariff rates conference usage (see the ``tariff_plans`` and ``tariff_tiers`` tables)."""
+
+    tariff_id: str
+    billing_increment_seconds: int
+    included_minutes: int
+    minimum_charge_minor: int
+    rounding: str
+    tiers: tuple[tuple[int, str], ...]  # (from participant-minutes, price per minute in major units)
+
+
+TARIFF_PLANS: tuple[TariffPlan, ...] = (
+    TariffPlan("TR-AUDIO", 60, 0, 0, "half_up", ((0, "0.6000"), (10_000, "0.5000"), (50_000, "0.4200"))),
+    TariffPlan("TR-VIDEO", 60, 500, 0, "half_up", ((0, "1.5000"), (20_000, "1.2500"))),
+    TariffPlan("TR-WEBINAR", 1, 0, 25_000, "half_even", ((0, "0.9000"),)),
+    TariffPlan("TR-INTL", 60, 0, 0, "up", ((0, "4.2000"),)),
+    TariffPlan("RU-AUDIO", 6, 1_000, 0, "half_up", ((0, "1.5000"), (10_000, "1.2750"))),
+    TariffPlan("RU-VIDEO", 60, 0, 50_000, "half_up", ((0, "3.5000"), (20_000, "2.9750"))),
+    TariffPlan("RU-WEBINAR", 1, 0, 0, "down", ((0, "2.2000"),)),
+    TariffPlan("RU-INTL", 60, 0, 0, "half_up", ((0, "9.0000"),)),
+)
+
 _TARIFFS_BY_CURRENCY = {
     currency: tuple(t for t in TARIFFS if t.currency == currency) for currency in ("TRY", "RUB")
 }
@@ -681,6 +730,15 @@ def _build_contracts(seed: int, customers: Sequence[CustomerProfile]) -> list[li
     return per_customer
 
 
+def _contract_plan_row(contract: _Contract) -> tuple:
+    """The contract's conference tariff: the one its customer uses most (ties: the tariff table's order), from
+    its first usage month to the month after its last (open while the contract runs)."""
+    habits = contract.customer.tariff_ids
+    tariff_id = min(set(habits), key=lambda t: (-habits.count(t), _TARIFF_ORDER[t]))
+    valid_to = None if contract.status == "active" else _MONTH_STARTS[contract.last_month + 1].isoformat()
+    return (contract.contract_id, tariff_id, _MONTH_STARTS[contract.first_month].isoformat(), valid_to)
+
+
 def _contract_for(contracts: Sequence[_Contract], month: int) -> _Contract:
     for contract in contracts:
         if contract.first_month <= month <= contract.last_month:
@@ -936,7 +994,7 @@ def _generate_usage(
                 # a version-4 UUID: version nibble 4, variant bits 10
                 f"{call[:8]}-{call[8:12]}-4{call[13:16]}-{'89ab'[int(call[16], 16) & 3]}{call[17:20]}-{call[20:]}",
                 f"{prefix}{day + 1:02d}T{hour:02d}:{minute:02d}:{second:02d}+00:00",
-                duration, participants,
+                duration, participants, None,
             ))
             if aggregate is not None:
                 key = (index, month, tariff_id)
@@ -1113,9 +1171,14 @@ def generate_billing(
         writer.extend("customers", (c.billing_row() for c in profiles))
         writer.extend("tariffs", ((t.tariff_id, t.name, "minute", t.price_minor, t.currency, t.vat_rate,
                                    t.updated_at) for t in TARIFFS))
+        for plan in TARIFF_PLANS:
+            writer.add("tariff_plans", (plan.tariff_id, plan.billing_increment_seconds, plan.included_minutes,
+                                        plan.minimum_charge_minor, plan.rounding, _TARIFF_BY_ID[plan.tariff_id].updated_at))
+            writer.extend("tariff_tiers", ((plan.tariff_id, start, price) for start, price in plan.tiers))
         for customer_contracts in contracts:
             for contract in customer_contracts:
                 writer.add("contracts", contract.row())
+                writer.add("contract_plans", _contract_plan_row(contract))
                 for tariff_id, rates in sorted(contract.rates.items()):
                     for _, price, valid_from in rates:
                         writer.add("contract_rates",

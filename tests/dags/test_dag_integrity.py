@@ -10,6 +10,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 HEAVY_MODULES = ("pandas", "great_expectations", "sqlalchemy", "requests", "openpyxl", "pyarrow", "paramiko")
+# The one exception, and why: a file intake waits with the SFTP provider's deferrable sensor, whose module imports
+# its hook and so paramiko (about 0.25 s a parse); the sensor is what keeps a waiting run off a worker slot.
+ALLOWED_AT_PARSE = {"bridge_usage_to_billing": ("paramiko",)}
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +68,16 @@ def test_parsing_a_dag_does_no_heavy_imports_and_no_io():
         "import sys, importlib.util, pathlib\n"
         "import airflow.sdk\n"
         "airflow.sdk.Asset(name='baseline', uri='baseline://x/y')  # what Airflow itself loads for an Asset\n"
-        "before = set(sys.modules)\n"
-        f"for path in sorted(pathlib.Path({str(DAGS)!r}).glob('*.py')):\n"
+        "heavy = []\n"
+        # the files allowed a heavy import last, so that they cannot hide another file's
+        f"for path in sorted(pathlib.Path({str(DAGS)!r}).glob('*.py'), key=lambda p: (p.stem in {set(ALLOWED_AT_PARSE)!r}, p.name)):\n"
+        "    before = set(sys.modules)\n"
         "    spec = importlib.util.spec_from_file_location(path.stem, path)\n"
         "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
-        "new = set(sys.modules) - before\n"
-        f"print(sorted(m for m in new if m.split('.')[0] in {HEAVY_MODULES!r}))\n"
+        f"    allowed = {ALLOWED_AT_PARSE!r}.get(path.stem, ())\n"
+        f"    heavy += [m for m in set(sys.modules) - before if m.split('.')[0] in {HEAVY_MODULES!r}\n"
+        "              and m.split('.')[0] not in allowed]\n"
+        "print(sorted(heavy))\n"
     )
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "include"), "HOME": "/nonexistent",
            "AIRFLOW_HOME": "/nonexistent-airflow-home"}

@@ -16,6 +16,11 @@ FLOW_MODULES = {
     "billing_invoice_lines_to_erp": "ledgerlink.flows.invoice_lines_to_erp",
     # Its own DAG builder (ledgerlink.spine.einvoice_dispatch_dag); the CLI asks it for its live check_target.
     "billing_einvoices": "ledgerlink.flows.einvoices",
+    # Not spine flows (no STEPS): a file intake and two ratings, each with its own DAG builder in ledgerlink.spine
+    # and a ``run_task``.
+    "bridge_usage_to_billing": "ledgerlink.flows.bridge_usage",
+    "usage_rating_nightly": "ledgerlink.flows.usage_rating",
+    "usage_rating_month_end": "ledgerlink.flows.usage_rating",
 }
 
 

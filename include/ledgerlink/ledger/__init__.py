@@ -24,13 +24,14 @@ from ledgerlink.ledger.models import (ABANDONED, ACKNOWLEDGED, BLOCKED, CREATE, 
                                       PlannedChange, QuarantinedRow, Run, SchemaVersion, Snapshot, Validation,
                                       Watermark, deliveries, utcnow)
 from ledgerlink.ledger.repository import Ledger
+from ledgerlink.ledger.usage_files import UsageFile, UsageFiles  # its table is part of the schema (revision 0006)
 
 # _make_engine is private but imported from here by ledgerlink.migrations (migrate builds the same engine).
 __all__ = [
     "ABANDONED", "ACKNOWLEDGED", "BLOCKED", "CREATE", "DELETE", "FAILED", "LEASE_DURATION", "OPEN_STATUSES",
     "PLANNED", "QUARANTINED", "REJECTED", "RUNNING", "SENT", "SUCCEEDED", "SUPERSEDED", "UPDATE", "UPSERT",
     "Base", "Chunk", "Flow", "FlowLease", "Item", "QuarantinedRow", "Run", "SchemaVersion", "Snapshot", "Validation",
-    "Watermark", "deliveries",
+    "UsageFile", "UsageFiles", "Watermark", "deliveries",
     "LEDGER_CONN_ID", "default_ledger_url", "Ledger", "PlannedChange", "describe_chunk", "utcnow",
     "EInvoiceRegister",
 ]

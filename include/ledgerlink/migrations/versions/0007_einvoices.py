@@ -1,13 +1,13 @@
 """einvoice_series, einvoices, einvoice_attempts: e-invoice numbers, ETTNs, carriers and every attempt.
 
 Revision ID: 0007
-Revises: 0005 (issue 22)
+Revises: 0006 (issue 22)
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
