@@ -178,8 +178,10 @@ BILLING_TABLES: tuple[Table, ...] = (
         "invoices",
         f"invoice_id {_TEXT}, customer_id {_TEXT}, contract_id {_TEXT}, number {_TEXT}, issue_date {_TEXT},"
         f" period_start {_TEXT}, period_end {_TEXT}, currency {_TEXT}, net_minor {_MONEY},"
-        f" vat_minor {_MONEY}, gross_minor {_MONEY}, status {_TEXT}, updated_at {_TEXT}",
-        "invoice_id", "customer_id contract_id updated_at",
+        f" vat_minor {_MONEY}, gross_minor {_MONEY}, status {_TEXT}, updated_at {_TEXT},"
+        # A credit note (its amounts negative) names the invoice it returns; NULL on every other document.
+        f" credits_invoice_id {_TEXT}",
+        "invoice_id", "customer_id contract_id updated_at", nullable="credits_invoice_id",
     ),
     _table(
         "invoice_lines",
@@ -1088,7 +1090,7 @@ class _InvoiceEmitter:
         self._writer.add("invoices", (
             invoice_id, customer.customer_id, contract.contract_id, number, issue_date.isoformat(),
             _MONTH_STARTS[month].isoformat(), (issue_date - timedelta(days=1)).isoformat(), currency,
-            net_total, vat_total, gross_total, status, _iso(updated),
+            net_total, vat_total, gross_total, status, _iso(updated), None,
         ))
 
 

@@ -110,10 +110,10 @@ def test_month_end_issues_the_drafts_and_later_usage_becomes_an_adjustment(world
     full = rate_periods([PERIOD], billing, RatingSummary("x", "y"))
     assert full.outcomes == {"adjustments unchanged": 1}
     with billing.connect() as conn:
-        total = conn.scalar(sa.text("SELECT SUM(gross_minor) FROM invoices WHERE invoice_id IN (:a, :b)"),
+        total = conn.scalar(sa.text("SELECT SUM(net_minor) FROM invoices WHERE invoice_id IN (:a, :b)"),
                             {"a": f"UI-{customers[0]}-202611", "b": adjustment})
     billing_again = _fresh_rating(billing, customers[0])
-    assert total == billing_again
+    assert total == billing_again, "net exact; VAT is each line's own, half-up"
 
     # issued at the next month-end; still more usage: a second adjustment, the first one untouched
     rate_month_end("m3", PERIOD, billing, ledger, NOW)
@@ -134,7 +134,40 @@ def _fresh_rating(billing, customer) -> int:
     for row in period_usage(billing, PERIOD, [customer]):
         lines += rate_period(row.seconds, tariffs[row.tariff_id].negotiated(prices.get((row.contract_id, row.tariff_id))),
                              PERIOD)
-    return totals(lines)[2]
+    return totals(lines)[0]
+
+
+def test_usage_corrected_down_after_issue_becomes_a_credit_note_the_erp_takes(world, tmp_path):
+    """Less usage after the invoice went out: a credit note (UC-, its lines negative) returns the issued invoice;
+    the nightly ERP flow's gate takes it (a negative line on an invoice would block the whole night)."""
+    from ledgerlink.flows import invoice_lines_to_erp
+    from ledgerlink.gates.rules import KNOWN_VAT_RATES  # noqa: F401 - the ERP gate's rates include the tariffs'
+    from ledgerlink.usage.rating import vat_minor
+
+    billing, ledger, customers = world
+    load(billing, ledger, "f1", [("c1", customers[0], nov(3), 7200, 20), ("c2", customers[0], nov(9), 7200, 20)])
+    rate_month_end("m1", PERIOD, billing, ledger, NOW)
+    load(billing, ledger, "f1", [("c1", customers[0], nov(3), 7200, 20)])  # the corrected file drops call c2
+    rate_nightly("n1", billing, ledger, NOW)
+    credit = f"UC-{customers[0]}-202611-01"
+    invoices, _ = documents(billing)
+    assert [i.invoice_id for i in invoices if i.status == "draft"] == [credit], "a credit note, no UA- invoice"
+    with billing.connect() as conn:
+        returned = conn.scalar(sa.text("SELECT credits_invoice_id FROM invoices WHERE invoice_id = :i"), {"i": credit})
+        lines = conn.execute(sa.text("SELECT net_minor, vat_rate, vat_minor FROM invoice_lines WHERE invoice_id = :i"),
+                             {"i": credit}).all()
+        net = conn.scalar(sa.text("SELECT SUM(net_minor) FROM invoices WHERE invoice_id IN (:a, :b)"),
+                          {"a": f"UI-{customers[0]}-202611", "b": credit})
+    assert returned == f"UI-{customers[0]}-202611"
+    assert lines and all(n < 0 and v == vat_minor(n, __import__("decimal").Decimal(r)) for n, r, v in lines)
+    assert net == _fresh_rating(billing, customers[0])
+
+    erp = sa.create_engine(f"sqlite:///{tmp_path / 'erp.db'}")
+    summary = invoice_lines_to_erp.run_all("erp-night", billing, erp, ledger)
+    assert summary.quarantined == 0 and summary.reconciliation == []
+    with erp.connect() as conn:
+        assert conn.scalar(sa.text("SELECT COUNT(*) FROM billed_invoice_lines WHERE invoice_id = :i"),
+                           {"i": credit}) == len(lines)
 
 
 def test_usage_corrected_away_removes_the_draft(world):
@@ -150,7 +183,7 @@ def test_a_period_with_billings_own_issued_invoice_gets_an_adjustment(world):
     billing, ledger, customers = world
     with billing.begin() as conn:  # billing invoiced October itself
         conn.execute(sa.text("INSERT INTO invoices VALUES ('IN-OWN', :c, 'K', 'LLK2026000000999', '2026-11-01', "
-                             "'2026-10-01', '2026-10-31', 'TRY', 100, 20, 120, 'issued', '2026-11-01T00:00:00+00:00')"),
+                             "'2026-10-01', '2026-10-31', 'TRY', 100, 20, 120, 'issued', '2026-11-01T00:00:00+00:00', NULL)"),
                      {"c": customers[0]})
     load(billing, ledger, "late-oct", [("o1", customers[0], "2026-10-31T12:00:00+00:00", 600, 2)], period="2026-10")
     rate_nightly("n1", billing, ledger, NOW)

@@ -2,7 +2,8 @@
 and the period's invoices and adjustments rating writes.
 
 Identities are derived, never allocated: a usage row's id from its call id, the period's invoice
-``UI-<customer>-<YYYYMM>``, its adjustments ``UA-<customer>-<YYYYMM>-<n>``, a line ``<document>-<nnnn>``. A
+``UI-<customer>-<YYYYMM>``, its adjustments ``UA-<customer>-<YYYYMM>-<n>`` (adding) and credit notes
+``UC-<customer>-<YYYYMM>-<n>`` (taking off, returning the invoice), a line ``<document>-<nnnn>``. A
 document is written only while it is a draft; an issued one is never changed (later usage goes to an adjustment).
 """
 from __future__ import annotations
@@ -20,7 +21,10 @@ from ledgerlink.usage.profiles import period_bounds
 from ledgerlink.usage.rating import RatedLine, Tariff, Tier
 
 DRAFT, ISSUED = "draft", "issued"
-INVOICE_PREFIX, ADJUSTMENT_PREFIX = "UI-", "UA-"
+INVOICE_PREFIX, ADJUSTMENT_PREFIX, CREDIT_NOTE_PREFIX = "UI-", "UA-", "UC-"
+OUR_PREFIXES = (INVOICE_PREFIX, ADJUSTMENT_PREFIX, CREDIT_NOTE_PREFIX)
+# SQL: the documents rating writes (drafts it may rewrite, issued ones it never touches).
+OURS_SQL = "(invoice_id LIKE 'UI-%' OR invoice_id LIKE 'UA-%' OR invoice_id LIKE 'UC-%')"
 _IN_CHUNK = 900  # SQLite's bound on parameters per statement is 999 on old builds
 
 
@@ -206,7 +210,7 @@ class Document:
     invoice_id: str
     status: str
     lines: tuple[RatedLine, ...]
-    ours: bool  # written by rating (UI-/UA-), or billing's own invoice for the period
+    ours: bool  # written by rating (UI-/UA-/UC-), or billing's own invoice for the period
 
 
 def period_documents(conn: sa.Connection, customer_id: str, period: str) -> list[Document]:
@@ -216,38 +220,44 @@ def period_documents(conn: sa.Connection, customer_id: str, period: str) -> list
     rows = conn.execute(sa.text("SELECT invoice_id, status FROM invoices WHERE customer_id = :c AND period_start = :s "
                                 "ORDER BY invoice_id"), {"c": customer_id, "s": start}).all()
     for invoice_id, status in rows:
-        ours = invoice_id.startswith((INVOICE_PREFIX, ADJUSTMENT_PREFIX))
+        ours = invoice_id.startswith(OUR_PREFIXES)
         lines = ()
         if ours:
-            lines = tuple(_line_of(r) for r in conn.execute(sa.text(
+            lines = tuple(_line_of(r, credit_note=invoice_id.startswith(CREDIT_NOTE_PREFIX)) for r in conn.execute(sa.text(
                 "SELECT tariff_id, description, quantity, unit_price_minor, net_minor, vat_rate, vat_minor, line_id "
                 "FROM invoice_lines WHERE invoice_id = :i ORDER BY line_no"), {"i": invoice_id}))
         docs.append(Document(invoice_id, status, lines, ours))
-    docs.sort(key=lambda d: (d.ours, d.invoice_id.startswith(ADJUSTMENT_PREFIX), _adjustment_no(d.invoice_id)))
+    docs.sort(key=lambda d: (d.ours, d.invoice_id.startswith((ADJUSTMENT_PREFIX, CREDIT_NOTE_PREFIX)),
+                             _adjustment_no(d.invoice_id), d.invoice_id))
     return docs
 
 
 def _adjustment_no(invoice_id: str) -> int:
-    return int(invoice_id.rsplit("-", 1)[1]) if invoice_id.startswith(ADJUSTMENT_PREFIX) else 0
+    return int(invoice_id.rsplit("-", 1)[1]) if invoice_id.startswith((ADJUSTMENT_PREFIX, CREDIT_NOTE_PREFIX)) else 0
 
 
 # A line's rating key travels in its description's first bracket: "[tier-1] ..."; billing has no column for it.
-def _line_of(row) -> RatedLine:
+def _line_of(row, *, credit_note: bool = False) -> RatedLine:
+    """A line as rating reasons about it: a credit note's quantities are differences, so negative (billing
+    keeps them positive, as UBL-TR's IADE does, and only the amounts negative)."""
     tariff_id, description, quantity, unit_price_minor, net, vat_rate, vat, _ = row
     key, _, text = description.partition("] ")
-    return RatedLine(key.lstrip("["), tariff_id, text, Decimal(quantity), Decimal(int(unit_price_minor)) / 100,
-                     int(net), Decimal(vat_rate), int(vat))
+    return RatedLine(key.lstrip("["), tariff_id, text, -Decimal(quantity) if credit_note else Decimal(quantity),
+                     Decimal(int(unit_price_minor)) / 100, int(net), Decimal(vat_rate), int(vat))
 
 
 def invoice_id_for(customer_id: str, period: str) -> str:
     return f"{INVOICE_PREFIX}{customer_id}-{period.replace('-', '')}"
 
 
-def adjustment_id_for(customer_id: str, period: str, number: int) -> str:
-    return f"{ADJUSTMENT_PREFIX}{customer_id}-{period.replace('-', '')}-{number:02d}"
+def adjustment_id_for(customer_id: str, period: str, number: int, *, credit_note: bool = False) -> str:
+    """An adjustment after the period's invoice was issued: ``UA-`` adds to it, ``UC-`` (a credit note) takes off."""
+    prefix = CREDIT_NOTE_PREFIX if credit_note else ADJUSTMENT_PREFIX
+    return f"{prefix}{customer_id}-{period.replace('-', '')}-{number:02d}"
 
 
 def _line_rows(invoice_id: str, lines: Sequence[RatedLine], currency: str, updated_at: str) -> list[dict]:
+    credit_note = invoice_id.startswith(CREDIT_NOTE_PREFIX)  # amounts negative, quantities as returned (positive)
     rows = []
     for line_no, line in enumerate(lines, 1):
         # billing keeps unit prices in whole minor units; the exact price stays in the description
@@ -255,7 +265,7 @@ def _line_rows(invoice_id: str, lines: Sequence[RatedLine], currency: str, updat
         rows.append({"line_id": f"{invoice_id}-{line_no:04d}", "invoice_id": invoice_id, "line_no": line_no,
                      "tariff_id": line.tariff_id,
                      "description": f"[{line.key}] {line.description}",
-                     "quantity": str(line.quantity), "unit_price_minor": unit_minor, "net_minor": line.net_minor,
+                     "quantity": str(-line.quantity if credit_note else line.quantity), "unit_price_minor": unit_minor, "net_minor": line.net_minor,
                      "vat_rate": format(line.vat_rate.normalize(), "f"),
                      "vat_minor": line.vat_minor, "gross_minor": line.gross_minor, "currency": currency,
                      "updated_at": updated_at})
@@ -268,9 +278,11 @@ def _same_lines(old: Sequence[RatedLine], new: Sequence[RatedLine]) -> bool:
 
 
 def write_draft(conn: sa.Connection, *, invoice_id: str, customer_id: str, contract_id: str, period: str,
-                currency: str, lines: Sequence[RatedLine], existing: Document | None, now: datetime) -> str:
+                currency: str, lines: Sequence[RatedLine], existing: Document | None, now: datetime,
+                credits_invoice_id: str | None = None) -> str:
     """Create or rewrite a draft document with these lines; returns what happened: ``created``, ``updated``,
-    ``unchanged`` or ``deleted`` (a draft adjustment with nothing left to adjust). Refuses to touch an issued one."""
+    ``unchanged`` or ``deleted`` (a draft adjustment with nothing left to adjust). Refuses to touch an issued one.
+    ``credits_invoice_id``: the document is a credit note (its lines negative) returning that invoice."""
     if existing is not None and existing.status != DRAFT:
         raise TerminalError(f"billing document {invoice_id} is {existing.status}: rating never changes an issued "
                             f"document (later usage goes to an adjustment)")
@@ -286,16 +298,17 @@ def write_draft(conn: sa.Connection, *, invoice_id: str, customer_id: str, contr
     values = {"i": invoice_id, "c": customer_id, "k": contract_id, "num": "",
               "issue": (period_end(period) + timedelta(days=1)).isoformat(),
               "ps": period_start(period).isoformat(), "pe": period_end(period).isoformat(), "cur": currency,
-              "net": net, "vat": vat, "gross": net + vat, "st": DRAFT, "up": stamp}
+              "net": net, "vat": vat, "gross": net + vat, "st": DRAFT, "up": stamp, "credits": credits_invoice_id}
     if existing is None:
         conn.execute(sa.text(
             "INSERT INTO invoices (invoice_id, customer_id, contract_id, number, issue_date, period_start, period_end,"
-            " currency, net_minor, vat_minor, gross_minor, status, updated_at) VALUES (:i, :c, :k, :num, :issue, :ps,"
-            " :pe, :cur, :net, :vat, :gross, :st, :up)"), values)
+            " currency, net_minor, vat_minor, gross_minor, status, updated_at, credits_invoice_id) VALUES (:i, :c,"
+            " :k, :num, :issue, :ps, :pe, :cur, :net, :vat, :gross, :st, :up, :credits)"), values)
     else:
         changed = conn.execute(sa.text(
             "UPDATE invoices SET contract_id = :k, currency = :cur, net_minor = :net, vat_minor = :vat,"
-            " gross_minor = :gross, updated_at = :up WHERE invoice_id = :i AND status = :st"), values).rowcount
+            " gross_minor = :gross, updated_at = :up, credits_invoice_id = :credits"
+            " WHERE invoice_id = :i AND status = :st"), values).rowcount
         if not changed:  # issued between our read and this write
             raise TerminalError(f"billing document {invoice_id} was issued while it was being rated; rate again")
     rows = _line_rows(invoice_id, lines, currency, stamp)
@@ -318,7 +331,8 @@ def issue_drafts(engine: sa.Engine, period: str, now: datetime) -> list[tuple[st
     with engine.begin() as conn:
         drafts = conn.execute(sa.text(
             "SELECT i.invoice_id, c.country FROM invoices i JOIN customers c ON c.customer_id = i.customer_id "
-            "WHERE i.period_start <= :ps AND i.status = :d AND (i.invoice_id LIKE 'UI-%' OR i.invoice_id LIKE 'UA-%') "
+            "WHERE i.period_start <= :ps AND i.status = :d AND (i.invoice_id LIKE 'UI-%' OR i.invoice_id LIKE 'UA-%'"
+            " OR i.invoice_id LIKE 'UC-%') "
             "ORDER BY i.period_start, i.invoice_id"), {"ps": period_start(period).isoformat(), "d": DRAFT}).all()
         for invoice_id, country in drafts:
             number = _next_number(conn, country, issue_day)

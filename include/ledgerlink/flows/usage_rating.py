@@ -18,8 +18,8 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from ledgerlink.billing.usage import (ADJUSTMENT_PREFIX, DRAFT, INVOICE_PREFIX, adjustment_id_for, invoice_id_for,
-                                      issue_drafts, negotiated_prices, period_documents, period_start, period_usage,
+from ledgerlink.billing.usage import (ADJUSTMENT_PREFIX, CREDIT_NOTE_PREFIX, DRAFT, INVOICE_PREFIX, OURS_SQL,
+                                      adjustment_id_for, invoice_id_for, issue_drafts, negotiated_prices, period_documents, period_start, period_usage,
                                       read_tariffs, write_draft)
 from ledgerlink.flows.spec import declared
 from ledgerlink.ledger import SUCCEEDED, Ledger, UsageFiles
@@ -99,8 +99,8 @@ def rate_periods(periods: list[str], billing: sa.Engine, summary: RatingSummary,
             usage.setdefault(row.customer_id, []).append(row)
         with billing.begin() as conn:
             ours = {r[0] for r in conn.execute(sa.text(
-                "SELECT DISTINCT customer_id FROM invoices WHERE period_start = :s AND status = :d AND "
-                "(invoice_id LIKE 'UI-%' OR invoice_id LIKE 'UA-%')"), {"s": period_start(period).isoformat(),
+                f"SELECT DISTINCT customer_id FROM invoices WHERE period_start = :s AND status = :d AND {OURS_SQL}"),
+                {"s": period_start(period).isoformat(),
                                                                           "d": DRAFT})}
             for customer_id in sorted(set(usage) | ours):
                 _rate_account(conn, customer_id, period, usage.get(customer_id, []), tariffs, prices, summary, now)
@@ -123,27 +123,42 @@ def _rate_account(conn, customer_id: str, period: str, rows, tariffs, prices, su
     if not issued:
         invoice_id = invoice_id_for(customer_id, period)
         existing = next((d for d in documents if d.invoice_id == invoice_id), None)
-        kind = "invoice"
-    else:
-        lines = difference(lines, [line for d in issued for line in d.lines])
-        adjustments = [d for d in documents if d.invoice_id.startswith(ADJUSTMENT_PREFIX)]
-        existing = adjustments[-1] if adjustments and adjustments[-1].status == DRAFT else None
-        invoice_id = existing.invoice_id if existing else adjustment_id_for(customer_id, period, len(adjustments) + 1)
-        kind = "adjustment"
-        # A draft invoice of ours beside an issued invoice of billing's: its lines move into the adjustment.
-        for draft in documents:
-            if draft.invoice_id.startswith(INVOICE_PREFIX) and draft.status == DRAFT:
-                write_draft(conn, invoice_id=draft.invoice_id, customer_id=customer_id, contract_id=contract_id,
-                            period=period, currency=currency, lines=[], existing=draft, now=now)
+        _write(conn, summary, "invoice", invoice_id=invoice_id, customer_id=customer_id, contract_id=contract_id,
+               period=period, currency=currency, lines=lines, existing=existing, now=now)
+        return
+    # After issue, what changed goes out as documents of their own, never as edits: what adds to the period in an
+    # adjustment invoice (UA-), what takes off in a credit note (UC-) returning the issued invoice. Each line keeps
+    # the sign of its document (as the ERP's gate and the e-invoice types require: no negative line on an invoice).
+    changes = difference(lines, [line for d in issued for line in d.lines])
+    returned = next((d.invoice_id for d in issued if d.invoice_id.startswith(INVOICE_PREFIX)), issued[0].invoice_id)
+    for credit_note, kind in ((False, "adjustment"), (True, "credit note")):
+        # A line that takes off money (or, free, minutes) belongs to the credit note.
+        part = [c for c in changes if (c.net_minor < 0 or (c.net_minor == 0 and c.quantity < 0)) == credit_note]
+        prefix = CREDIT_NOTE_PREFIX if credit_note else ADJUSTMENT_PREFIX
+        earlier = [d for d in documents if d.invoice_id.startswith(prefix)]
+        existing = earlier[-1] if earlier and earlier[-1].status == DRAFT else None
+        invoice_id = existing.invoice_id if existing else \
+            adjustment_id_for(customer_id, period, len(earlier) + 1, credit_note=credit_note)
+        _write(conn, summary, kind, invoice_id=invoice_id, customer_id=customer_id, contract_id=contract_id,
+               period=period, currency=currency, lines=part, existing=existing, now=now,
+               credits_invoice_id=returned if credit_note else None)
+    # A draft invoice of ours beside an issued invoice of billing's: its lines moved into the adjustments.
+    for draft in documents:
+        if draft.invoice_id.startswith(INVOICE_PREFIX) and draft.status == DRAFT:
+            write_draft(conn, invoice_id=draft.invoice_id, customer_id=customer_id, contract_id=contract_id,
+                        period=period, currency=currency, lines=[], existing=draft, now=now)
+
+
+def _write(conn, summary: RatingSummary, kind: str, *, invoice_id: str, lines, existing, **document) -> None:
+    """Write one draft document (unless there is neither one nor anything to put in it) and count it."""
     if existing is None and not lines:
         return
-    outcome = write_draft(conn, invoice_id=invoice_id, customer_id=customer_id, contract_id=contract_id,
-                          period=period, currency=currency, lines=lines, existing=existing, now=now)
-    summary.count(period, f"{kind}s {outcome}")
+    outcome = write_draft(conn, invoice_id=invoice_id, lines=lines, existing=existing, **document)
+    summary.count(document["period"], f"{kind}s {outcome}")
     if outcome in ("created", "updated"):
         net, vat, gross = totals(lines)
-        summary.documents.append({"invoice_id": invoice_id, "kind": kind, "currency": currency, "net_minor": net,
-                                  "vat_minor": vat, "gross_minor": gross})
+        summary.documents.append({"invoice_id": invoice_id, "kind": kind, "currency": document["currency"],
+                                  "net_minor": net, "vat_minor": vat, "gross_minor": gross})
 
 
 def _contract_and_currency(conn, documents) -> tuple[str, str]:

@@ -151,7 +151,9 @@ def rate_period(seconds: int, tariff: Tariff, label: str) -> list[RatedLine]:
 
 def difference(now: Sequence[RatedLine], billed: Sequence[RatedLine]) -> list[RatedLine]:
     """What an adjustment carries: each line as rated now less what the issued documents billed for it (amounts
-    and quantities are differences; VAT the difference of the VAT billed, so documents add up to the rating)."""
+    and quantities are differences). VAT is each adjustment line's own, half-up, as on every line: the tax rule is
+    per line, and the ERP's gate checks every line so (the period's documents may then differ from the rating by a
+    minor unit of VAT, as two invoices would)."""
     before: dict[tuple[str, str], list[RatedLine]] = {}
     for line in billed:
         before.setdefault((line.tariff_id, line.key), []).append(line)
@@ -162,12 +164,11 @@ def difference(now: Sequence[RatedLine], billed: Sequence[RatedLine]) -> list[Ra
         old = before.get(key, [])
         quantity = (line.quantity if line else Decimal(0)) - sum((o.quantity for o in old), Decimal(0))
         net = (line.net_minor if line else 0) - sum(o.net_minor for o in old)
-        vat = (line.vat_minor if line else 0) - sum(o.vat_minor for o in old)
-        if not (quantity or net or vat):
+        if not (quantity or net):
             continue
         model = line or old[-1]
         out.append(RatedLine(model.key, model.tariff_id, f"adjustment: {model.description}", quantity,
-                             model.unit_price, net, model.vat_rate, vat))
+                             model.unit_price, net, model.vat_rate, vat_minor(net, model.vat_rate)))
     return out
 
 

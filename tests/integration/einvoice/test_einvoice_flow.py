@@ -95,7 +95,6 @@ def test_429_is_retried_after_exactly_retry_after_and_a_longer_limit_waits_for_t
 def test_a_credit_note_goes_as_iade_naming_its_invoice_and_a_bad_tax_id_is_held_back(tmp_path, home):
     with einvoice_world(tmp_path / "w") as world:
         with world.billing.begin() as conn:
-            conn.execute(sa.text("ALTER TABLE invoices ADD COLUMN credits_invoice_id TEXT"))
             person = conn.execute(sa.text("SELECT customer_id FROM customers WHERE country = 'TR' AND "
                                           "entity_kind = 'person' ORDER BY customer_id LIMIT 1")).scalar()
             conn.execute(sa.text("UPDATE customers SET tax_id = '10000000147' WHERE customer_id = :c"), {"c": person})

@@ -130,8 +130,8 @@ def test_a_credit_notes_negative_lines_pass_the_gate_and_a_negative_line_on_a_sa
     with sqlite3.connect(world["path"] / "billing.db") as db:
         (invoice_id,) = db.execute("SELECT invoice_id FROM invoices ORDER BY invoice_id LIMIT 1").fetchone()
         db.execute("INSERT INTO invoices SELECT 'CN00000001', customer_id, contract_id, 'CN-1', issue_date,"
-                   " period_start, period_end, currency, -net_minor, -vat_minor, -gross_minor, 'issued', updated_at"
-                   " FROM invoices WHERE invoice_id = ?", (invoice_id,))
+                   " period_start, period_end, currency, -net_minor, -vat_minor, -gross_minor, 'issued', updated_at,"
+                   " invoice_id FROM invoices WHERE invoice_id = ?", (invoice_id,))
         db.execute("INSERT INTO invoice_lines SELECT 'CN00000001-' || printf('%04d', line_no), 'CN00000001', line_no,"
                    " tariff_id,"
                    " description, quantity, unit_price_minor, -net_minor, vat_rate, -vat_minor, -gross_minor,"
