@@ -62,9 +62,10 @@ in the comments of github.com/garikgsi/LaravelAPI, a client of one base: ``app/C
   ``СуммаНДС`` (no unit: the unit is the item's).
 * The VAT rate: an enumeration value ``СтавкаНДС`` in the rows, not a reference ``СтавкаНДС_Key``. The
   ``Catalog_СтавкиНДС`` references seen in public dumps come from other configurations (Управление торговлей
-  11, 1C:Бухгалтерия для Казахстана); a static audit of a 2026 БухгалтерияПредприятияКОРП (public code,
-  ``reports/1c_vat_legislation_audit``) lists the enumeration ``СтавкиНДС`` with exactly the 14 values of
-  ``ENUMERATIONS["СтавкиНДС"]``, 22 % included. The stand-in refuses any other value (see ``infobase``).
+  11, 1C:Бухгалтерия для Казахстана); a static audit of a 2026 БухгалтерияПредприятияКОРП's metadata (public
+  code writing ``reports/1c_vat_legislation_audit.docx``, repository not identified) lists the enumeration
+  ``СтавкиНДС`` with exactly the 14 values of ``ENUMERATIONS["СтавкиНДС"]``, 22 % included, and real objects
+  (the client above) carry ``"СтавкаНДС": "НДС20"`` and ``"БезНДС"``. The stand-in refuses any other value.
 * ``Document_СчетФактураВыданный``: ``ДокументОснование`` of a composite type, published as
   ``ДокументОснование`` + ``ДокументОснование_Type`` (both ``Edm.String``; how 1C publishes composite types, per
   the OData type table of lexema-ecm.readthedocs.io "Получение данных" and a published ``$metadata`` of the
