@@ -4,22 +4,28 @@ Written from the protocol (DESIGN §8), never from Ledgerlink's connector. Start
 ``sandbox.onec.server.make_server``; the service root is ``<url><base>/odata/standard.odata/``, HTTP Basic.
 State lives in one SQLite file and survives restarts.
 
-Published sets (``schema.CONFIGURATION``): ``Catalog_Контрагенты`` (shaped as in a real Бухгалтерия
-предприятия 3.0 base: country reference, ``КонтактнаяИнформация``, hierarchy, string lengths; see ``schema``),
-``Catalog_СтраныМира`` and ``Catalog_ВидыКонтактнойИнформации`` (seeded on first start, see ``schema.SEED``),
-``Catalog_ДоговорыКонтрагентов``, ``Catalog_Номенклатура``, ``Document_РеализацияТоваровУслуг`` (tabular part
-``Услуги``), ``Document_СчетФактураВыданный``, ``Document_ПоступлениеНаРасчетныйСчет``,
+Published sets (``schema.CONFIGURATION``), all shaped as in a real Бухгалтерия предприятия 3.0 base (see
+``schema`` for the source of each shape): ``Catalog_Контрагенты`` (country reference, ``КонтактнаяИнформация``,
+hierarchy, string lengths), ``Catalog_ДоговорыКонтрагентов`` (organisation, settlement currency, contract kind),
+``Catalog_Номенклатура`` (unit of measure by reference), ``Document_РеализацияТоваровУслуг`` (tabular part
+``Услуги``, the VAT rate an enumeration value per row), ``Document_СчетФактураВыданный`` (a basis of a composite
+type: ``ДокументОснование`` + ``ДокументОснование_Type``), ``Document_ПоступлениеНаРасчетныйСчет`` (tabular part
+``РасшифровкаПлатежа``), and the catalogs a base holds from the start, seeded on first start (``schema.SEED``):
+``Catalog_СтраныМира``, ``Catalog_ВидыКонтактнойИнформации``, ``Catalog_Валюты``,
+``Catalog_КлассификаторЕдиницИзмерения``, ``Catalog_Организации``, ``ChartOfAccounts_Хозрасчетный``;
 ``ExchangePlan_Ledgerlink`` (node ``BILLING`` is created on first start). What a write does (unknown properties
-ignored, long strings cut, unique codes, ``If-Match`` honoured or, with ``honour_if_match=False``, ignored):
-see ``infobase``.
+ignored, long strings cut, unique codes, enumeration values checked, ``If-Match`` honoured or, with
+``honour_if_match=False``, ignored) and what posting checks: see ``infobase``.
 
 Wire rules: JSON when asked (``$format=json`` or ``Accept: application/json``), Atom otherwise, as a real
 publication answers (guide §17.4.3; ``atom``); ``$metadata`` is XML and ``/$count`` a bare number either way.
-``Edm.Int64`` travels as a string, dates as ``2026-01-31T00:00:00`` (no zone), numbers (``Edm.Double``, as
-real bases type them) as a JSON number with their exact decimal text (``1200.50``), empty references as the
-zero guid, empty dates as ``0001-01-01T00:00:00``. Objects carry ``<Nav>@navigationLinkUrl`` beside each
-reference, as 1C writes them; rows of a tabular part carry the document's ``Ref_Key`` and ``LineNumber``. Errors: ``{"odata.error": {"code":
-"9", "message": {"lang": "ru", "value": "..."}}}`` in JSON, ``<m:error>`` otherwise (codes in ``errors``).
+``Edm.Int64`` travels as a string, dates as ``2026-01-31T00:00:00`` (no zone), numbers (``Edm.Double``, as real
+bases type them) as a JSON number with their exact decimal text (``1200.50``), empty references as the zero guid,
+empty dates as ``0001-01-01T00:00:00``, an empty composite attribute as ``""`` with ``<Name>_Type``
+``StandardODATA.Undefined``, an enumeration value as its name (``"НДС22"``). Objects carry
+``<Nav>@navigationLinkUrl`` beside each reference, as 1C writes them; rows of a tabular part carry the document's
+``Ref_Key`` and ``LineNumber``. Errors: ``{"odata.error": {"code": "9", "message": {"lang": "ru", "value":
+"..."}}}`` in JSON, ``<m:error>`` otherwise (codes in ``errors``).
 Query options, filter functions and navigation paths: ``odata`` and ``filters``. The web server in front (URL
 limits, an HTML login page): ``server``.
 

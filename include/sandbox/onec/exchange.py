@@ -27,16 +27,23 @@ Every object carries ``<Ссылка>`` (its Ref_Key guid), directly or inside `
 properties are looked up the same way (see ``ED_TYPES`` for the element -> property map). A reference is an
 element holding ``<Ссылка>`` and, optionally, the referenced object's own properties: the object is created
 from them when it does not exist yet and left as it is when it does (EnterpriseData's "find by key
-properties, else create"). The main objects are upserts by Ref. ``<Проведен>true</Проведен>`` on a document
-posts it (with the posting checks; a failure rejects the whole file), ``false`` unposts it. Example::
+properties, else create"). Objects a base holds from its classifiers or its own setup (currency, unit of
+measure, organisation) are found by their key property instead (``<Валюта><Код>643</Код></Валюта>``, the
+organisation by ``<ИНН>``; see ``EDType.lookups``); one not found rejects the file. The main objects are
+upserts by Ref. ``<Проведен>true</Проведен>`` on a document posts it (with the posting checks; a failure
+rejects the whole file), ``false`` unposts it. Example::
 
     <Документ.РеализацияТоваровУслуг>
       <КлючевыеСвойства><Ссылка>guid</Ссылка><Дата>2026-01-31T00:00:00</Дата><Номер>INV-1</Номер></КлючевыеСвойства>
+      <ВидОперации>Услуги</ВидОперации><Организация><ИНН>7701452833</ИНН></Организация>
       <Контрагент><Ссылка>guid</Ссылка><Наименование>ООО Ромашка</Наименование><ИНН>7701234567</ИНН></Контрагент>
-      <Договор><Ссылка>guid</Ссылка><Наименование>Договор 1</Наименование>
+      <Договор><Ссылка>guid</Ссылка><Наименование>Договор 1</Наименование><ВидДоговора>СПокупателем</ВидДоговора>
+        <Организация><ИНН>7701452833</ИНН></Организация><ВалютаВзаиморасчетов><Код>643</Код></ВалютаВзаиморасчетов>
         <Владелец><Ссылка>counterparty guid</Ссылка></Владелец></Договор>
-      <Валюта>RUB</Валюта><Сумма>1220.00</Сумма><Проведен>true</Проведен>
-      <Услуги><Строка><Номенклатура><Ссылка>guid</Ссылка><Наименование>Связь</Наименование></Номенклатура>
+      <Валюта><Код>643</Код></Валюта><Сумма>1220.00</Сумма><СуммаВключаетНДС>true</СуммаВключаетНДС>
+      <Проведен>true</Проведен>
+      <Услуги><Строка><Номенклатура><Ссылка>guid</Ссылка><Наименование>Связь</Наименование>
+          <ЕдиницаИзмерения><Код>876</Код></ЕдиницаИзмерения></Номенклатура>
         <Содержание>...</Содержание><Количество>1</Количество><Цена>1000.00</Цена><Сумма>1000.00</Сумма>
         <СтавкаНДС>НДС22</СтавкаНДС><СуммаНДС>220.00</СуммаНДС></Строка></Услуги>
     </Документ.РеализацияТоваровУслуг>
@@ -75,7 +82,8 @@ from lxml import etree
 from . import schema
 from .errors import ODataError
 from .infobase import Infobase
-from .schema import CONTRACTS, COUNTERPARTIES, EXCHANGE_PLAN, PRODUCTS, SALES
+from .schema import CONTRACTS, COUNTERPARTIES, CURRENCIES, EXCHANGE_PLAN, ORGANISATIONS, PRODUCTS, SALES, UNITS
+from .values import comparable
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +108,13 @@ class EDType:
     fields: dict[str, str]  # ED element -> OData property
     references: dict[str, tuple[str, str]] = field(default_factory=dict)  # ED element -> (property, ED type)
     tables: dict[str, tuple[str, "EDType"]] = field(default_factory=dict)  # ED element -> (part, row type)
+    # ED element -> (property, entity set, the set's property matched, the element's key property): an object the
+    # base already holds, found by its code (``<Валюта><Код>643</Код></Валюта>``, or the bare ``<Валюта>643</Валюта>``)
+    lookups: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
 
 
+CURRENCY_BY_CODE = (CURRENCIES, "Code", "Код")
+ORGANISATION_BY_INN = (ORGANISATIONS, "ИНН", "ИНН")
 ED_TYPES: dict[str, EDType] = {
     "Справочник.Контрагенты": EDType(COUNTERPARTIES, {
         "Наименование": "Description", "НаименованиеПолное": "НаименованиеПолное", "ИНН": "ИНН", "КПП": "КПП",
@@ -109,20 +122,25 @@ ED_TYPES: dict[str, EDType] = {
         "РегистрационныйНомер": "РегистрационныйНомер", "Комментарий": "Комментарий",
     }),
     "Справочник.Номенклатура": EDType(PRODUCTS, {
-        "Наименование": "Description", "НаименованиеПолное": "НаименованиеПолное",
-        "ЕдиницаИзмерения": "ЕдиницаИзмерения", "СтавкаНДС": "СтавкаНДС", "Услуга": "Услуга",
-    }),
+        "Наименование": "Description", "НаименованиеПолное": "НаименованиеПолное", "Артикул": "Артикул",
+        "Услуга": "Услуга", "ВидСтавкиНДС": "ВидСтавкиНДС",
+    }, lookups={"ЕдиницаИзмерения": ("ЕдиницаИзмерения_Key", UNITS, "Code", "Код")}),
     "Справочник.ДоговорыКонтрагентов": EDType(CONTRACTS, {
-        "Наименование": "Description", "Номер": "Номер", "Дата": "Дата",
-        "ВалютаВзаиморасчетов": "ВалютаВзаиморасчетов", "ВидДоговора": "ВидДоговора", "Комментарий": "Комментарий",
-    }, references={"Владелец": ("Owner_Key", "Справочник.Контрагенты")}),
+        "Наименование": "Description", "Номер": "Номер", "Дата": "Дата", "ВидДоговора": "ВидДоговора",
+        "Комментарий": "Комментарий",
+    }, references={"Владелец": ("Owner_Key", "Справочник.Контрагенты")}, lookups={
+        "ВалютаВзаиморасчетов": ("ВалютаВзаиморасчетов_Key", *CURRENCY_BY_CODE),
+        "Организация": ("Организация_Key", *ORGANISATION_BY_INN),
+    }),
 }
 ED_TYPES["Документ.РеализацияТоваровУслуг"] = EDType(SALES, {
-    "Номер": "Number", "Дата": "Date", "Валюта": "ВалютаДокумента", "Сумма": "СуммаДокумента",
-    "Комментарий": "Комментарий",
+    "Номер": "Number", "Дата": "Date", "ВидОперации": "ВидОперации", "Сумма": "СуммаДокумента",
+    "СуммаВключаетНДС": "СуммаВключаетНДС", "Комментарий": "Комментарий",
 }, references={
     "Контрагент": ("Контрагент_Key", "Справочник.Контрагенты"),
     "Договор": ("ДоговорКонтрагента_Key", "Справочник.ДоговорыКонтрагентов"),
+}, lookups={
+    "Валюта": ("ВалютаДокумента_Key", *CURRENCY_BY_CODE), "Организация": ("Организация_Key", *ORGANISATION_BY_INN),
 }, tables={"Услуги": ("Услуги", EDType(None, {
     "Содержание": "Содержание", "Количество": "Количество", "Цена": "Цена", "Сумма": "Сумма",
     "СтавкаНДС": "СтавкаНДС", "СуммаНДС": "СуммаНДС",
@@ -318,6 +336,10 @@ class FileExchange:
             if len(nested) > 1:  # more than Ссылка: enough to create the object if it is missing
                 operations.append(_Operation("ensure", target.entity_set, nested))
             payload[prop] = nested["Ref_Key"]
+        for element, (prop, set_name, match, key) in ed_type.lookups.items():
+            child = _child(elem, element)
+            if child is not None:
+                payload[prop] = self._lookup(child, set_name, match, key)
         entity_set = self.infobase.entity_sets[ed_type.entity_set] if ed_type.entity_set else None
         for element, (part_name, row_type) in ed_type.tables.items():
             table = _child(elem, element)
@@ -327,6 +349,18 @@ class FileExchange:
             payload[part_name] = [self._payload(row, row_type, row_fields, operations)
                                   for row in table if _local(row.tag) == "Строка"]
         return payload
+
+    def _lookup(self, elem: Element, set_name: str, match: str, key: str) -> str:
+        """The Ref_Key of the object of ``set_name`` whose ``match`` is the element's key property (or its text)."""
+        key_el = _child(elem, key)
+        wanted = ((key_el.text if key_el is not None else elem.text) or "").strip()
+        if not wanted:
+            raise ExchangeFileError(f"{_local(elem.tag)} has no <{key}>")
+        found = [r["Ref_Key"] for r in self.infobase.all(set_name)
+                 if comparable(schema.STRING, r[match]) == comparable(schema.STRING, wanted)]
+        if not found:
+            raise ExchangeFileError(f"{_local(elem.tag)}: no {set_name} with {match} {wanted!r} in the base")
+        return found[0]
 
     @staticmethod
     def _ref(elem: Element, where: str) -> str:

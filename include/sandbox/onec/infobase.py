@@ -14,8 +14,20 @@ What a write does, as 1C does it (developer guide ch. 17.4 and the platform's ow
   error (HTTP 500, ``odata.error`` code ``-1``, the platform's message ``Значение поля "Код" не уникально``).
 * ``If-Match`` on PATCH/PUT/DELETE is compared with ``DataVersion`` (412 on mismatch), as the guide says;
   ``honour_if_match=False`` makes the base ignore the header, as one public client reports of real bases.
-* ``SEED`` items (countries, predefined contact information kinds) are created on first start, without
-  registering them for exchange: they are the base's own, not a change anyone made.
+* An enumeration attribute takes one of its enumeration's values or empty (``schema.ENUMERATIONS``); any other
+  value is refused as a business error (HTTP 500, code ``-1``): the stand-in's reading, the real answer to an
+  unknown enumeration value was not found in public sources.
+* A composite attribute travels as ``<Name>`` (the object's guid, or empty) plus ``<Name>_Type``
+  (``StandardODATA.<Set>`` of one of its allowed sets, or ``StandardODATA.Undefined`` when empty); a guid without
+  its type, or a type the attribute does not allow, is a bad value (400).
+* Posting runs the configuration's filling check (``EntitySet.required``: e.g. a sale needs Организация,
+  Контрагент and ДоговорКонтрагента, and every ``Услуги`` row its Номенклатура, the message 1C writes being
+  ``Поле "Организация" не заполнено``), then checks that references (plain and composite) exist and are not
+  marked for deletion, and that each contract belongs to the counterparty and the organisation and is of a kind
+  the document takes (``EntitySet.contract_kinds``). A failure is a business error naming every problem.
+* ``SEED`` items (countries, predefined contact information kinds, currencies, units, the organisation, the
+  predefined accounts) are created on first start, without registering them for exchange: they are the base's
+  own, not a change anyone made.
 """
 from __future__ import annotations
 
@@ -26,9 +38,9 @@ from . import schema
 from .errors import (
     BUSINESS, KEY_EXISTS, NOT_FOUND, NOT_SUPPORTED, UNKNOWN_RESOURCE, ODataError, bad_request, business, not_found,
 )
-from .schema import EXCHANGE_PLAN, SCHEMA, EntitySet, TabularPart
+from .schema import EXCHANGE_PLAN, SCHEMA, EntitySet, Field, TabularPart
 from .store import Change, Store
-from .values import DEFAULTS, EMPTY_DATE, EMPTY_GUID, comparable, fit, parse_guid, to_storage
+from .values import EMPTY_DATE, EMPTY_GUID, comparable, fit, parse_guid, to_storage
 
 READ_ONLY = {"Ref_Key", "DataVersion", "Predefined", "PredefinedDataName"}
 DEFAULT_NODES = ("BILLING",)
@@ -78,11 +90,11 @@ class Infobase:
         if entity_set is None:
             return record
         for name, field in entity_set.fields.items():
-            record.setdefault(name, DEFAULTS[field.edm])
+            record.setdefault(name, field.empty)
         for name, part in entity_set.tabular_parts.items():
             for row in record.setdefault(name, []):
                 for row_field, spec in part.fields.items():
-                    row.setdefault(row_field, DEFAULTS[spec.edm])
+                    row.setdefault(row_field, spec.empty)
         return record
 
     # writes
@@ -161,22 +173,41 @@ class Infobase:
             return self._set_posted(entity_set, self.require(set_name, ref_key), False, origin)
 
     def posting_problems(self, entity_set: EntitySet, record: dict) -> list[str]:
-        """Why this document cannot be posted: deletion mark, missing or deleted references, foreign contract."""
+        """Why this document cannot be posted: deletion mark, the filling check, missing or deleted references,
+        a contract of another counterparty or organisation or of a kind the document does not take."""
         problems = []
         if record["DeletionMark"]:
             problems.append("документ помечен на удаление")
-        if "Контрагент_Key" in entity_set.fields and record["Контрагент_Key"] == EMPTY_GUID:
-            problems.append("не заполнен Контрагент")
+        problems += [f'Поле "{_label(name)}" не заполнено' for name in entity_set.required
+                     if _is_empty(entity_set.fields[name], record[name])]
         problems += self._reference_problems(entity_set.fields.values(), record, "")
+        contracts = [record.get("ДоговорКонтрагента_Key", EMPTY_GUID)]
         for part in entity_set.tabular_parts.values():
             for row in record.get(part.name, []):
-                problems += self._reference_problems(
-                    part.fields.values(), row, f"{part.name}, строка {row['LineNumber']}: "
-                )
-        contract_key = record.get("ДоговорКонтрагента_Key", EMPTY_GUID)
-        contract = self.store.get(schema.CONTRACTS, contract_key) if contract_key != EMPTY_GUID else None
-        if contract and contract["Owner_Key"] != record.get("Контрагент_Key"):
-            problems.append(f"договор {contract['Description'] or contract['Номер']} не принадлежит контрагенту")
+                where = f"{part.name}, строка {row['LineNumber']}: "
+                problems += [f'{where}поле "{_label(name)}" не заполнено' for name in part.required
+                             if _is_empty(part.fields[name], row[name])]
+                problems += self._reference_problems(part.fields.values(), row, where)
+                contracts.append(row.get("ДоговорКонтрагента_Key", EMPTY_GUID))
+        for contract_key in dict.fromkeys(k for k in contracts if k != EMPTY_GUID):
+            contract = self.store.get(schema.CONTRACTS, contract_key)
+            if contract is not None:
+                problems += self._contract_problems(entity_set, record, contract)
+        return problems
+
+    @staticmethod
+    def _contract_problems(entity_set: EntitySet, record: dict, contract: dict) -> list[str]:
+        name = contract["Description"] or contract["Номер"] or contract["Ref_Key"]
+        problems = []
+        if contract["Owner_Key"] != record.get("Контрагент_Key"):
+            problems.append(f"договор {name} не принадлежит контрагенту")
+        organisation = record.get("Организация_Key", EMPTY_GUID)
+        if organisation != EMPTY_GUID and contract.get("Организация_Key", EMPTY_GUID) != organisation:
+            problems.append(f"договор {name} заключен от имени другой организации")
+        kind = contract.get("ВидДоговора", "")
+        if entity_set.contract_kinds and kind not in entity_set.contract_kinds:
+            problems.append(f"вид договора {name} ({kind or 'не указан'}) не подходит для документа: нужен "
+                            + " или ".join(entity_set.contract_kinds))
         return problems
 
     # exchange plan
@@ -235,16 +266,23 @@ class Infobase:
         return record
 
     def _reference_problems(self, fields, record: dict, where: str) -> list[str]:
+        """References, plain or composite, to objects that do not exist or are marked for deletion."""
         problems = []
         for field in fields:
-            value = record.get(field.name, EMPTY_GUID)
-            if not field.target or value == EMPTY_GUID:
+            if field.target:
+                target_set, value, label = field.target, record.get(field.name, EMPTY_GUID), field.navigation
+            elif field.types:
+                target_set = record.get(f"{field.name}_Type", "").removeprefix(schema.TYPE_PREFIX)
+                value, label = record.get(field.name, ""), field.name
+            else:
                 continue
-            target = self.store.get(field.target, value)
+            if not value or value == EMPTY_GUID or target_set not in self.entity_sets:
+                continue
+            target = self.store.get(target_set, value)
             if target is None:
-                problems.append(f"{where}{field.navigation}: объект не найден ({value})")
+                problems.append(f"{where}{label}: объект не найден ({value})")
             elif target["DeletionMark"]:
-                problems.append(f"{where}{field.navigation} помечен на удаление ({value})")
+                problems.append(f"{where}{label} помечен на удаление ({value})")
         return problems
 
     @staticmethod
@@ -256,7 +294,7 @@ class Infobase:
 
     @staticmethod
     def _defaults(entity_set: EntitySet) -> dict:
-        record = {name: DEFAULTS[field.edm] for name, field in entity_set.fields.items()}
+        record = {name: field.empty for name, field in entity_set.fields.items()}
         record.update({name: [] for name in entity_set.tabular_parts})
         return record
 
@@ -268,10 +306,11 @@ class Infobase:
             if name in READ_ONLY or (name == "Posted" and not allow_posted):
                 continue  # Posted changes only through Post/Unpost
             if name in entity_set.fields:
-                field = entity_set.fields[name]
-                record[name] = fit(to_storage(field.edm, value, name), field.max_length)
+                record[name] = _stored(entity_set.fields[name], value, name)
             elif name in entity_set.tabular_parts:
                 record[name] = self._rows(entity_set.tabular_parts[name], value)
+        for name, field in entity_set.composites.items():
+            _check_composite(field, record, name)
 
     @staticmethod
     def _rows(part: TabularPart, rows) -> list[dict]:
@@ -280,11 +319,12 @@ class Infobase:
             raise bad_request(f"Табличная часть {part.name} должна быть массивом объектов")
         stored = []
         for number, row in enumerate(rows, start=1):
-            record = {name: DEFAULTS[field.edm] for name, field in part.fields.items()}
+            record = {name: field.empty for name, field in part.fields.items()}
             for name, value in row.items():
                 if name in part.fields and name != "LineNumber":
-                    field = part.fields[name]
-                    record[name] = fit(to_storage(field.edm, value, f"{part.name}.{name}"), field.max_length)
+                    record[name] = _stored(part.fields[name], value, f"{part.name}.{name}")
+            for name, field in [(n, f) for n, f in part.fields.items() if f.types]:
+                _check_composite(field, record, f"{part.name}.{name}")
             record["LineNumber"] = str(number)
             stored.append(record)
         return stored
@@ -312,10 +352,11 @@ class Infobase:
 
     def _seed(self, seed: dict[str, dict]) -> None:
         """Create the configuration's initial items that are missing (see ``schema.SEED``)."""
+        keys: dict[str, dict[str, str]] = {}  # per set: match value -> Ref_Key, for ``parent`` and ``refs``
         for set_name, spec in seed.items():
             entity_set = self.entity_set(set_name)
             match = spec["match"]
-            have = {record[match]: record["Ref_Key"] for record in self.store.all(set_name)}
+            have = keys[set_name] = {record[match]: record["Ref_Key"] for record in self.store.all(set_name)}
             for item in spec["items"]:
                 if item[match] in have:
                     continue
@@ -326,6 +367,8 @@ class Infobase:
                         record[name] = value
                 if "parent" in item:
                     record["Parent_Key"] = have[item["parent"]]
+                for name, (target, natural) in item.get("refs", {}).items():
+                    record[name] = keys[target][natural]
                 self._fill_numbering(entity_set, record)
                 record["DataVersion"] = self.store.new_data_version()
                 self.store.insert(set_name, record)
@@ -349,3 +392,39 @@ class Infobase:
         nodes = [node["Ref_Key"] for node in self.store.all(EXCHANGE_PLAN) if node["Ref_Key"] != origin]
         self.store.register_change(nodes, entity_set.name, record["Ref_Key"], record["DataVersion"],
                                    record["DeletionMark"], deleted)
+
+
+def _label(name: str) -> str:
+    """An attribute as 1C names it in a message (``Организация_Key`` -> ``Организация``)."""
+    return name.removesuffix("_Key")
+
+
+def _is_empty(field: Field, value) -> bool:
+    return value in ("", None, EMPTY_GUID, EMPTY_DATE) or (field.edm in schema.NUMBERS and float(value) == 0)
+
+
+def _stored(field: Field, value, name: str):
+    """A wire value as stored: type-checked, an enumeration value checked, a string cut to its length."""
+    stored = fit(to_storage(field.edm, value, name), field.max_length)
+    if field.enum and stored != "" and stored not in schema.ENUMERATIONS[field.enum]:
+        raise business(f"Значение {stored!r} не является значением перечисления {field.enum} (реквизит {name}); "
+                       f"допустимые значения: {', '.join(schema.ENUMERATIONS[field.enum])}")
+    if field.types and stored:
+        try:
+            stored = parse_guid(stored)
+        except ValueError as e:
+            raise bad_request(f"Неверное значение свойства {name} (ссылка составного типа): {e}") from e
+    return stored
+
+
+def _check_composite(field: Field, record: dict, name: str) -> None:
+    """A composite attribute's value and its ``_Type`` must agree (``schema.composite``)."""
+    value, type_name = record[field.name], record[f"{field.name}_Type"]
+    allowed = [schema.TYPE_PREFIX + t for t in field.types]
+    if type_name != schema.UNDEFINED_TYPE and type_name not in allowed:
+        raise bad_request(f"Неверное значение свойства {name}_Type: {type_name!r}; допустимы "
+                          f"{', '.join(allowed)} или {schema.UNDEFINED_TYPE}")
+    if value and type_name == schema.UNDEFINED_TYPE:
+        raise bad_request(f"Для значения свойства {name} составного типа не указан его тип ({name}_Type)")
+    if not value and type_name != schema.UNDEFINED_TYPE:
+        record[f"{field.name}_Type"] = schema.UNDEFINED_TYPE  # an empty value has no type

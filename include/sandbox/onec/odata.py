@@ -378,7 +378,8 @@ class ODataService:
     def _select_expand(self, request: ODataRequest,
                        entity_set: EntitySet) -> tuple[set[str] | None, set[str], list[str]]:
         allowed = list(entity_set.fields) + list(entity_set.tabular_parts) + list(entity_set.references)
-        select, presentations = self._select(request, allowed, entity_set.references)
+        # A reference's presentation is named after its navigation property, a composite's after the attribute.
+        select, presentations = self._select(request, allowed, {**entity_set.references, **entity_set.composites})
         expand = [n.strip() for n in (request.option("$expand") or "").split(",") if n.strip()]
         for nav in expand:
             if nav not in entity_set.references:
@@ -421,6 +422,10 @@ class ODataService:
                 out[name] = to_wire(field.edm, record[name])
             if field.target and field.navigation in presentations:
                 out[field.navigation + PRESENTATION] = self.presentation(field.target, record[name])
+            elif field.types and name in presentations:
+                target = record[f"{name}_Type"].removeprefix(schema.TYPE_PREFIX)
+                shown = self.presentation(target, record[name]) if target in self.infobase.entity_sets else ""
+                out[name + PRESENTATION] = shown
         for name, part in entity_set.tabular_parts.items():
             if select is None or name in select:
                 out[name] = [{"Ref_Key": record["Ref_Key"],
@@ -437,11 +442,14 @@ class ODataService:
         return out
 
     def presentation(self, set_name: str, ref_key: str) -> str:
-        """How 1C shows a reference: a catalog item by its Description, a document as "<kind> <Number> от <Date>"."""
+        """How 1C shows a reference: a catalog item by its Description, an account by its Code, a document as
+        "<kind> <Number> от <Date>"."""
         target = self.infobase.get(set_name, ref_key) if ref_key and ref_key != EMPTY_GUID else None
         if target is None:
             return ""
         entity_set = self.infobase.entity_set(set_name)
+        if entity_set.kind == "ChartOfAccounts":
+            return target.get("Code", "")
         if not entity_set.is_document:
             return target.get("Description", "")
         date = datetime.fromisoformat(target["Date"])

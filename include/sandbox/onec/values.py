@@ -17,12 +17,8 @@ from decimal import Decimal, InvalidOperation
 from . import schema
 from .errors import bad_request
 
-EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
-EMPTY_DATE = "0001-01-01T00:00:00"
-DEFAULTS = {
-    schema.STRING: "", schema.BOOLEAN: False, schema.DECIMAL: "0", schema.DOUBLE: "0", schema.INT64: "0",
-    schema.DATETIME: EMPTY_DATE, schema.GUID: EMPTY_GUID,
-}
+EMPTY_GUID, EMPTY_DATE = schema.EMPTY_GUID, schema.EMPTY_DATE
+DEFAULTS = schema.EMPTY_VALUES  # by Edm type; a field's own empty value is ``Field.empty``
 _DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?$")
 
 

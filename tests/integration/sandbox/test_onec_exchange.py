@@ -47,21 +47,33 @@ def message(message_no: int, body: str, sender: str = "BILLING", confirmation: b
             f"{header}</Header><Body>{body}</Body></Message>").encode("utf-8")
 
 
-def sale(amount: str = "1220.00", posted: str = "true", counterparty_name: str = "ООО Ромашка") -> str:
+OUR_INN = "7701452833"  # the organisation the stand-in's base holds from the start
+
+
+def sale(amount: str = "1220.00", posted: str = "true", counterparty_name: str = "ООО Ромашка",
+         currency: str = "643", rate: str = "НДС22") -> str:
     return f"""
     <Документ.РеализацияТоваровУслуг>
       <КлючевыеСвойства><Ссылка>{DOC}</Ссылка><Дата>2026-01-31T00:00:00</Дата><Номер>INV-1</Номер></КлючевыеСвойства>
+      <ВидОперации>Услуги</ВидОперации><Организация><ИНН>{OUR_INN}</ИНН></Организация>
       <Контрагент><Ссылка>{ROMASHKA}</Ссылка><Наименование>{counterparty_name}</Наименование></Контрагент>
       <Договор><Ссылка>{CONTRACT}</Ссылка><Наименование>Договор 1</Наименование>
+        <ВидДоговора>СПокупателем</ВидДоговора><Организация><ИНН>{OUR_INN}</ИНН></Организация>
+        <ВалютаВзаиморасчетов><Код>{currency}</Код></ВалютаВзаиморасчетов>
         <Владелец><Ссылка>{ROMASHKA}</Ссылка></Владелец></Договор>
-      <Валюта>RUB</Валюта><Сумма>{amount}</Сумма><Проведен>{posted}</Проведен>
+      <Валюта><Код>{currency}</Код></Валюта><Сумма>{amount}</Сумма><СуммаВключаетНДС>true</СуммаВключаетНДС>
+      <Проведен>{posted}</Проведен>
       <Услуги>
         <Строка><Номенклатура><Ссылка>{PRODUCT}</Ссылка><Наименование>Связь</Наименование>
-          <Услуга>true</Услуга></Номенклатура>
+          <Услуга>true</Услуга><ЕдиницаИзмерения><Код>876</Код></ЕдиницаИзмерения></Номенклатура>
           <Содержание>Конференц-связь, январь</Содержание><Количество>1</Количество><Цена>1000.00</Цена>
-          <Сумма>1000.00</Сумма><СтавкаНДС>НДС22</СтавкаНДС><СуммаНДС>220.00</СуммаНДС></Строка>
+          <Сумма>1000.00</Сумма><СтавкаНДС>{rate}</СтавкаНДС><СуммаНДС>220.00</СуммаНДС></Строка>
       </Услуги>
     </Документ.РеализацияТоваровУслуг>"""
+
+
+def seeded(server, entity_set: str, code: str) -> str:
+    return next(r["Ref_Key"] for r in dump(server, entity_set) if r["Code"] == code)
 
 
 def counterparty_xml(name: str = "ООО Ромашка", inn: str = "7701234567") -> str:
@@ -89,7 +101,16 @@ def test_a_message_is_applied_moved_and_acknowledged(onec, tmp_path):
     assert document["Posted"] is True and document["Number"] == "INV-1"
     assert str(document["СуммаДокумента"]) == "1220.00" and document["ДоговорКонтрагента_Key"] == CONTRACT
     assert document["Услуги"][0]["Номенклатура_Key"] == PRODUCT and str(document["Услуги"][0]["СуммаНДС"]) == "220.00"
-    assert dump(onec, "Catalog_Номенклатура")[0]["Услуга"] is True  # created from the reference's key properties
+    assert document["Услуги"][0]["СтавкаНДС"] == "НДС22" and document["СуммаВключаетНДС"] is True
+    rubles = seeded(onec, "Catalog_Валюты", "643")
+    assert document["ВалютаДокумента_Key"] == rubles and document["ВидОперации"] == "Услуги"
+    assert document["Организация_Key"] == dump(onec, "Catalog_Организации")[0]["Ref_Key"]
+    # Created from the references' key properties: the item with its unit, the contract with its currency.
+    [item] = dump(onec, "Catalog_Номенклатура")
+    assert item["Услуга"] is True
+    assert item["ЕдиницаИзмерения_Key"] == seeded(onec, "Catalog_КлассификаторЕдиницИзмерения", "876")
+    [contract] = dump(onec, "Catalog_ДоговорыКонтрагентов")
+    assert (contract["ВидДоговора"], contract["ВалютаВзаиморасчетов_Key"]) == ("СПокупателем", rubles)
 
     ack = SafeET.parse(exchange / "out" / "Message_1C_BILLING.xml").getroot()
     header = {el.tag.split("}")[1]: el.text for el in ack.find(f"{{{ED}}}Header")}
@@ -124,6 +145,8 @@ def test_a_message_number_already_received_is_acknowledged_again_not_reapplied(o
     (message(1, "<Справочник.Контрагенты><Наименование>без ссылки</Наименование></Справочник.Контрагенты>"),
      "Ссылка"),
     (message(1, sale(amount="много")), "СуммаДокумента"),
+    (message(1, sale(currency="999")), "no Catalog_Валюты with Code '999'"),
+    (message(1, sale(rate="НДС99")), "СтавкиНДС"),
     (b'<Message><Header><ExchangePlan>Ledgerlink</ExchangePlan><From>BILLING</From><To>1C</To>'
      b"<MessageNo>1</MessageNo></Header><Body/></Message>", "EnterpriseData"),
 ])

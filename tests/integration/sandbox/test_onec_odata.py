@@ -16,6 +16,9 @@ from tests.support.sandbox_http import serving
 USERS = {"ledgerlink": "secret"}
 COUNTERPARTIES = "Catalog_Контрагенты"
 COUNTRIES = "Catalog_СтраныМира"
+ORGANISATIONS = "Catalog_Организации"
+CURRENCIES = "Catalog_Валюты"
+UNITS = "Catalog_КлассификаторЕдиницИзмерения"
 CONTRACTS = "Catalog_ДоговорыКонтрагентов"
 PRODUCTS = "Catalog_Номенклатура"
 SALES = "Document_РеализацияТоваровУслуг"
@@ -86,6 +89,34 @@ def counterparty(api: Api, name: str = "ООО Ромашка", **fields) -> dic
     return api.create(COUNTERPARTIES, Description=name, **{**defaults, **fields})
 
 
+def seeded(api: Api, entity_set: str, code: str, field: str = "Code") -> str:
+    """The Ref_Key of an item the base holds from the start (currency, unit, organisation) by its code."""
+    [row] = api.rows(entity_set, **{"$filter": f"{field} eq '{code}'"})
+    return row["Ref_Key"]
+
+
+def organisation(api: Api) -> str:
+    """The base's own organisation (the seeded one)."""
+    [row] = api.rows(ORGANISATIONS)
+    return row["Ref_Key"]
+
+
+def contract(api: Api, owner: str, name: str = "Основной договор", kind: str = "СПокупателем", **fields) -> dict:
+    """A contract of the counterparty ``owner`` with the base's organisation, in rubles."""
+    defaults = {"Организация_Key": organisation(api), "ВидДоговора": kind,
+                "ВалютаВзаиморасчетов_Key": seeded(api, CURRENCIES, "643")}
+    return api.create(CONTRACTS, Description=name, Owner_Key=owner, **{**defaults, **fields})
+
+
+def sale(api: Api, buyer: str, **fields) -> dict:
+    """A sale the configuration lets post: organisation, counterparty and a contract of the buyer."""
+    defaults = {"ВидОперации": "Услуги", "Организация_Key": organisation(api), "Контрагент_Key": buyer,
+                "ВалютаДокумента_Key": seeded(api, CURRENCIES, "643")}
+    if "ДоговорКонтрагента_Key" not in fields:
+        defaults["ДоговорКонтрагента_Key"] = contract(api, buyer)["Ref_Key"]
+    return api.create(SALES, **{**defaults, **fields})
+
+
 # service, metadata, auth, format
 def test_metadata_is_csdl_generated_from_the_schema_table(api):
     response = api("GET", "$metadata")
@@ -103,7 +134,8 @@ def test_metadata_is_csdl_generated_from_the_schema_table(api):
     assert types[CONTRACTS]["Owner_Key"] == "Edm.Guid"
     navigation = {n.get("Name") for t in root.iter(f"{edm}EntityType") if t.get("Name") == SALES
                   for n in t.iter(f"{edm}NavigationProperty")}
-    assert navigation == {"Контрагент", "ДоговорКонтрагента"}
+    assert navigation == {"Организация", "Контрагент", "ДоговорКонтрагента", "ВалютаДокумента",
+                          "СчетУчетаРасчетовСКонтрагентом", "СчетУчетаРасчетовПоАвансам"}
 
 
 def test_missing_or_wrong_credentials_get_401_with_basic_challenge(onec):
@@ -221,7 +253,7 @@ def test_if_match_with_a_stale_data_version_is_412(api):
 
 def test_data_version_changes_on_every_write(api, onec):
     versions = []
-    document = api.create(SALES, Контрагент_Key=counterparty(api)["Ref_Key"])
+    document = sale(api, counterparty(api)["Ref_Key"])
     versions.append(document["DataVersion"])
     path = f"{SALES}(guid'{document['Ref_Key']}')"
     versions.append(api("PATCH", path, json={"Комментарий": "x"}).json()["DataVersion"])
@@ -270,12 +302,10 @@ def dataset(api):
     gamma = counterparty(api, "Гамма")
     api("PATCH", f"{COUNTERPARTIES}(guid'{obrien['Ref_Key']}')", json={"DeletionMark": True})
     docs = [
-        api.create(SALES, Number="D-1", Date="2026-01-15T00:00:00", Контрагент_Key=alpha["Ref_Key"],
-                   СуммаДокумента=100),
+        sale(api, alpha["Ref_Key"], Number="D-1", Date="2026-01-15T00:00:00", СуммаДокумента=100),
         api.create(SALES, Number="D-2", Date="2026-01-31T00:00:00", Контрагент_Key=alpha["Ref_Key"],
-                   СуммаДокумента="1200.50"),
-        api.create(SALES, Number="D-3", Date="2026-02-10T12:30:00", Контрагент_Key=gamma["Ref_Key"],
-                   СуммаДокумента=5000),
+                   СуммаДокумента="1200.50"),  # no contract: not postable
+        sale(api, gamma["Ref_Key"], Number="D-3", Date="2026-02-10T12:30:00", СуммаДокумента=5000),
     ]
     assert api("POST", f"{SALES}(guid'{docs[2]['Ref_Key']}')/Post").status_code == 200
     return {"alpha": alpha, "obrien": obrien, "gamma": gamma, "docs": docs}
@@ -371,7 +401,7 @@ def test_select_top_skip_orderby_and_counts(api, dataset):
 
 def test_expand_embeds_the_referenced_objects(api, dataset):
     contract = api.create(CONTRACTS, Description="Договор 1", Owner_Key=dataset["alpha"]["Ref_Key"],
-                          ВалютаВзаиморасчетов="RUB")
+                          ВалютаВзаиморасчетов_Key=seeded(api, CURRENCIES, "643"))
     doc = dataset["docs"][0]
     api("PATCH", f"{SALES}(guid'{doc['Ref_Key']}')", json={"ДоговорКонтрагента_Key": contract["Ref_Key"]})
     rows = api.rows(SALES, **{"$filter": "Number eq 'D-1'", "$expand": "Контрагент,ДоговорКонтрагента"})
@@ -404,26 +434,40 @@ def test_post_and_unpost_actions(api, dataset):
 
 
 def test_posting_failures_are_500_code_minus_1(api, dataset):
-    # The counterparty does not exist.
-    ghost = api.create(SALES, Контрагент_Key=str(uuid.uuid4()))
-    # The counterparty is marked for deletion.
-    deleted = api.create(SALES, Контрагент_Key=dataset["obrien"]["Ref_Key"])
-    # No counterparty at all.
-    empty = api.create(RECEIPTS, СуммаДокумента=10)
-    # The contract belongs to another counterparty.
-    contract = api.create(CONTRACTS, Description="чужой", Owner_Key=dataset["gamma"]["Ref_Key"])
-    foreign = api.create(SALES, Контрагент_Key=dataset["alpha"]["Ref_Key"], ДоговорКонтрагента_Key=contract["Ref_Key"])
-    # The basis document is missing.
-    invoice = api.create(VAT_INVOICES, Контрагент_Key=dataset["alpha"]["Ref_Key"],
-                         ДокументОснование_Key=str(uuid.uuid4()))
-    for entity_set, doc in ((SALES, ghost), (SALES, deleted), (RECEIPTS, empty), (SALES, foreign),
-                            (VAT_INVOICES, invoice)):
+    alpha, gamma = dataset["alpha"]["Ref_Key"], dataset["gamma"]["Ref_Key"]
+    ghost_key = str(uuid.uuid4())
+    cases = {
+        # The counterparty does not exist.
+        "Контрагент: объект не найден": sale(api, ghost_key, ДоговорКонтрагента_Key=contract(api, alpha)["Ref_Key"]),
+        # The counterparty is marked for deletion.
+        "Контрагент помечен на удаление": sale(api, dataset["obrien"]["Ref_Key"]),
+        # The configuration's filling check: no organisation, no counterparty, no contract.
+        'Поле "Организация" не заполнено': api.create(SALES, Контрагент_Key=alpha),
+        'Поле "ДоговорКонтрагента" не заполнено': api.create(SALES, Организация_Key=organisation(api),
+                                                             Контрагент_Key=alpha),
+        # A row without its item.
+        'Услуги, строка 1: поле "Номенклатура" не заполнено': sale(api, alpha, Услуги=[{"Содержание": "x"}]),
+        # The contract belongs to another counterparty.
+        "не принадлежит контрагенту": sale(api, alpha, ДоговорКонтрагента_Key=contract(api, gamma)["Ref_Key"]),
+        # A purchase contract under a sale.
+        "вид договора": sale(api, alpha, ДоговорКонтрагента_Key=contract(api, alpha, kind="СПоставщиком")["Ref_Key"]),
+    }
+    receipt = api.create(RECEIPTS, СуммаДокумента=10, Организация_Key=organisation(api), РасшифровкаПлатежа=[
+        {"СуммаПлатежа": 10}])
+    invoice = api.create(VAT_INVOICES, Организация_Key=organisation(api), Контрагент_Key=alpha,
+                         ДокументОснование=str(uuid.uuid4()), ДокументОснование_Type=f"StandardODATA.{SALES}")
+    failures = [(SALES, doc, why) for why, doc in cases.items()] + [
+        (RECEIPTS, receipt, 'Поле "Контрагент" не заполнено'),
+        (RECEIPTS, receipt, 'РасшифровкаПлатежа, строка 1: поле "ДоговорКонтрагента" не заполнено'),
+        (VAT_INVOICES, invoice, "ДокументОснование: объект не найден")]
+    for entity_set, doc, why in failures:
         response = api("POST", f"{entity_set}(guid'{doc['Ref_Key']}')/Post")
         assert response.status_code == 500 and error_code(response) == "-1", (entity_set, response.text)
+        assert why in response.json()["odata.error"]["message"]["value"], (why, response.text)
         assert api.get(entity_set, doc["Ref_Key"])["Posted"] is False
-    good = api.create(VAT_INVOICES, Контрагент_Key=dataset["alpha"]["Ref_Key"],
-                      ДокументОснование_Key=dataset["docs"][0]["Ref_Key"], СуммаДокумента="120.00",
-                      СуммаНДС="20.00")
+    good = api.create(VAT_INVOICES, Организация_Key=organisation(api), Контрагент_Key=alpha,
+                      ДокументОснование=dataset["docs"][0]["Ref_Key"], ДокументОснование_Type=f"StandardODATA.{SALES}",
+                      СуммаДокумента="120.00", СуммаНДСДокумента="20.00")
     assert api("POST", f"{VAT_INVOICES}(guid'{good['Ref_Key']}')/Post").status_code == 200
 
 
@@ -575,7 +619,7 @@ def test_change_functions_check_their_arguments(api):
 
 
 def test_every_write_kind_registers_a_change(api, onec):
-    doc = api.create(SALES, Контрагент_Key=counterparty(api)["Ref_Key"])
+    doc = sale(api, counterparty(api)["Ref_Key"])
     select(api, 1)
     notify(api, 1)
     api("POST", f"{SALES}(guid'{doc['Ref_Key']}')/Post")

@@ -11,7 +11,7 @@ import requests
 
 from sandbox.onec.server import make_server
 from tests.integration.sandbox.test_onec_odata import (
-    COUNTERPARTIES, SALES, USERS, Api, counterparty, error_code,
+    COUNTERPARTIES, SALES, USERS, Api, counterparty, error_code, sale,
 )
 from tests.support.sandbox_http import serving
 
@@ -68,12 +68,15 @@ def test_a_collection_without_a_format_is_an_atom_feed_with_exact_values(api, on
     rows = values["Услуги"].findall(f"{D}element")
     assert [(r.find(f"{D}LineNumber").text, r.find(f"{D}Сумма").text) for r in rows] == [("1", "1200.50")]
     related = {link.get("title") for link in entry.findall(f"{ATOM}link") if "related" in link.get("rel")}
-    assert related == {"Контрагент", "ДоговорКонтрагента"}
+    assert related == {"Организация", "Контрагент", "ДоговорКонтрагента", "ВалютаДокумента",
+                       "СчетУчетаРасчетовСКонтрагентом", "СчетУчетаРасчетовПоАвансам"}
 
 
 def test_an_object_an_expansion_rows_and_an_error_in_atom(api, onec):
     buyer = counterparty(api, "Альфа")
-    document = api.create(SALES, Контрагент_Key=buyer["Ref_Key"], Услуги=[{"Содержание": "a"}])
+    document = sale(api, buyer["Ref_Key"], Услуги=[{"Содержание": "a"}])
+    api.session.patch(api.root + f"{SALES}(guid'{document['Ref_Key']}')", json={"Услуги": [
+        {"Содержание": "a", "Номенклатура_Key": api.create("Catalog_Номенклатура", Description="Связь")["Ref_Key"]}]})
     single = plain_get(onec, f"{SALES}(guid'{document['Ref_Key']}')", **{"$expand": "Контрагент"})
     assert single.headers["Content-Type"].startswith("application/atom+xml;type=entry")
     entry = SafeET.fromstring(single.content)
@@ -149,7 +152,8 @@ def test_presentations_named_keys_and_select_double_star(api, dataset):
     everything = api.rows(SALES, **{"$select": "**", "$filter": "Number eq 'D-4'"})[0]
     assert everything["Контрагент_Presentation"] == "" and everything["ДоговорКонтрагента_Presentation"] == ""
     assert everything["Number"] == "D-4" and "Услуги" in everything
-    invoice = api.create("Document_СчетФактураВыданный", ДокументОснование_Key=doc["Ref_Key"])
+    invoice = api.create("Document_СчетФактураВыданный", ДокументОснование=doc["Ref_Key"],
+                         ДокументОснование_Type=f"StandardODATA.{SALES}")
     basis = api.get("Document_СчетФактураВыданный", invoice["Ref_Key"])
     assert "ДокументОснование_Presentation" not in basis  # only when asked
     shown = api.rows("Document_СчетФактураВыданный", **{"$select": "ДокументОснование_Presentation"})[0]
