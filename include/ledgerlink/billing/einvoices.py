@@ -26,8 +26,10 @@ def _credits_column(engine: sa.Engine) -> str:
 
 
 def read_einvoice_headers(engine: sa.Engine, issued_from: str, country: str = "TR") -> pd.DataFrame:
-    """One row per invoice issued on or after ``issued_from`` to a customer in ``country`` (cancelled ones
-    excluded), with its customer and its lines' sums beside billing's own totals, for the gate to compare."""
+    """One row per invoice issued on or after ``issued_from`` to a customer in ``country``, with its customer and
+    its lines' sums beside billing's own totals, for the gate to compare. Cancelled invoices are left out, and
+    drafts: a draft (the usage rating's, rewritten each night until month-end issues it) is not yet an invoice,
+    and one registered at GİB could never change again."""
     sql = f"""
         SELECT i.invoice_id, i.customer_id, i.issue_date, i.period_start, i.period_end, i.currency, i.net_minor,
                i.vat_minor, i.gross_minor, i.status, i.updated_at, {_credits_column(engine)} AS credits_invoice_id,
@@ -38,7 +40,7 @@ def read_einvoice_headers(engine: sa.Engine, issued_from: str, country: str = "T
                COALESCE(SUM(CASE WHEN l.net_minor > 0 OR l.vat_minor > 0 THEN 1 ELSE 0 END), 0) AS positive_lines
           FROM invoices i JOIN customers c ON c.customer_id = i.customer_id
           LEFT JOIN invoice_lines l ON l.invoice_id = i.invoice_id
-         WHERE c.country = :country AND i.issue_date >= :issued_from AND i.status <> 'cancelled'
+         WHERE c.country = :country AND i.issue_date >= :issued_from AND i.status NOT IN ('cancelled', 'draft')
          GROUP BY i.invoice_id, i.customer_id, i.issue_date, i.period_start, i.period_end, i.currency, i.net_minor,
                   i.vat_minor, i.gross_minor, i.status, i.updated_at, credits_invoice_id, c.legal_name, c.country,
                   c.entity_kind, c.tax_id, c.address, c.city
