@@ -11,23 +11,13 @@ import requests
 
 from ledgerlink.errors import AuthenticationFailed, TerminalError, TransientError
 from ledgerlink.onec.client import NotODataJSON, ODataClient, URLTooLong
-from sandbox.onec.server import make_server
+from tests.support.onec_standin import onec, start  # noqa: F401 - fixtures
 from tests.support.sandbox_http import serving
 
-USERS = {"ledgerlink": "secret"}
 COUNTERPARTIES = "Catalog_Контрагенты"
 SALES = "Document_РеализацияТоваровУслуг"
 
 
-def start(tmp_path, **options):
-    return make_server("127.0.0.1", 0, db_path=tmp_path / "onec.sqlite", users=USERS, base="/demo",
-                       exchange_poll_seconds=None, **options)
-
-
-@pytest.fixture
-def onec(tmp_path):
-    with serving(start(tmp_path)) as server:
-        yield server
 
 
 def client_for(server, password: str = "secret", **options) -> ODataClient:

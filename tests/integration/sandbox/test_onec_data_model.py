@@ -7,12 +7,10 @@ import uuid
 
 import defusedxml.ElementTree as SafeET
 import pytest
-import requests
 
-from sandbox.onec.server import make_server
+from tests.support.onec_standin import Api, start
 from tests.support.sandbox_http import serving
 
-USERS = {"ledgerlink": "secret"}
 COUNTERPARTIES = "Catalog_Контрагенты"
 COUNTRIES = "Catalog_СтраныМира"
 KINDS = "Catalog_ВидыКонтактнойИнформации"
@@ -20,38 +18,6 @@ SALES = "Document_РеализацияТоваровУслуг"
 EDM = "{http://schemas.microsoft.com/ado/2009/11/edm}"
 
 
-def start(tmp_path, **options):
-    return make_server("127.0.0.1", 0, db_path=tmp_path / "onec.sqlite", users=USERS, base="/demo",
-                       exchange_poll_seconds=None, **options)
-
-
-class Api:
-    def __init__(self, server):
-        self.root = server.url + "/demo/odata/standard.odata/"
-        self.session = requests.Session()
-        self.session.auth = ("ledgerlink", "secret")
-        self.session.headers["Accept"] = "application/json"
-
-    def __call__(self, method: str, path: str, **kw) -> requests.Response:
-        return self.session.request(method, self.root + path, timeout=5, **kw)
-
-    def create(self, entity_set: str, **fields) -> dict:
-        response = self("POST", entity_set, json=fields)
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    def patch(self, entity_set: str, ref_key: str, headers: dict | None = None, **fields) -> requests.Response:
-        return self("PATCH", f"{entity_set}(guid'{ref_key}')", json=fields, headers=headers or {})
-
-    def get(self, entity_set: str, ref_key: str) -> dict:
-        response = self("GET", f"{entity_set}(guid'{ref_key}')")
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def rows(self, entity_set: str, **params) -> list[dict]:
-        response = self("GET", entity_set, params=params)
-        assert response.status_code == 200, response.text
-        return response.json()["value"]
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import defusedxml.ElementTree as SafeET
 import pytest
 import requests
 
-from sandbox.onec.server import make_server
 from tests.integration.sandbox.test_onec_odata import (
-    CONTRACTS, COUNTERPARTIES, CURRENCIES, ORGANISATIONS, PRODUCTS, RECEIPTS, SALES, UNITS, USERS, VAT_INVOICES, Api,
+    CONTRACTS, COUNTERPARTIES, CURRENCIES, ORGANISATIONS, PRODUCTS, RECEIPTS, SALES, UNITS, VAT_INVOICES,
     contract, counterparty, error_code, organisation, sale, seeded,
 )
+from tests.support.onec_standin import Api, api, onec, start  # noqa: F401 - fixtures
 from tests.support.sandbox_http import serving
 
 EDM = "{http://schemas.microsoft.com/ado/2009/11/edm}"
@@ -25,22 +25,7 @@ SEEDED = {CURRENCIES: {"643", "949", "840", "978"}, UNITS: {"796", "876", "355"}
           ACCOUNTS: {"51", "62.01", "62.02"}}
 
 
-def start(tmp_path):
-    return make_server("127.0.0.1", 0, db_path=tmp_path / "onec.sqlite", users=USERS, base="/demo",
-                       exchange_poll_seconds=None)
 
-
-@pytest.fixture
-def onec(tmp_path):
-    with serving(start(tmp_path)) as server:
-        yield server
-
-
-@pytest.fixture
-def api(onec):
-    client = Api(onec)
-    yield client
-    client.session.close()
 
 
 def service_item(api: Api, name: str = "Конференц-связь") -> dict:

@@ -9,10 +9,10 @@ import defusedxml.ElementTree as SafeET
 import pytest
 import requests
 
-from sandbox.onec.server import make_server
 from tests.integration.sandbox.test_onec_odata import (
-    COUNTERPARTIES, SALES, USERS, Api, counterparty, error_code, sale,
+    COUNTERPARTIES, SALES, counterparty, error_code, sale,
 )
+from tests.support.onec_standin import Api, api, onec, start  # noqa: F401 - fixtures
 from tests.support.sandbox_http import serving
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -21,22 +21,7 @@ D = "{http://schemas.microsoft.com/ado/2007/08/dataservices}"
 EDM = "{http://schemas.microsoft.com/ado/2009/11/edm}"
 
 
-def start(tmp_path, **options):
-    return make_server("127.0.0.1", 0, db_path=tmp_path / "onec.sqlite", users=USERS, base="/demo",
-                       exchange_poll_seconds=None, **options)
 
-
-@pytest.fixture
-def onec(tmp_path):
-    with serving(start(tmp_path)) as server:
-        yield server
-
-
-@pytest.fixture
-def api(onec):
-    client = Api(onec)
-    yield client
-    client.session.close()
 
 
 def plain_get(onec, path: str, **params) -> requests.Response:
