@@ -23,18 +23,29 @@ def _steps(flow_id: str):
     return importlib.import_module(FLOW_MODULES[flow_id]).STEPS
 
 
+def _ledger_dag(dag_id: str, *, schedule: str, doc_md: str, tags: list[str], closes_run: bool = True,
+                catchup: bool = False):
+    """The DAG decorator every Ledgerlink DAG shares: one run at a time, Ledgerlink's retries, and (``closes_run``)
+    a failure callback on the tasks and the run that closes the run in the ledger with its status and reason (a
+    run that failed, was blocked or was killed never stays 'running'). Companions that hold no run of their own
+    (the e-invoice status poll and summary) pass ``closes_run=False``."""
+    if not closes_run:
+        return dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=catchup, max_active_runs=1,
+                   default_args=DEFAULT_ARGS, tags=tags, doc_md=doc_md)
+    on_failure = close_run_on_failure(dag_id)
+    return dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=catchup, max_active_runs=1,
+               default_args={**DEFAULT_ARGS, "on_failure_callback": on_failure}, on_failure_callback=on_failure,
+               tags=tags, doc_md=doc_md)
+
+
 def exchange_dag(flow_id: str, *, produces: Asset, doc_md: str = ""):
     """Build the DAG of one exchange from its exchange-map entry. ``produces`` is the Asset its load task
     updates; ``doc_md`` is the DAG file's own prose, shown after what the map says."""
     if flow_id not in FLOW_MODULES:
         raise KeyError(f"flow {flow_id!r} has no module in ledgerlink.flows.FLOW_MODULES")
     spec = spec_of(flow_id)
-    # A task that fails for good, or a run that fails (a task killed, a timeout), closes the run in the ledger.
-    on_failure = close_run_on_failure(flow_id)
 
-    @dag(dag_id=flow_id, schedule=spec.schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
-         default_args={**DEFAULT_ARGS, "on_failure_callback": on_failure}, on_failure_callback=on_failure,
-         tags=spec.tags, doc_md=spec.doc_md(doc_md))
+    @_ledger_dag(flow_id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags)
     def exchange():
         @task
         @fail_fast_on_terminal
@@ -62,18 +73,6 @@ def exchange_dag(flow_id: str, *, produces: Asset, doc_md: str = ""):
 
 
 # e-invoices (issue 22): one DAG that dispatches, one that polls statuses, one that sums up the day ----------------
-def _einvoice_dag(dag_id: str, *, schedule: str, doc_md: str, tags: list[str], closes_run: bool = False):
-    """The DAG decorator the e-invoice DAGs share; the dispatch DAG's failure callback closes its run in the
-    ledger (the companions hold no run)."""
-    if not closes_run:
-        return dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
-                   default_args=DEFAULT_ARGS, tags=tags, doc_md=doc_md)
-    on_failure = close_run_on_failure(dag_id)
-    return dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
-               default_args={**DEFAULT_ARGS, "on_failure_callback": on_failure}, on_failure_callback=on_failure,
-               tags=tags, doc_md=doc_md)
-
-
 def einvoice_dispatch_dag(*, produces: Asset, doc_md: str = ""):
     """``billing_einvoices``: extract → gate → number → send via each integrator (in its pool) → the failovers →
     reconcile and report. The map gives schedule and tags; the routing file gives the integrators and pools."""
@@ -91,7 +90,7 @@ def einvoice_dispatch_dag(*, produces: Asset, doc_md: str = ""):
 
         return RunState.from_xcom(data)
 
-    @_einvoice_dag(spec.id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, closes_run=True)
+    @_ledger_dag(spec.id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags)
     def dispatch():
         @task
         @fail_fast_on_terminal
@@ -151,7 +150,8 @@ def einvoice_status_dag(dag_id: str, *, schedule: str, doc_md: str):
 
     routing = load_routing()
 
-    @_einvoice_dag(dag_id, schedule=schedule, doc_md=doc_md, tags=["ledgerlink", "billing_einvoices", "invoice"])
+    @_ledger_dag(dag_id, schedule=schedule, doc_md=doc_md, tags=["ledgerlink", "billing_einvoices", "invoice"],
+                 closes_run=False)
     def statuses():
         for name in sorted(routing.integrators):
             @task(task_id=f"poll_{name}", pool=routing.integrators[name].pool)
@@ -170,7 +170,8 @@ def einvoice_status_dag(dag_id: str, *, schedule: str, doc_md: str):
 def einvoice_summary_dag(dag_id: str, *, schedule: str, doc_md: str):
     """Finance's daily e-invoice summary (log and workbook)."""
 
-    @_einvoice_dag(dag_id, schedule=schedule, doc_md=doc_md, tags=["ledgerlink", "billing_einvoices", "invoice"])
+    @_ledger_dag(dag_id, schedule=schedule, doc_md=doc_md, tags=["ledgerlink", "billing_einvoices", "invoice"],
+                 closes_run=False)
     def summary():
         @task
         @fail_fast_on_terminal
@@ -195,12 +196,9 @@ def file_intake_dag(flow_id: str, *, landed: Asset, produces: Asset, file_patter
     from airflow.providers.sftp.sensors.sftp import SFTPSensor
 
     spec = spec_of(flow_id)
-    on_failure = close_run_on_failure(flow_id)
     conn_id = _system_connection(spec.source)
 
-    @dag(dag_id=flow_id, schedule=spec.schedule, start_date=START_DATE, catchup=False, max_active_runs=1,
-         default_args={**DEFAULT_ARGS, "on_failure_callback": on_failure}, on_failure_callback=on_failure,
-         tags=spec.tags, doc_md=spec.doc_md(doc_md))
+    @_ledger_dag(flow_id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags)
     def intake():
         # A quiet day is not a failure: after six hours without a file the run ends skipped and the next one waits.
         wait = SFTPSensor(task_id="wait_for_files", sftp_conn_id=conn_id, deferrable=True, poke_interval=60,
@@ -221,11 +219,8 @@ def rating_dag(flow_id: str, *, consumes: Asset, produces: Asset, month_end: boo
     """The DAG of a rating in billing: nightly (the periods that received usage) or at month-end (the period the
     run's data interval closes, rated and issued; with catch-up, so a month missed is closed later)."""
     spec = spec_of(flow_id)
-    on_failure = close_run_on_failure(flow_id)
 
-    @dag(dag_id=flow_id, schedule=spec.schedule, start_date=START_DATE, catchup=month_end, max_active_runs=1,
-         default_args={**DEFAULT_ARGS, "on_failure_callback": on_failure}, on_failure_callback=on_failure,
-         tags=spec.tags, doc_md=spec.doc_md(doc_md))
+    @_ledger_dag(flow_id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, catchup=month_end)
     def rating():
         @task(inlets=[consumes], outlets=[produces])
         @fail_fast_on_terminal
