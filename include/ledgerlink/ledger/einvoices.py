@@ -17,7 +17,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from ledgerlink.ledger.models import Base, _chunks, utcnow
+from ledgerlink.ledger.models import Base, _chunks, serial_id, utcnow
 
 # Where an invoice stands: numbered (never sent), in flight or in doubt (sent, answer unknown), queued at GİB
 # (1000), then final: accepted (1300) or rejected (GİB or the integrator refused it; the number stays used).
@@ -67,8 +67,7 @@ class EInvoice(Base):
 
 class EInvoiceAttempt(Base):
     __tablename__ = "einvoice_attempts"
-    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                                            autoincrement=True)
+    id: orm.Mapped[int] = serial_id()
     invoice_id: orm.Mapped[str] = orm.mapped_column(sa.String(200))
     integrator: orm.Mapped[str] = orm.mapped_column(sa.String(50))
     action: orm.Mapped[str] = orm.mapped_column(sa.String(10))  # send / status

@@ -37,6 +37,12 @@ class Base(orm.DeclarativeBase):
     pass
 
 
+def serial_id() -> orm.MappedColumn:
+    """A surrogate key: BIGINT on PostgreSQL (a table of lines outgrows int4), INTEGER on SQLite, whose INTEGER
+    PRIMARY KEY is the rowid and the only type it autoincrements."""
+    return orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True)
+
+
 class Run(Base):
     __tablename__ = "runs"
     run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250), primary_key=True)
@@ -49,8 +55,7 @@ class Run(Base):
 
 class Item(Base):
     __tablename__ = "items"
-    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                                            autoincrement=True)
+    id: orm.Mapped[int] = serial_id()
     run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250), index=True)
     flow: orm.Mapped[str] = orm.mapped_column(sa.String(100))
     target: orm.Mapped[str] = orm.mapped_column(sa.String(50))
@@ -91,8 +96,7 @@ class Chunk(Base):
     """
 
     __tablename__ = "chunks"
-    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                                            autoincrement=True)
+    id: orm.Mapped[int] = serial_id()
     run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250))
     flow: orm.Mapped[str] = orm.mapped_column(sa.String(100))
     target: orm.Mapped[str] = orm.mapped_column(sa.String(50))
@@ -158,8 +162,7 @@ class Watermark(Base):
 
 class QuarantinedRow(Base):
     __tablename__ = "quarantine"
-    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                                            autoincrement=True)
+    id: orm.Mapped[int] = serial_id()
     run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250), index=True)
     flow: orm.Mapped[str] = orm.mapped_column(sa.String(100))
     entity: orm.Mapped[str] = orm.mapped_column(sa.String(50))
@@ -171,8 +174,7 @@ class QuarantinedRow(Base):
 
 class Validation(Base):
     __tablename__ = "validations"
-    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                                            autoincrement=True)
+    id: orm.Mapped[int] = serial_id()
     run_id: orm.Mapped[str] = orm.mapped_column(sa.String(250), index=True)
     flow: orm.Mapped[str] = orm.mapped_column(sa.String(100))
     entity: orm.Mapped[str] = orm.mapped_column(sa.String(50))

@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from ledgerlink.ledger.models import Base, QuarantinedRow, utcnow
+from ledgerlink.ledger.models import Base, QuarantinedRow, serial_id, utcnow
 
 # What became of a file: its rows are in billing; a correction under the same name took its place; its content
 # was taken before under another name (nothing loaded); it could not be read or its gate blocked it (nothing
@@ -19,8 +19,7 @@ TAKEN = (LOADED, REPLACED)  # content already taken: the same bytes again are a 
 
 class UsageFile(Base):
     __tablename__ = "usage_files"
-    id: orm.Mapped[int] = orm.mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                                            autoincrement=True)
+    id: orm.Mapped[int] = serial_id()
     flow: orm.Mapped[str] = orm.mapped_column(sa.String(100))
     name: orm.Mapped[str] = orm.mapped_column(sa.String(255))
     sha256: orm.Mapped[str] = orm.mapped_column(sa.String(64))
