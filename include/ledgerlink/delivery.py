@@ -171,3 +171,63 @@ class ChunkDelivery:
         self.ledger.record_confirmed_lines(self.flow, chunk_id, still_acknowledged,
                                            [None] * len(still_acknowledged), [DELETE] * len(still_acknowledged))
         return len(still_acknowledged)
+
+
+class MessageDelivery:
+    """Many items in one numbered message, acknowledged later by that number: a file exchange with 1C (its
+    exchange plans), where the receiver's own message back says which of ours it has received (``ReceivedNo``).
+
+    The lifecycle, in order: :meth:`acknowledge_up_to` what the receiver confirmed (the items of every message
+    up to that number are acknowledged and the snapshot moves); :meth:`open` this message's changes (change
+    tracking against the snapshot puts what an earlier message carried without a confirmation among them again:
+    re-sent with the same content in the next message, never dropped); :meth:`send` them in message
+    :meth:`next_message_no` (the items are in flight, with that number, before the message leaves). An item that
+    was acknowledged is never in a later message unless its content changes.
+
+    ``outcomes`` counts the message's items as created (never acknowledged before) or updated (the target
+    acknowledged other content), ``resent`` those an earlier message carried unconfirmed."""
+
+    def __init__(self, ledger: Ledger, *, flow: str, run_id: str, target: str, entity: str):
+        self.ledger, self.flow, self.run_id, self.target, self.entity = ledger, flow, run_id, target, entity
+        self.outcomes: Counter = Counter({"created": 0, "updated": 0})
+        self.resent = 0
+        self._item_ids: dict[str, int] = {}
+
+    def acknowledge_up_to(self, received_no: int) -> int:
+        """The receiver has every message up to ``received_no``: acknowledge what they carried. Returns how many
+        items were acknowledged now (none when an answer is read twice)."""
+        return self.ledger.acknowledge_messages(self.flow, received_no)
+
+    def waiting_keys(self) -> list[str]:
+        """Items sent (or planned) and not acknowledged: the next message carries them again if they still
+        differ from what the target acknowledged."""
+        return self.ledger.open_keys(self.flow)
+
+    def next_message_no(self) -> int:
+        return self.ledger.last_message_no(self.flow) + 1
+
+    def open(self, changes: Sequence[PlannedChange]) -> list[PlannedChange]:
+        """Plan the message's changes (those not acknowledged with this content) and return them, in order.
+        Open items no longer among the changes (their content changed back to what the target acknowledged)
+        are closed as superseded."""
+        self.ledger.close_superseded(self.flow, {c.source_key for c in changes})
+        acknowledged = self.ledger.snapshot_hashes(self.flow, [c.source_key for c in changes])
+        waiting = set(self.ledger.open_keys(self.flow))
+        to_send = [c for c in changes if acknowledged.get(c.source_key) != c.content_hash]
+        for change in to_send:
+            self.outcomes[OUTCOME[change.operation]] += 1
+            self.resent += change.source_key in waiting
+        self._item_ids = self.ledger.plan(self.run_id, self.flow, self.target, self.entity, to_send)
+        return to_send
+
+    def send(self, message_no: int, changes: Sequence[PlannedChange], deliver: Callable[[], None]) -> None:
+        """Mark the changes in flight in message ``message_no``, then ``deliver`` it. A delivery that fails
+        leaves them open with the error (the next message carries them again) and raises."""
+        ids = [self._item_ids[c.source_key] for c in changes]
+        self.ledger.mark_sent(ids, message_no=message_no)
+        try:
+            deliver()
+        except Exception as e:
+            for item_id in ids:
+                self.ledger.record_failure(item_id, f"message {message_no}: {e}", terminal=False)
+            raise

@@ -30,6 +30,11 @@ class RunSummary:
     gate_report: str = ""
     workbook: str = ""
     held_back: list[dict] = field(default_factory=list)  # quarantined and rejected rows with reasons
+    # A message delivery (many records in one numbered message, confirmed later by number): what the message
+    # was, how many records the receiver has confirmed this run, and how many still wait for its answer.
+    message: str = ""
+    acknowledged: int | None = None
+    awaiting_acknowledgement: int | None = None
 
     def counts_add_up(self) -> bool:
         """Every change found ends as exactly one outcome."""
@@ -51,6 +56,11 @@ class RunSummary:
             f" + already in the target {self.already_in_target} + held back {self.quarantined}"
             f" + refused {self.rejected}" + ("" if self.counts_add_up() else "  (DO NOT ADD UP: some change is unaccounted for)"),
         ]
+        if self.message:
+            lines.append(f"message: {self.message}")
+        if self.acknowledged is not None:
+            lines.append(f"acknowledged: {self.acknowledged} (confirmed by the receiver this run) | awaiting "
+                         f"acknowledgement: {self.awaiting_acknowledgement or 0} | held back: {self.quarantined}")
         if self.totals:
             lines.append("money sent, per currency and VAT rate:")
             for row in self.totals:

@@ -237,3 +237,36 @@ def _system_connection(system: str) -> str:
     from ledgerlink.exchange_map import default_map
 
     return default_map().systems[system]["connection"]
+
+
+def message_exchange_dag(flow_id: str, *, produces: Asset, doc_md: str = ""):
+    """The DAG of a message exchange (issue 20's month-end file exchange with 1C): send the period's message
+    (1C's earlier answers read first) → wait for 1C's answer → reconcile and report. The period is the month
+    before the run's logical date; catch-up runs the months missed, in order, one at a time, and each message
+    carries what the earlier ones left unconfirmed."""
+    spec = spec_of(flow_id)
+    conn_id = _system_connection(spec.target)
+
+    def module():
+        return importlib.import_module(FLOW_MODULES[flow_id])
+
+    @_ledger_dag(flow_id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, catchup=True)
+    def exchange():
+        @task
+        @fail_fast_on_terminal
+        def send_message(logical_date=None) -> dict:
+            return module().send_task(current_run_id(), logical_date, conn_id)
+
+        @task(outlets=[produces])
+        @fail_fast_on_terminal
+        def await_acknowledgement(state: dict) -> dict:
+            return module().await_task(state, conn_id)
+
+        @task
+        @fail_fast_on_terminal
+        def reconcile_and_report(state: dict) -> dict:
+            return module().report_task(state)
+
+        reconcile_and_report(await_acknowledgement(send_message()))
+
+    return exchange()

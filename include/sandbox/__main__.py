@@ -146,7 +146,13 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
                                                 "extra": {**sftp_extra, "remote_root": "/bridge"}}),
         "AIRFLOW_CONN_ONEC_EXCHANGE_SFTP": json.dumps({"conn_type": "sftp", "host": "127.0.0.1", "port": sftp.port,
                                                        "login": "ledgerlink", "password": creds["sftp"],
-                                                       "extra": {**sftp_extra, "remote_root": "/onec"}}),
+                                                       # Our node and 1C's in its exchange plan, and the
+                                                       # organisation its base holds (schema.SEED).
+                                                       "extra": {**sftp_extra, "remote_root": "/onec",
+                                                                 "node": "BILLING", "peer": "1C",
+                                                                 "exchange_plan": "Ledgerlink",
+                                                                 "organisation_inn": "7701452833",
+                                                                 "ack_wait_seconds": 60}}),
         "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port,
                                                  "extra": {"disable_tls": True, "disable_ssl": True}}),
     }

@@ -21,6 +21,8 @@ FLOW_MODULES = {
     "bridge_usage_to_billing": "ledgerlink.flows.bridge_usage",
     "usage_rating_nightly": "ledgerlink.flows.usage_rating",
     "usage_rating_month_end": "ledgerlink.flows.usage_rating",
+    # A message exchange (ledgerlink.spine.message_exchange_dag): send_task, await_task, report_task.
+    "billing_invoices_to_onec_files": "ledgerlink.flows.invoices_to_onec_files",
 }
 
 

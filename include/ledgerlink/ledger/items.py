@@ -133,6 +133,37 @@ class Items(LedgerPart):
                     [{"b_id": item_id, "b_tk": target_key} for item_id, _, _, target_key, _ in chunk])
                 _move_snapshot(conn, flow_id, [(key, h, tk, op) for _, key, h, tk, op in chunk], now)
 
+    # messages: many items in one numbered message, acknowledged later by that number ------------------------
+    def last_message_no(self, flow: str) -> int:
+        """The highest message number any item of the flow was sent in (0 before the first message)."""
+        with self.engine.connect() as conn:
+            return int(conn.scalar(sa.select(sa.func.max(Item.message_no)).where(Item.flow == flow)) or 0)
+
+    def acknowledge_messages(self, flow: str, received_no: int) -> int:
+        """The receiver confirmed every message up to ``received_no``: the items still waiting in one of them are
+        acknowledged (and the snapshot moves with them). An item re-sent since in a later message waits for
+        that one: the receiver may not hold what the later message carries. Returns how many."""
+        with self.engine.connect() as conn:
+            waiting = [tuple(r) for r in conn.execute(
+                sa.select(Item.id, Item.source_key, Item.content_hash, Item.target_key, Item.operation).where(
+                    Item.flow == flow, Item.status == SENT, Item.message_no <= received_no))]
+        self.acknowledge(flow, waiting)
+        return len(waiting)
+
+    def awaiting_acknowledgement(self, flow: str) -> dict[int, int]:
+        """Message number -> items of the flow sent in it and not acknowledged yet."""
+        with self.engine.connect() as conn:
+            return {int(no): int(n) for no, n in conn.execute(
+                sa.select(Item.message_no, sa.func.count()).where(Item.flow == flow, Item.status == SENT,
+                                                                  Item.message_no.is_not(None))
+                .group_by(Item.message_no))}
+
+    def open_keys(self, flow: str) -> list[str]:
+        """Keys of the flow's open (planned or sent) items."""
+        with self.engine.connect() as conn:
+            return list(conn.scalars(sa.select(Item.source_key).where(Item.flow == flow,
+                                                                      Item.status.in_(OPEN_STATUSES))))
+
     def items(self, flow: str | None = None, run_id: str | None = None) -> list[dict]:
         query = sa.select(Item).order_by(Item.id)
         if flow:

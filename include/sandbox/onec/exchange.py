@@ -48,10 +48,16 @@ rejects the whole file), ``false`` unposts it. Example::
         <СтавкаНДС>НДС22</СтавкаНДС><СуммаНДС>220.00</СуммаНДС></Строка></Услуги>
     </Документ.РеализацияТоваровУслуг>
 
+``<ПометкаУдаления>true</ПометкаУдаления>`` marks a document for deletion (1C unposts it then); objects are
+never deleted by a message.
+
 A file applies whole or not at all. Applied: moved to ``processed/`` and acknowledged by
-``out/Message_<To>_<From>.xml`` (the incoming To/From; the ack's From is the incoming To): same header shape,
-in the EnterpriseData 1.8 namespace, with its own ``MessageNo`` and ``ReceivedNo`` = the MessageNo applied,
-and an empty Body. A message whose MessageNo is not above the node's ReceivedNo was applied before: it is
+``out/Message_<To>_<From>.xml`` (the incoming To/From; the ack's From is the incoming To), written as 1C's
+data-exchange subsystem (БСП) writes its messages: an unqualified ``Message`` declaring
+``xmlns:msg="http://www.1c.ru/SSL/Exchange/Message"``, ``msg:Header`` with ``msg:Format`` (EnterpriseData 1.8),
+``msg:CreationDate``, ``msg:Confirmation`` (``ExchangePlan``, ``To``, ``From``, its own ``MessageNo`` and
+``ReceivedNo`` = the MessageNo applied) and ``msg:AvailableVersion``, then an empty ``Body`` in the
+EnterpriseData namespace. A message whose MessageNo is not above the node's ReceivedNo was applied before: it is
 moved to ``processed/`` and acknowledged again, not re-applied. Rejected: moved to ``error/`` with
 ``<name>.error.txt`` beside it saying why.
 
@@ -89,6 +95,7 @@ log = logging.getLogger(__name__)
 
 ED_NAMESPACE = "http://v8.1c.ru/edi/edi_stnd/EnterpriseData/1.8"
 ED_NAMESPACE_PREFIX = "http://v8.1c.ru/edi/edi_stnd/EnterpriseData/1."
+MESSAGE_NAMESPACE = "http://www.1c.ru/SSL/Exchange/Message"  # БСП's message header
 FOLDERS = ("in", "out", "processed", "error")
 CSV_REGISTERS = {"counterparties": COUNTERPARTIES, "contracts": CONTRACTS, "nomenclature": PRODUCTS}
 CSV_ENCODINGS = {"utf-8": "utf-8-sig", "utf8": "utf-8-sig", "cp1251": "cp1251", "windows-1251": "cp1251",
@@ -135,7 +142,7 @@ ED_TYPES: dict[str, EDType] = {
 }
 ED_TYPES["Документ.РеализацияТоваровУслуг"] = EDType(SALES, {
     "Номер": "Number", "Дата": "Date", "ВидОперации": "ВидОперации", "Сумма": "СуммаДокумента",
-    "СуммаВключаетНДС": "СуммаВключаетНДС", "Комментарий": "Комментарий",
+    "СуммаВключаетНДС": "СуммаВключаетНДС", "Комментарий": "Комментарий", "ПометкаУдаления": "DeletionMark",
 }, references={
     "Контрагент": ("Контрагент_Key", "Справочник.Контрагенты"),
     "Договор": ("ДоговорКонтрагента_Key", "Справочник.ДоговорыКонтрагентов"),
@@ -401,17 +408,18 @@ class FileExchange:
         """``out/Message_<To>_<From>.xml`` confirming the message: ReceivedNo = its MessageNo."""
         sender_code, own_code = header["From"], header["To"]
         own_no = self.infobase.store.next_value(f"file_message_no:{sender_code}")
-        ns = ED_NAMESPACE
-        message = etree.Element(f"{{{ns}}}Message", nsmap={None: ns})
-        head = etree.SubElement(message, f"{{{ns}}}Header")
-        values = {
-            "Format": ED_NAMESPACE, "CreationDate": datetime.now().isoformat(timespec="seconds"),
-            "ExchangePlan": EXCHANGE_PLAN.split("_", 1)[1], "From": own_code, "To": sender_code,
-            "MessageNo": str(own_no), "ReceivedNo": str(header["MessageNo"]),
-        }
+        msg = MESSAGE_NAMESPACE
+        message = etree.Element("Message", nsmap={"msg": msg})
+        head = etree.SubElement(message, f"{{{msg}}}Header")
+        etree.SubElement(head, f"{{{msg}}}Format").text = ED_NAMESPACE
+        etree.SubElement(head, f"{{{msg}}}CreationDate").text = datetime.now().isoformat(timespec="seconds")
+        confirmation = etree.SubElement(head, f"{{{msg}}}Confirmation")
+        values = {"ExchangePlan": EXCHANGE_PLAN.split("_", 1)[1], "To": sender_code, "From": own_code,
+                  "MessageNo": str(own_no), "ReceivedNo": str(header["MessageNo"])}
         for key, value in values.items():
-            etree.SubElement(head, f"{{{ns}}}{key}").text = value
-        etree.SubElement(message, f"{{{ns}}}Body")
+            etree.SubElement(confirmation, f"{{{msg}}}{key}").text = value
+        etree.SubElement(head, f"{{{msg}}}AvailableVersion").text = ED_NAMESPACE.rsplit("/", 1)[1]
+        etree.SubElement(message, f"{{{ED_NAMESPACE}}}Body", nsmap={None: ED_NAMESPACE})
         target = self.root / "out" / f"Message_{own_code}_{sender_code}.xml"
         temporary = target.with_name(f".{target.name}.tmp")  # hidden until complete, then renamed
         temporary.write_bytes(etree.tostring(message, encoding="UTF-8", xml_declaration=True, pretty_print=True))

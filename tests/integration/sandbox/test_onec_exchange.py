@@ -113,8 +113,10 @@ def test_a_message_is_applied_moved_and_acknowledged(onec, tmp_path):
     assert (contract["ВидДоговора"], contract["ВалютаВзаиморасчетов_Key"]) == ("СПокупателем", rubles)
 
     ack = SafeET.parse(exchange / "out" / "Message_1C_BILLING.xml").getroot()
-    header = {el.tag.split("}")[1]: el.text for el in ack.find(f"{{{ED}}}Header")}
-    assert ack.tag == f"{{{ED}}}Message"
+    msg = "http://www.1c.ru/SSL/Exchange/Message"  # as 1C's БСП writes its messages
+    header = {el.tag.split("}")[1]: el.text for el in ack.find(f"{{{msg}}}Header").iter()}
+    assert ack.tag == "Message" and ack.find(f"{{{ED}}}Body") is not None
+    assert header["Format"] == ED and header["AvailableVersion"] == "1.8"
     assert header["From"] == "1C" and header["To"] == "BILLING" and header["ReceivedNo"] == "7"
     assert header["ExchangePlan"] == "Ledgerlink" and int(header["MessageNo"]) >= 1
     assert not [p for p in (exchange / "out").iterdir() if p.name.startswith(".")]
