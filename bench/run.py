@@ -533,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.usage import main as usage_main
 
         return usage_main(argv[1:])
+    if argv[:1] == ["onec_files"]:  # the opt-in month-end file exchange case (issue 20): bench/onec_files.py
+        from bench.onec_files import main as onec_files_main
+
+        return onec_files_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", choices=sorted(WORKERS))
     parser.add_argument("--config")

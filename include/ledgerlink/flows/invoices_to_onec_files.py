@@ -204,7 +204,8 @@ def send_period(run_id: str, period: str, billing, sftp, cfg: ExchangeSettings, 
     def upload() -> None:
         manifest = message_path.with_name(name + ".sha256")
         manifest.write_text(f"{digest}  {name}\n", encoding="ascii")
-        _ensure_folder(sftp, cfg.folder("registers"))
+        for folder in (cfg.root, cfg.folder("in"), cfg.folder("registers")):
+            _ensure_folder(sftp, folder)
         tuned_sftp_put(sftp, register_path, posixpath.join(cfg.folder("registers"), register_path.name))
         # The manifest lands first: 1C checks a message against the manifest beside it when it takes the message.
         tuned_sftp_put(sftp, manifest, posixpath.join(cfg.folder("in"), manifest.name))

@@ -27,6 +27,7 @@ re-sent in a later message carries the same bytes and hash.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Iterable, Iterator
@@ -39,7 +40,7 @@ from lxml import etree
 
 from ledgerlink.errors import BadFileError
 from ledgerlink.onec.counterparties import LEDGERLINK_NAMESPACE, RUSSIA
-from ledgerlink.onec.counterparties import ref_key as counterparty_ref
+from ledgerlink.onec.counterparties import ref_key as _counterparty_ref
 from ledgerlink.safexml import iterparse_xml, local_name, parse_xml
 
 MESSAGE_NS = "http://www.1c.ru/SSL/Exchange/Message"
@@ -62,15 +63,21 @@ QUANTITY = "#,##0.###"
 
 
 def document_ref(invoice_id: str) -> str:
+    """The sales document's Ref: uuid5 of billing's invoice key, the same on every run and machine."""
     return str(uuid.uuid5(LEDGERLINK_NAMESPACE, f"billing/invoice/{invoice_id}"))
 
 
+@functools.lru_cache(maxsize=65536)  # a month repeats its contracts and tariffs thousands of times
 def contract_ref(contract_id: str) -> str:
     return str(uuid.uuid5(LEDGERLINK_NAMESPACE, f"billing/contract/{contract_id}"))
 
 
+@functools.lru_cache(maxsize=4096)
 def nomenclature_ref(tariff_id: str) -> str:
     return str(uuid.uuid5(LEDGERLINK_NAMESPACE, f"billing/tariff/{tariff_id}"))
+
+
+counterparty_ref = functools.lru_cache(maxsize=65536)(_counterparty_ref)
 
 
 @dataclass(frozen=True)
