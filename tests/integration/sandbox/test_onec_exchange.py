@@ -125,6 +125,17 @@ def test_a_message_is_applied_moved_and_acknowledged(onec, tmp_path):
     assert requests.get(onec.url + "/_sandbox/onec/changes", timeout=5).json()["value"] == []
 
 
+def test_a_document_marked_for_deletion_is_unposted_and_kept(onec, tmp_path):
+    exchange = tmp_path / "exchange"
+    (exchange / "in" / "Message_BILLING_1C.xml").write_bytes(message(1, sale()))
+    assert [r["outcome"] for r in run(onec)] == ["applied"]
+    assert [(d["Posted"], d["DeletionMark"]) for d in dump(onec, SALES)] == [(True, False)]
+    cancelled = sale(posted="false").replace("<Проведен>", "<ПометкаУдаления>true</ПометкаУдаления><Проведен>")
+    (exchange / "in" / "Message_BILLING_1C.xml").write_bytes(message(2, cancelled))
+    assert [r["outcome"] for r in run(onec)] == ["applied"]
+    assert [(d["Ref_Key"], d["Posted"], d["DeletionMark"]) for d in dump(onec, SALES)] == [(DOC, False, True)]
+
+
 def test_a_message_number_already_received_is_acknowledged_again_not_reapplied(onec, tmp_path):
     inbox = tmp_path / "exchange" / "in"
     (inbox / "Message_BILLING_1C.xml").write_bytes(message(3, counterparty_xml()))
