@@ -246,6 +246,10 @@ def test_an_upload_killed_midway_never_shows_its_file_under_the_final_name(world
     assert 0 < partial.stat().st_size < len(data)
     assert world.one_c_takes_files() == [], "1C leaves a temporary name alone"
     assert world.dump(SALES) == []
+    flow.reconcile_and_report(world.answer(state), world.ledger)
+    again = world.send()  # the next run sends the documents again, whole, and clears the broken upload away
+    assert again["message_no"] == 2 and again["documents"] == state["documents"]
+    assert world.folder("in") == [again["message"], again["message"] + ".sha256"]
 
 
 BOMB = b"""<?xml version="1.0"?>

@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import logging
 import posixpath
+import re
 import stat
 import time
 from datetime import datetime, timezone
@@ -199,6 +200,8 @@ def send_period(run_id: str, period: str, billing, sftp, cfg: ExchangeSettings, 
                         for (c, r), (n, v, g) in sorted(totals.items())]}
     if not to_send:
         log.info("Nothing to send for %s: every closing document is acknowledged by 1C as billing holds it", period)
+        message_path.unlink(missing_ok=True)  # an empty message is never sent, and its number never taken
+        register_path.unlink(missing_ok=True)
         return state
 
     def upload() -> None:
@@ -206,6 +209,7 @@ def send_period(run_id: str, period: str, billing, sftp, cfg: ExchangeSettings, 
         manifest.write_text(f"{digest}  {name}\n", encoding="ascii")
         for folder in (cfg.root, cfg.folder("in"), cfg.folder("registers")):
             _ensure_folder(sftp, folder)
+        _remove_stale_partials(sftp, cfg)
         tuned_sftp_put(sftp, register_path, posixpath.join(cfg.folder("registers"), register_path.name))
         # The manifest lands first: 1C checks a message against the manifest beside it when it takes the message.
         tuned_sftp_put(sftp, manifest, posixpath.join(cfg.folder("in"), manifest.name))
@@ -216,6 +220,17 @@ def send_period(run_id: str, period: str, billing, sftp, cfg: ExchangeSettings, 
              message_no, posixpath.join(cfg.folder("in"), name), len(to_send), delivery.resent, size, digest)
     return {**state, "message_no": message_no, "message": name, "local_message": str(message_path),
             "sha256": digest, "bytes": size}
+
+
+def _remove_stale_partials(sftp, cfg: ExchangeSettings) -> None:
+    """Temporary files of our earlier uploads that never completed (the connection dropped): 1C never takes
+    them, and their documents are in this message under a new number."""
+    ours = re.compile(rf"^\.Message_{re.escape(cfg.node)}_{re.escape(cfg.peer)}_\d+\.xml(\.sha256)?\.part$")
+    for folder in (cfg.folder("in"), cfg.folder("registers")):
+        for name in sftp.listdir(folder):
+            if ours.match(name) or (folder.endswith("registers") and name.endswith(".register.xlsx.part")):
+                log.info("Removing %s/%s: an upload of ours that never completed", folder, name)
+                sftp.remove(posixpath.join(folder, name))
 
 
 def _ensure_folder(sftp, path: str) -> None:
