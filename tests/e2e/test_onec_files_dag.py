@@ -38,5 +38,7 @@ def test_the_previous_month_goes_to_1c_is_acknowledged_and_a_rerun_sends_nothing
 
     again = _run(world, "airflow", "dags", "test", DAG, "2026-12-02T07:00:00+00:00")
     assert "no message for 2026-11: nothing new or changed" in again
-    text = _run(world, "ledgerlink", "summary")
-    assert f"===== Ledgerlink: {DAG} =====" in text and "acknowledged:" in text
+    text = _run(world, "ledgerlink", "summary", "--check-targets", stdout_only=True)
+    ours = text.split(f"===== Ledgerlink: {DAG} =====")[1].split("=====")[0]
+    assert "acknowledged:" in ours and "check: 1C's answer confirms our messages up to 1" in ours
+    assert "waiting: they agree" in ours

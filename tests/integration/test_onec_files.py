@@ -309,3 +309,17 @@ def test_an_answer_of_another_exchange_plan_is_refused(world):
     drop_answer(world, answer_bytes(1, plan="ДругойОбмен"))
     with pytest.raises(BadFileError, match="ДругойОбмен"):
         world.answer(state)
+
+
+def test_the_live_check_reads_1cs_answer_through_the_airflow_connection(world, server, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_ONEC_EXCHANGE_SFTP", json.dumps({
+        "conn_type": "sftp", "host": server.host, "port": server.port, "login": server.user,
+        "extra": {"key_file": str(server.private_key_path), "look_for_keys": False, "host_key": server.host_key_line,
+                  "no_host_key_check": False, "remote_root": str(world.exchange), "organisation_inn": OUR_INN}}))
+    state = world.send()
+    world.one_c_takes_files()
+    text, agrees = flow.check_target(world.ledger)
+    assert not agrees and "confirms our messages up to 1" in text and "4 confirmed by 1C still wait" in text
+    flow.reconcile_and_report(world.answer(state), world.ledger)
+    text, agrees = flow.check_target(world.ledger)
+    assert agrees and "4 document(s) acknowledged, 0 waiting: they agree" in text

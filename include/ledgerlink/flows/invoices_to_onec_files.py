@@ -92,13 +92,29 @@ def _delivery(ledger: Ledger, run_id: str) -> MessageDelivery:
 def read_answers(sftp, cfg: ExchangeSettings, ledger: Ledger, delivery: MessageDelivery) -> dict:
     """Read every answer of 1C in ``out/`` and acknowledge what it confirms. Returns {"received_no": the highest
     ReceivedNo seen, "acknowledged": items acknowledged now, "answers": files read}."""
+    highest, acknowledged, files = 0, 0, []
+    for answer in answers_in(sftp, cfg):
+        acknowledged += delivery.acknowledge_up_to(answer.received_no)
+        highest = max(highest, answer.received_no)
+        files.append(answer.file)
+        current = int(ledger.watermark(SPEC.id, RECEIVED_NO) or 0)
+        if answer.message_no > current:
+            ledger.set_watermark(SPEC.id, RECEIVED_NO, str(answer.message_no))
+    if acknowledged:
+        log.info("1C confirmed our messages up to %s: %d document(s) acknowledged", highest, acknowledged)
+    return {"received_no": highest, "acknowledged": acknowledged, "answers": files}
+
+
+def answers_in(sftp, cfg: ExchangeSettings) -> list[ed.Answer]:
+    """1C's answers to us in ``out/``, each read through the safe parser and checked to be from 1C's node to ours
+    in our exchange plan (read only: nothing is acknowledged here)."""
     out = cfg.folder("out")
     prefix = f"Message_{cfg.peer}_{cfg.node}"
     try:
         entries = sftp.listdir_attr(out)
     except FileNotFoundError:
         entries = []
-    highest, acknowledged, files = 0, 0, []
+    answers = []
     for entry in sorted(entries, key=lambda e: e.filename):
         name = entry.filename
         if not (name.startswith(prefix) and name.endswith(".xml")) or not stat.S_ISREG(entry.st_mode or 0):
@@ -113,15 +129,8 @@ def read_answers(sftp, cfg: ExchangeSettings, ledger: Ledger, delivery: MessageD
             raise BadFileError(name, f"an answer of exchange plan {answer.exchange_plan!r} from {answer.sender!r} to "
                                      f"{answer.recipient!r}; expected {cfg.exchange_plan!r} from {cfg.peer!r} to "
                                      f"{cfg.node!r}", field="Header")
-        acknowledged += delivery.acknowledge_up_to(answer.received_no)
-        highest = max(highest, answer.received_no)
-        files.append(name)
-        current = int(ledger.watermark(SPEC.id, RECEIVED_NO) or 0)
-        if answer.message_no > current:
-            ledger.set_watermark(SPEC.id, RECEIVED_NO, str(answer.message_no))
-    if acknowledged:
-        log.info("1C confirmed our messages up to %s: %d document(s) acknowledged", highest, acknowledged)
-    return {"received_no": highest, "acknowledged": acknowledged, "answers": files}
+        answers.append(answer)
+    return answers
 
 
 # 2-3. the message ----------------------------------------------------------------------------------------------
@@ -320,6 +329,22 @@ def _connect(conn_id: str):
 
     hook = TunedSFTPHook(conn_id)
     return hook, ExchangeSettings.from_extra(hook.get_connection(conn_id).extra_dejson, conn_id)
+
+
+def check_target(ledger: Ledger, conn_id: str = CONN_ID) -> tuple[str, bool]:
+    """For ``ledgerlink summary --check-targets``: what 1C's answer in the exchange folder confirms now, beside
+    what the ledger holds acknowledged and waiting. They agree when nothing 1C has confirmed still waits."""
+    hook, cfg = _connect(conn_id)
+    with hook.get_managed_conn() as sftp:
+        confirmed = max((a.received_no for a in answers_in(sftp, cfg)), default=0)
+    waiting = ledger.awaiting_acknowledgement(SPEC.id)
+    behind = sum(n for number, n in waiting.items() if number <= confirmed)
+    acknowledged = len(ledger.snapshot(SPEC.id))
+    return (f"check: 1C's answer confirms our messages up to {confirmed} (the last sent: "
+            f"{ledger.last_message_no(SPEC.id)}); the ledger has {acknowledged} document(s) acknowledged, "
+            f"{sum(waiting.values())} waiting"
+            + (": they agree" if not behind else f": {behind} confirmed by 1C still wait (run the flow to read "
+                                                 f"the answer)")), not behind
 
 
 def closing_period(logical_date: datetime) -> str:
