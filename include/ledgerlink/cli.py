@@ -107,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "history":
         rows = ledger.history(target=args.target, since=_since(args.since), flow=args.flow)
-        _print(rows, ["updated_at", "flow", "target", "what", "target_key", "operation", "status", "attempts",
-                      "last_error"], args.json)
+        _print(rows, ["updated_at", "flow", "target", "what", "target_key", "operation", "status", "message_no",
+                      "attempts", "last_error"], args.json)
     elif args.command == "planned":
         rows = ledger.planned(target=args.target)
-        _print(rows, ["planned_at", "flow", "target", "what", "operation", "status", "attempts", "last_error"],
-               args.json)
+        _print(rows, ["planned_at", "flow", "target", "what", "operation", "status", "message_no", "attempts",
+                      "last_error"], args.json)
     elif args.command == "lines":
         rows = ledger.deliveries(flow=args.flow, run_id=args.run, key=args.key)
         _print(rows, ["acknowledged_at", "run_id", "target", "source_key", "operation", "content_hash"], args.json)

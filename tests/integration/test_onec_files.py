@@ -323,3 +323,18 @@ def test_the_live_check_reads_1cs_answer_through_the_airflow_connection(world, s
     flow.reconcile_and_report(world.answer(state), world.ledger)
     text, agrees = flow.check_target(world.ledger)
     assert agrees and "4 document(s) acknowledged, 0 waiting: they agree" in text
+
+
+def test_planned_and_history_show_each_document_with_its_message(world, monkeypatch, capsys, tmp_path):
+    from ledgerlink import cli
+
+    monkeypatch.setenv("LEDGERLINK_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    world.run()
+    assert cli.main(["planned"]) == 0
+    table = capsys.readouterr().out
+    assert "message_no" in table.splitlines()[0] and len([line for line in table.splitlines() if " 1 " in line]) == 4
+    world.one_c_takes_files()
+    world.run()
+    assert cli.main(["history", "--target", "onec_files", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["status"], r["message_no"]) for r in rows} == {("acknowledged", 1)} and len(rows) == len(SENT)
