@@ -62,7 +62,10 @@ class World:
 
     def run(self) -> dict:
         """A whole run as the DAG does it: send, wait for nothing, reconcile and report."""
-        state = self.answer(self.send())
+        return self.run_for(PERIOD)
+
+    def run_for(self, period: str) -> dict:
+        state = self.answer(self.send(period))
         return {**state, "summary": flow.reconcile_and_report(state, self.ledger)}
 
     def one_c_takes_files(self) -> list:
@@ -338,3 +341,25 @@ def test_planned_and_history_show_each_document_with_its_message(world, monkeypa
     assert cli.main(["history", "--target", "onec_files", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {(r["status"], r["message_no"]) for r in rows} == {("acknowledged", 1)} and len(rows) == len(SENT)
+
+
+def test_an_earlier_document_goes_again_when_it_changed_after_it_went_and_never_when_it_did_not_go(world):
+    october = world.run_for("2026-10")
+    assert october["documents"] == 1  # IN006, issued on 31 October
+    world.one_c_takes_files()
+    with world.billing.begin() as conn:  # both October invoices cancelled in November
+        conn.execute(sa.text("INSERT INTO invoices SELECT 'IN008', customer_id, contract_id, 'БЛ-000099', issue_date, "
+                             "period_start, period_end, currency, net_minor, vat_minor, gross_minor, status, "
+                             "updated_at FROM invoices WHERE invoice_id = 'IN006'"))
+        conn.execute(sa.text("INSERT INTO invoice_lines SELECT 'IN008-0001', 'IN008', line_no, tariff_id, description, "
+                             "quantity, unit_price_minor, net_minor, vat_rate, vat_minor, gross_minor, currency, "
+                             "updated_at FROM invoice_lines WHERE invoice_id = 'IN006'"))
+        conn.execute(sa.text("UPDATE invoices SET status = 'cancelled', updated_at = '2026-11-25T09:00:00+00:00' "
+                             "WHERE invoice_id IN ('IN006', 'IN008')"))
+    november = world.run()
+    assert november["documents"] == len(SENT) + 1 and november["earlier_not_ours"] == 1
+    assert november["updated"] == 1, "IN006 went in October: its cancellation goes now"
+    world.one_c_takes_files()
+    [october_doc] = [d for d in world.dump(SALES) if d["Number"] == "БЛ-000004"]
+    assert (october_doc["Posted"], october_doc["DeletionMark"]) == (False, True)
+    assert not [d for d in world.dump(SALES) if d["Number"] == "БЛ-000099"], "never ours: not created in 1C"

@@ -6,7 +6,9 @@ Each run, for the month before its logical date:
    ``ReceivedNo`` acknowledges, in the ledger, the items of every message of ours up to that number
    (:class:`~ledgerlink.delivery.MessageDelivery`), and its ``MessageNo`` is what our next header confirms.
 2. **The message**: the period's issued (or since paid) and cancelled invoices with their lines, streamed from
-   billing; a document that cannot go as it is (no contract, a VAT rate 1C does not know, lines that do not add
+   billing, and earlier documents this exchange sent before that changed since (an October invoice cancelled in
+   November goes with November's message; one that never went through the exchange is not created now: 1C may
+   hold it from before); a document that cannot go as it is (no contract, a VAT rate 1C does not know, lines that do not add
    up to the header) is held back in the quarantine naming the field. Each document's content hash is the
    SHA-256 of its bytes: one whose content 1C acknowledged is not sent again; one an earlier message carried
    without a confirmation is in this one again, with the same bytes, under the new number. Written as a
@@ -38,7 +40,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from ledgerlink import settings as ledgerlink_settings
-from ledgerlink.billing.closing import closing_documents
+from ledgerlink.billing.closing import closing_documents, period_bounds
 from ledgerlink.delivery import MessageDelivery
 from ledgerlink.errors import BadFileError, ConfigurationError, RemoteRejected
 from ledgerlink.flows.closing import close_run, held_back_rows
@@ -150,13 +152,15 @@ def send_period(run_id: str, period: str, billing, sftp, cfg: ExchangeSettings, 
     register = ed.RegisterWriter(register_path, message_no)
     changes: list[PlannedChange] = []
     held: list[tuple[str, list[str], dict]] = []
-    counts = {"read": 0, "unchanged": 0, "cancelled": 0}
+    counts = {"read": 0, "unchanged": 0, "cancelled": 0, "earlier_not_ours": 0}
     totals: dict[tuple[str, str], list[Decimal]] = {}
     by_currency: dict[str, Decimal] = {}
 
+    waiting = set(delivery.waiting_keys())
+    period_start = period_bounds(period)[0]
+
     def wanted():
         """The documents to send, as their bytes, in billing's order; everything else counted on the way."""
-        waiting = delivery.waiting_keys()
         batch = []
         for doc in closing_documents(billing, period, also=waiting):
             batch.append(doc)
@@ -169,6 +173,12 @@ def send_period(run_id: str, period: str, billing, sftp, cfg: ExchangeSettings, 
         acknowledged = ledger.snapshot_hashes(SPEC.id, [d.invoice_id for d in batch])
         for doc in batch:
             counts["read"] += 1
+            if doc.issue_date < period_start and doc.invoice_id not in acknowledged and \
+                    doc.invoice_id not in waiting:
+                # An earlier period's document changed since, that never went through this exchange: 1C may hold
+                # it from before (typed in by hand); it is not ours to create now.
+                counts["earlier_not_ours"] += 1
+                continue
             reasons = ed.problems(doc)
             if reasons:
                 held.append((doc.invoice_id, reasons, {"number": doc.number, "issue_date": doc.issue_date,
@@ -310,7 +320,10 @@ def reconcile_and_report(state: dict, ledger: Ledger) -> RunSummary:
         quarantined=state["quarantined"], changes=state["created"] + state["updated"] + state["quarantined"],
         totals=state["totals"], reconciliation=differences, message=message, acknowledged=acknowledged,
         awaiting_acknowledgement=awaiting,
-        reconciliation_detail=(f"billing {state['read']} closing document(s) read; the message carries what was "
+        reconciliation_detail=(f"billing {state['read']} closing document(s) read"
+                               + (f" ({state['earlier_not_ours']} of earlier periods changed since but never sent "
+                                  f"by this exchange: left to 1C)" if state.get("earlier_not_ours") else "")
+                               + "; the message carries what was "
                                f"sent, to the kopek per currency; 1C confirmed up to message "
                                f"{state.get('received_no', 0)}"
                                + (f"; waiting: {', '.join(f'message {n}: {c}' for n, c in sorted(waiting.items()))}"
