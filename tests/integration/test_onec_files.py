@@ -363,3 +363,11 @@ def test_an_earlier_document_goes_again_when_it_changed_after_it_went_and_never_
     [october_doc] = [d for d in world.dump(SALES) if d["Number"] == "БЛ-000004"]
     assert (october_doc["Posted"], october_doc["DeletionMark"]) == (False, True)
     assert not [d for d in world.dump(SALES) if d["Number"] == "БЛ-000099"], "never ours: not created in 1C"
+
+
+def test_an_answer_confirming_a_message_never_sent_is_refused_and_acknowledges_nothing(world):
+    state = world.send()
+    drop_answer(world, answer_bytes(9))  # e.g. a ledger restored from an older backup
+    with pytest.raises(BadFileError, match="received our messages up to 9, but the last message the ledger sent is 1"):
+        world.answer(state)
+    assert {i["status"] for i in world.items().values()} == {"sent"}

@@ -95,7 +95,15 @@ def read_answers(sftp, cfg: ExchangeSettings, ledger: Ledger, delivery: MessageD
     """Read every answer of 1C in ``out/`` and acknowledge what it confirms. Returns {"received_no": the highest
     ReceivedNo seen, "acknowledged": items acknowledged now, "answers": files read}."""
     highest, acknowledged, files = 0, 0, []
+    last_sent = ledger.last_message_no(SPEC.id)
     for answer in answers_in(sftp, cfg):
+        if answer.received_no > last_sent:
+            # 1C cannot have received a message we never sent: its counter and the ledger disagree (a ledger
+            # restored from an older backup, another sender under our node's code). Acknowledging would close
+            # documents 1C never saw; a person decides.
+            raise BadFileError(answer.file, f"1C says it has received our messages up to {answer.received_no}, but "
+                                            f"the last message the ledger sent is {last_sent}: the ledger and 1C's "
+                                            f"exchange node disagree; nothing was acknowledged", field="ReceivedNo")
         acknowledged += delivery.acknowledge_up_to(answer.received_no)
         highest = max(highest, answer.received_no)
         files.append(answer.file)
