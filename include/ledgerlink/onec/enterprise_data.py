@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -106,9 +107,25 @@ def _decimal_text(value: Decimal) -> str:
     return format(value, "f")
 
 
+# Characters XML 1.0 cannot carry at all (C0 controls but tab, newline, carriage return; surrogates; U+FFFE/FFFF).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _texts(doc) -> Iterator[tuple[str, object]]:
+    yield "number", doc.number
+    for name in ("legal_name", "tax_id", "kpp"):
+        yield f"customer.{name}", doc.customer.get(name)
+    if doc.contract:
+        yield "contract.number", doc.contract.get("number")
+    for line in doc.lines:
+        yield f"line {line.line_no}, description", line.description
+        yield f"line {line.line_no}, tariff name", line.tariff_name
+
+
 def problems(doc) -> list[str]:
     """Why a document cannot go to 1C as billing holds it (each names the field); empty when it can."""
-    found = []
+    found = [f"{name}: {value!r} holds a character XML cannot carry" for name, value in _texts(doc)
+             if isinstance(value, str) and _NOT_XML.search(value)]
     if doc.currency not in CURRENCY_CODES:
         found.append(f"currency: {doc.currency!r} has no ОКВ code known to the exchange")
     if doc.contract is None:

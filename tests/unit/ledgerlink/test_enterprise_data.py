@@ -82,3 +82,15 @@ def test_the_register_holds_money_as_numbers_with_a_money_format_and_a_frozen_he
     assert sheet["N3"].value == "unposted, marked for deletion"
     totals = book["Totals"]
     assert [c.value for c in totals[2]] == ["RUB", 2, 10, 2.2, 12.2], "a cancelled document is not in the money"
+
+
+def test_a_control_character_holds_the_document_back_naming_the_field():
+    doc = document()
+    doc.customer["legal_name"] = "ООО «Ромашка»\x01"
+    doc.lines[0].description = "Конференции\x0b"
+    assert ed.problems(doc) == [
+        "customer.legal_name: 'ООО «Ромашка»\\x01' holds a character XML cannot carry",
+        "line 1, description: 'Конференции\\x0b' holds a character XML cannot carry"]
+    doc.customer["legal_name"] = "ООО\tРомашка\r\n"
+    doc.lines[0].description = "ok"
+    assert ed.problems(doc) == [], "tab, CR and LF are XML"
