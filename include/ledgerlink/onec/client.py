@@ -72,6 +72,7 @@ class ODataClient:
         self.session.headers.update({"Accept": "application/json"})
         self.timeout = timeout
         self.max_query_string = max_query_string  # bytes after percent-encoding; None: no limit
+        self.organisation_inn: str | None = None  # the organisation documents are issued by (None: the base's only one)
 
     def close(self) -> None:
         self.session.close()
@@ -197,6 +198,10 @@ class ODataClient:
 
     def post_document(self, entity_set: str, ref_key: str) -> None:
         self.request("POST", guid_key(entity_set, ref_key) + "/Post", params={"PostingModeOperational": "false"})
+
+    def unpost_document(self, entity_set: str, ref_key: str) -> None:
+        """The bound ``Unpost`` action (``Posted`` cannot be written directly)."""
+        self.request("POST", guid_key(entity_set, ref_key) + "/Unpost")
 
 
 def _is_html(response: requests.Response) -> bool:
