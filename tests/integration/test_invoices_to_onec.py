@@ -180,6 +180,23 @@ def test_a_cancelled_invoice_is_unposted_and_marked_for_deletion_never_deleted(w
     assert run(world, "night-3").sent == 0 and run(world, "night-3b").deleted == 0
 
 
+def test_history_shows_each_invoice_with_its_odata_requests_and_result(world, capsys, monkeypatch):
+    from ledgerlink import cli
+
+    run(world, "night-1")
+    monkeypatch.setenv("LEDGERLINK_LEDGER_URL", str(world.ledger.engine.url))
+    assert cli.main(["history", "--target", "onec", "--entity", "invoice", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["what"] for r in rows} == set(issued(world))
+    assert all(r["result"] == "acknowledged (create)" for r in rows)
+    assert all(f"POST {schema.SALES}" in r["via"] and "/Post" in r["via"] and schema.VAT_INVOICES in r["via"]
+               for r in rows)
+    assert cli.main(["history", "--target", "onec", "--entity", "customer", "--json"]) == 0
+    assert {r["entity"] for r in json.loads(capsys.readouterr().out)} == {"customer"}
+    assert cli.main(["planned", "--target", "onec", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
 # 3. an accountant's edit ---------------------------------------------------------------------------------------
 def test_a_billing_change_over_an_accountants_edit_is_held_back_with_both_values(world):
     run(world, "night-1")
