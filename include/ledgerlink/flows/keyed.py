@@ -240,7 +240,9 @@ class KeyedFlow:
             quarantined=state.quarantined + done.held_back, rejected=done.rejected, reconciliation=differences,
             reconciliation_detail=f"{self.spec.source} {len(source_keys)} {self.spec.entity} record(s), "
                                   f"{len(held_keys | {k for k, _ in edited})} held back; {target.name} "
-                                  f"{len(held_in_target)} active",
+                                  f"{len(held_in_target)} active"
+                                  + (f"; totals equal in {len(source_totals)} currency/VAT group(s)"
+                                     if source_totals else ""),
             gate_report=state.gate_report, held_back=held_back_rows(held, rejected))
         return close_run(ledger, summary, rejected=rejected, source_totals=source_totals,
                          target_totals=target_totals)

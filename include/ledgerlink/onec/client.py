@@ -196,8 +196,15 @@ class ODataClient:
         headers = {"If-Match": if_match} if if_match else None
         self.request("DELETE", guid_key(entity_set, ref_key), headers=headers)
 
-    def post_document(self, entity_set: str, ref_key: str) -> None:
-        self.request("POST", guid_key(entity_set, ref_key) + "/Post", params={"PostingModeOperational": "false"})
+    def post_document(self, entity_set: str, ref_key: str) -> dict | None:
+        """The bound ``Post`` action; the document as posted when 1C answers with it (None when the answer is
+        empty: a caller needing its new DataVersion then reads it)."""
+        response = self.request("POST", guid_key(entity_set, ref_key) + "/Post",
+                                params={"PostingModeOperational": "false"})
+        if not response.content.strip() or "json" not in response.headers.get("Content-Type", "").lower():
+            return None
+        answered = self.decode(response)
+        return answered if isinstance(answered, dict) and answered.get("Ref_Key") == ref_key else None
 
     def unpost_document(self, entity_set: str, ref_key: str) -> None:
         """The bound ``Unpost`` action (``Posted`` cannot be written directly)."""

@@ -416,9 +416,12 @@ class InvoiceDocuments:
         return outcome, pair_version(sale, vat), "; ".join(unquote(r) for r in requests)
 
     def _post(self, entity_set: str, ref: str, requests: list[str]) -> dict:
-        """The bound Post action; the document as 1C holds it after posting (its new DataVersion)."""
-        self.client.post_document(entity_set, ref)
+        """The bound Post action; the document as 1C holds it after posting (its new DataVersion), from the answer
+        when 1C gives the document back, read otherwise."""
+        posted = self.client.post_document(entity_set, ref)
         requests.append(f"POST {guid_key(entity_set, ref)}/Post")
+        if posted is not None and posted.get("DataVersion") and posted.get("Posted") is True:
+            return posted
         return self.client.get(entity_set, ref)
 
     def _held_edited(self, invoice: dict, sale: dict, vat: dict | None, expected: dict) -> None:
