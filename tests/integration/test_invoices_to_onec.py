@@ -279,3 +279,22 @@ def test_a_posting_refusal_names_the_invoice_number_and_the_next_run_posts_it(wo
     assert all(len(v) == 1 for v in by_comment(world, schema.VAT_INVOICES).values())
     assert vat_invoice_key(by_comment(world, schema.SALES)[invoice_id][0]["Ref_Key"]) == \
         by_comment(world, schema.VAT_INVOICES)[invoice_id][0]["Ref_Key"]
+
+
+# 5. the gate -----------------------------------------------------------------------------------------------
+def test_an_invoice_1c_would_post_wrong_is_held_back_by_the_gate_and_the_others_go(world):
+    ids = sorted(issued(world))
+    wrong_rate, wrong_total, wrong_contract = ids[1], ids[2], ids[3]
+    with sqlite3.connect(world.billing_path) as db:
+        db.execute("UPDATE invoice_lines SET vat_rate = '13' WHERE invoice_id = ?", (wrong_rate,))
+        db.execute("UPDATE invoices SET net_minor = net_minor + 1 WHERE invoice_id = ?", (wrong_total,))
+        other = db.execute("SELECT contract_id FROM contracts WHERE customer_id <> (SELECT customer_id FROM invoices "
+                           "WHERE invoice_id = ?) LIMIT 1", (wrong_contract,)).fetchone()[0]
+        db.execute("UPDATE invoices SET contract_id = ? WHERE invoice_id = ?", (other, wrong_contract))
+    summary = run(world, "night-1")
+    held = {q["source_key"]: q["reasons"] for q in world.ledger.quarantined(flow=flow.FLOW, run_id="night-1")}
+    assert set(held) == {wrong_rate, wrong_total, wrong_contract}
+    assert "СтавкиНДС" in held[wrong_rate] and "sums of its lines" in held[wrong_total]
+    assert "contract" in held[wrong_contract]
+    assert summary.created == len(ids) - 3 and summary.reconciliation == []
+    assert set(by_comment(world, schema.SALES)) == set(ids) - set(held)
