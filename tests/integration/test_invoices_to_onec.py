@@ -298,3 +298,15 @@ def test_an_invoice_1c_would_post_wrong_is_held_back_by_the_gate_and_the_others_
     assert "contract" in held[wrong_contract]
     assert summary.created == len(ids) - 3 and summary.reconciliation == []
     assert set(by_comment(world, schema.SALES)) == set(ids) - set(held)
+
+
+def test_an_adapter_that_was_not_prepared_prepares_each_invoice_itself(world):
+    """A parallel load may hand an invoice to a session's adapter that did not see it in ``prepare``: the
+    adapter then checks its counterparty and writes its contract and nomenclature itself."""
+    invoice = flow.read_issued_invoices(world.billing).iloc[0].to_dict()
+    target = flow.InvoicesIn1C(world.client)
+    written = target.upsert(invoice, believed_new=True)
+    assert written.outcome == "created"
+    (sale,) = by_comment(world, schema.SALES)[invoice["invoice_id"]]
+    assert sale["Posted"] is True
+    assert {c["Ref_Key"] for c in dump(world, schema.CONTRACTS)} == {sale["ДоговорКонтрагента_Key"]}

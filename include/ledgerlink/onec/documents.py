@@ -301,6 +301,9 @@ class InvoiceDocuments:
 
     def __init__(self, client: ODataClient):
         self.client = client
+        # Customers checked by ``prepare``, and those whose counterparty 1C lacks. An adapter that did not see the
+        # invoice in ``prepare`` (another session's, with a parallel load) checks and prepares it on its own.
+        self.checked_customers: set[str] = set()
         self.missing_counterparties: set[str] = set()
 
     # references ------------------------------------------------------------------------------------------------
@@ -313,7 +316,9 @@ class InvoiceDocuments:
         present = {row["Ref_Key"] for row in self.client.list_by_keys(
             counterparties.ENTITY_SET, [counterparties.ref_key(c) for c in customers],
             select=["Ref_Key", "DeletionMark"]) if not row.get("DeletionMark")}
-        self.missing_counterparties = {c for c in customers if counterparties.ref_key(c) not in present}
+        self.missing_counterparties |= {c for c in customers if counterparties.ref_key(c) not in present}
+        self.missing_counterparties -= {c for c in customers if counterparties.ref_key(c) in present}
+        self.checked_customers |= set(customers)
         contracts = {}
         tariffs = {}
         for invoice in invoices:
@@ -357,6 +362,8 @@ class InvoiceDocuments:
         """Create, or bring up to date, the invoice's posted sale and VAT invoice. Returns (outcome, version,
         requests) for :class:`~ledgerlink.delivery.Written`."""
         key, number = invoice["invoice_id"], invoice["number"]
+        if str(invoice["customer_id"]) not in self.checked_customers:
+            self.prepare([invoice])
         if str(invoice["customer_id"]) in self.missing_counterparties:
             raise HeldBack("invoice", key, [
                 f"counterparty {invoice['customer_id']} is not in 1C yet (billing_customers_to_onec sends it; "
