@@ -310,3 +310,33 @@ def test_an_adapter_that_was_not_prepared_prepares_each_invoice_itself(world):
     (sale,) = by_comment(world, schema.SALES)[invoice["invoice_id"]]
     assert sale["Posted"] is True
     assert {c["Ref_Key"] for c in dump(world, schema.CONTRACTS)} == {sale["ДоговорКонтрагента_Key"]}
+
+
+def test_an_edit_between_our_read_and_our_write_is_caught_by_if_match_and_held_back(world):
+    """An accountant saves the sale in the moment between Ledgerlink's read and its PATCH: a base honouring
+    If-Match answers 412, the retry reads the edit and holds the invoice back. (A base ignoring If-Match cannot
+    close that moment: the connector's own DataVersion check before each write is all it has.)"""
+    if not world.honour_if_match:
+        pytest.skip("only a base that honours If-Match can refuse a write over an edit made after our read")
+    run(world, "night-1")
+    invoice_id, number = first_issued(world)
+    (sale,) = by_comment(world, schema.SALES)[invoice_id]
+    touch(world, invoice_id, "UPDATE invoice_lines SET description = 'billing corrected' WHERE invoice_id = ? "
+                             "AND line_no = 1")
+    client, patch = world.client, world.client.patch
+
+    def accountant_saves_first(entity_set, ref_key, changes, *, if_match=None):
+        if ref_key == sale["Ref_Key"] and entity_set == schema.SALES:
+            admin_edit(world, schema.SALES, ref_key, {"Комментарий": "проверено бухгалтером"})
+        return patch(entity_set, ref_key, changes, if_match=if_match)
+
+    client.patch = accountant_saves_first
+    try:
+        summary = run(world, "night-2")
+    finally:
+        del client.patch
+    assert summary.quarantined == 1 and summary.updated == 0
+    after = [d for d in dump(world, schema.SALES) if d["Ref_Key"] == sale["Ref_Key"]][0]
+    assert after["Комментарий"] == "проверено бухгалтером" and after["Услуги"][0]["Содержание"] != "billing corrected"
+    (held,) = [q for q in world.ledger.quarantined(flow=flow.FLOW, run_id="night-2") if q["source_key"] == invoice_id]
+    assert number in held["reasons"]
