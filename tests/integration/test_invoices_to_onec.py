@@ -178,6 +178,13 @@ def test_a_cancelled_invoice_is_unposted_and_marked_for_deletion_never_deleted(w
     (item,) = [i for i in world.ledger.items(flow=flow.FLOW, run_id="night-2") if i["source_key"] == invoice_id]
     assert item["operation"] == "delete" and item["status"] == ACKNOWLEDGED and "Unpost" in item["request"]
     assert run(world, "night-3").sent == 0 and run(world, "night-3b").deleted == 0
+    # Billing takes the cancellation back: the same documents are unmarked and posted again, none created.
+    touch(world, invoice_id, "UPDATE invoices SET status = 'issued' WHERE invoice_id = ?")
+    summary = run(world, "night-4")
+    assert summary.sent == 1 and summary.reconciliation == []
+    (sale,) = by_comment(world, schema.SALES)[invoice_id]
+    (vat,) = by_comment(world, schema.VAT_INVOICES)[invoice_id]
+    assert sale["Posted"] is True and vat["Posted"] is True and not sale["DeletionMark"] and not vat["DeletionMark"]
 
 
 def test_history_shows_each_invoice_with_its_odata_requests_and_result(world, capsys, monkeypatch):
