@@ -69,7 +69,7 @@ def spec_of(flow_id: str, exchange_map: ExchangeMap | None = None) -> FlowSpec:
                     volume_per_run=entity.volume_per_run, volume_total=entity.volume_total)
 
 
-def exchange_map_flow_policy(flow_id: str, exchange_map: ExchangeMap | None = None) -> str | None:
+def _flow_policy(flow_id: str, exchange_map: ExchangeMap | None = None) -> str | None:
     """The flow's own conflict policy in the map, if its entry has one."""
     return (exchange_map or default_map()).flow(flow_id).conflict_policy
 
@@ -101,7 +101,7 @@ def declared(flow_id: str, *, entity: str, source: str, target: str, carries: tu
                                    f"the map gives flow {flow_id!r} the field {field_name!r}, which its code does "
                                    f"not carry: it would be hashed but never sent")
     if spec.conflict_policy not in conflict_policies:
-        raise ExchangeMapError(entity, f"flows.{flow_id}.conflict.policy" if exchange_map_flow_policy(
+        raise ExchangeMapError(entity, f"flows.{flow_id}.conflict.policy" if _flow_policy(
                                    flow_id, exchange_map) else "conflict.policy",
                                f"flow {flow_id!r} can apply {list(conflict_policies)}, not {spec.conflict_policy!r}")
     return spec
