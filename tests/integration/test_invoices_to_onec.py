@@ -347,3 +347,25 @@ def test_an_edit_between_our_read_and_our_write_is_caught_by_if_match_and_held_b
     assert after["Комментарий"] == "проверено бухгалтером" and after["Услуги"][0]["Содержание"] != "billing corrected"
     (held,) = [q for q in world.ledger.quarantined(flow=flow.FLOW, run_id="night-2") if q["source_key"] == invoice_id]
     assert number in held["reasons"]
+
+
+def test_the_totals_check_names_the_period_currency_and_rate_off_by_one_kopek(world):
+    """The cross-document check on its own (the record comparison would first hold the edited invoice back)."""
+    run(world, "night-1")
+    invoice_id, number = first_issued(world)
+    (sale,) = by_comment(world, schema.SALES)[invoice_id]
+    rows = [{k: v for k, v in row.items() if k != "Ref_Key"} for row in sale["Услуги"]]
+    rows[0]["Сумма"] = Decimal(rows[0]["Сумма"]) + Decimal("0.01")
+    admin_edit(world, schema.SALES, sale["Ref_Key"], {"Услуги": rows})
+    records = flow.read_issued_invoices(world.billing).to_dict("records")
+    target = flow.InvoicesIn1C(world.client)
+    target.read_ours({flow.documents.sale_key(r["invoice_id"]) for r in records})
+    differences, source, onec = target.reconcile(records, held_keys=set())
+    (issued_on, currency), = billing_rows(world, "SELECT substr(issue_date, 1, 7), currency FROM invoices "
+                                                 "WHERE invoice_id = ?", invoice_id)
+    rate = RATE_NAMES[sale["Услуги"][0]["СтавкаНДС"]]
+    assert len(differences) == 1 and differences[0].startswith(f"{issued_on} {currency} VAT {rate}%: ")
+    (ours,) = [r for r in source if (r["currency"], r["vat_rate"]) == (currency, rate)]
+    (theirs,) = [r for r in onec if (r["currency"], r["vat_rate"]) == (currency, rate)]
+    assert theirs["net"] - ours["net"] == Decimal("0.01")
+    assert target.reconcile(records, held_keys={invoice_id})[0] == []

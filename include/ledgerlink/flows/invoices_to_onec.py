@@ -69,14 +69,16 @@ class InvoicesIn1C:
         return documents.differences(expected, held)
 
     def reconcile(self, invoices: list[dict], held_keys: set[str]) -> tuple[list[str], list[dict], list[dict]]:
-        """Across documents: per currency and VAT rate, the net and VAT of the posted sales equal billing's to the
-        kopek; every invoice (not held back) has exactly one posted sale and one posted VAT invoice based on it."""
+        """Across documents: per period (month of issue), currency and VAT rate, the net and VAT of the posted
+        sales equal billing's to the kopek; every invoice (not held back) has exactly one posted sale and one
+        posted VAT invoice based on it."""
         differences: list[str] = []
         expected = [i for i in invoices if i["invoice_id"] not in held_keys]
-        billing_totals: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
+        # By period (month of issue), currency and VAT rate: a document dated in the wrong month is a difference.
+        billing_totals: dict[tuple[str, str, str], list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
         for invoice in expected:
             for line in documents.lines_of(invoice):
-                row = billing_totals[(str(invoice["currency"]), str(line["vat_rate"]))]
+                row = billing_totals[(str(invoice["issue_date"])[:7], str(invoice["currency"]), str(line["vat_rate"]))]
                 row[0] += documents.money(line["net_minor"])
                 row[1] += documents.money(line["vat_minor"])
         refs = {documents.sale_key(i["invoice_id"]): i for i in expected}
@@ -99,18 +101,24 @@ class InvoicesIn1C:
         base = documents.base_references(self.client)
         onec_totals = documents.totals([pairs[ref][0] for ref in refs if pairs[ref] and pairs[ref][0].get("Posted")
                                         and not pairs[ref][0].get("DeletionMark")], base.okv_by_ref)
-        source_rows, target_rows = [], []
-        for currency, rate in sorted(set(billing_totals) | set(onec_totals)):
-            ours = billing_totals.get((currency, rate), [Decimal(0), Decimal(0)])
-            theirs = onec_totals.get((currency, rate), (Decimal(0), Decimal(0)))
-            source_rows.append({"currency": currency, "vat_rate": rate, "net": ours[0], "vat": ours[1],
-                                "gross": ours[0] + ours[1]})
-            target_rows.append({"currency": currency, "vat_rate": rate, "net": theirs[0], "vat": theirs[1],
-                                "gross": theirs[0] + theirs[1]})
+        for period, currency, rate in sorted(set(billing_totals) | set(onec_totals)):
+            ours = billing_totals.get((period, currency, rate), [Decimal(0), Decimal(0)])
+            theirs = onec_totals.get((period, currency, rate), (Decimal(0), Decimal(0)))
             if (ours[0], ours[1]) != (theirs[0], theirs[1]):
-                differences.append(f"{currency} VAT {rate}%: billing net {ours[0]} VAT {ours[1]}, 1C net {theirs[0]} "
-                                   f"VAT {theirs[1]}")
+                differences.append(f"{period} {currency} VAT {rate}%: billing net {ours[0]} VAT {ours[1]}, 1C net "
+                                   f"{theirs[0]} VAT {theirs[1]}")
+        source_rows, target_rows = _by_currency_and_rate(billing_totals), _by_currency_and_rate(onec_totals)
         return differences, source_rows, target_rows
+
+
+def _by_currency_and_rate(totals: dict) -> list[dict]:
+    """The workbook's rows: net, VAT and gross per currency and VAT rate, all periods together."""
+    summed: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    for (_, currency, rate), (net, vat) in totals.items():
+        summed[(currency, rate)][0] += net
+        summed[(currency, rate)][1] += vat
+    return [{"currency": currency, "vat_rate": rate, "net": net, "vat": vat, "gross": net + vat}
+            for (currency, rate), (net, vat) in sorted(summed.items())]
 
 
 INVOICE_FLOW = KeyedFlow(SPEC, read=read_issued_invoices, target=InvoicesIn1C)

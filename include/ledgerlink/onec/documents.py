@@ -496,14 +496,15 @@ def _comparable(value):
     return value
 
 
-def totals(pairs, currency_of_ref: dict[str, str]) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
-    """(currency letters, VAT rate %) -> (net, VAT) of posted, active sales' rows."""
+def totals(sales, currency_of_ref: dict[str, str]) -> dict[tuple[str, str, str], tuple[Decimal, Decimal]]:
+    """(month of the document's date, currency letters, VAT rate %) -> (net, VAT) of these sales' rows."""
     letters = {okv: code for code, okv in OKV.items()}
-    out: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
-    for sale in pairs:
+    out: dict[tuple[str, str, str], tuple[Decimal, Decimal]] = {}
+    for sale in sales:
         currency = letters.get(currency_of_ref.get(sale.get("ВалютаДокумента_Key"), ""), "?")
+        period = str(sale.get("Date", ""))[:7]
         for row in sale.get(SERVICES) or []:
-            key = (currency, RATE_OF.get(row.get("СтавкаНДС"), str(row.get("СтавкаНДС"))))
+            key = (period, currency, RATE_OF.get(row.get("СтавкаНДС"), str(row.get("СтавкаНДС"))))
             net, vat = out.get(key, (Decimal(0), Decimal(0)))
             out[key] = (net + Decimal(str(row["Сумма"])), vat + Decimal(str(row["СуммаНДС"])))
     return out
