@@ -3,11 +3,13 @@
     map                               the exchange map as a table
     migrate                           upgrade the ledger's schema to this code's head (run it once after
                                       installing or upgrading Ledgerlink; a second run does nothing)
-    history --target onec --since D   what went where, when, with what result: each record sent on its own,
-                                      and each chunk of a chunked (SQL) load ("chunk 3 of run R: 200000
-                                      lines, acknowledged at ...")
-    planned                           what is waiting to go (or went without a confirmation yet), records
-                                      and chunks
+    history --target onec --since D   what went where, when, in which request or message (``via``), with
+                                      what result: each record sent on its own, and each chunk of a chunked
+                                      (SQL) load ("chunk 3 of run R: 200000 lines, acknowledged at ...");
+                                      --entity, --since/--until (a period) and --flow narrow it
+    planned                           what is waiting to go (or went without a confirmation yet: shown as
+                                      "unconfirmed", never "sent"), records and chunks; --target, --entity,
+                                      --since/--until
     lines --flow F [--run R] [--key K]  line by line, what a chunked (SQL) load delivered, under its chunks
     quarantine                        what was held back, and why
     runs                              each run, with its status (and its chunks' for a chunked load)
@@ -63,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--json", action="store_true", help="machine-readable output")
         if name in ("history", "planned"):
             command.add_argument("--target", help="a system of the exchange map, e.g. onec")
+            command.add_argument("--entity", help="an entity of the exchange map, e.g. invoice")
+            command.add_argument("--since", help="ISO date or time, e.g. 2026-01-01 (inclusive)")
+            command.add_argument("--until", help="ISO date or time (exclusive)")
         if name == "history":
-            command.add_argument("--since", help="ISO date or time, e.g. 2026-01-01")
             command.add_argument("--flow")
         if name in ("quarantine", "runs"):
             command.add_argument("--flow")
@@ -106,13 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{e}\n")
         return 2
     if args.command == "history":
-        rows = ledger.history(target=args.target, since=_since(args.since), flow=args.flow)
-        _print(rows, ["updated_at", "flow", "target", "what", "target_key", "operation", "status", "message_no",
-                      "attempts", "last_error"], args.json)
+        rows = ledger.history(target=args.target, since=_since(args.since), flow=args.flow, entity=args.entity,
+                              until=_since(args.until))
+        _print(rows, ["updated_at", "flow", "target", "entity", "what", "target_key", "operation", "via", "result",
+                      "attempts"], args.json)
     elif args.command == "planned":
-        rows = ledger.planned(target=args.target)
-        _print(rows, ["planned_at", "flow", "target", "what", "operation", "status", "message_no", "attempts",
-                      "last_error"], args.json)
+        rows = ledger.planned(target=args.target, entity=args.entity, since=_since(args.since),
+                              until=_since(args.until))
+        _print(rows, ["planned_at", "flow", "target", "entity", "what", "operation", "result", "attempts"],
+               args.json)
     elif args.command == "lines":
         rows = ledger.deliveries(flow=args.flow, run_id=args.run, key=args.key)
         _print(rows, ["acknowledged_at", "run_id", "target", "source_key", "operation", "content_hash"], args.json)

@@ -14,10 +14,11 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
-from ledgerlink.errors import AuthenticationFailed, RemoteRejected, TransientError
+from ledgerlink.errors import AuthenticationFailed, HeldBack, RemoteRejected, TransientError
 from ledgerlink.ledger import CREATE, DELETE, UPDATE, UPSERT, Ledger, PlannedChange
 from ledgerlink.loads.http import UNCHANGED  # what a send returns when the target held the content already
 from ledgerlink.retrying import RetryBudget
@@ -27,18 +28,30 @@ log = logging.getLogger(__name__)
 OUTCOME = {CREATE: "created", UPDATE: "updated", DELETE: "deleted"}
 
 
+@dataclass(frozen=True)
+class Written:
+    """What a send may return instead of a bare outcome: the outcome, the version the target gave the record
+    (1C's DataVersion; kept on the item for the conflict policy ``target_edits_held``) and the request that
+    carried it (for ``ledgerlink history``)."""
+
+    outcome: str
+    version: str | None = None
+    request: str | None = None
+
+
 class ItemDelivery:
     """One item at a time, to a target that answers per item (1C's OData, a REST API).
 
     ``outcomes`` ends with each change counted once as created / updated / deleted / already_in_target /
-    rejected (held-back rows never reach here: the gate counts them)."""
+    held_back / rejected (rows the gate held back never reach here: the gate counts them; ``held_back`` are those
+    the target adapter held back at the door, :class:`~ledgerlink.errors.HeldBack`, quarantined here)."""
 
     def __init__(self, ledger: Ledger, *, flow: str, run_id: str, target: str, entity: str,
                  retry: RetryBudget | None = None):
         self.ledger, self.flow, self.run_id, self.target, self.entity = ledger, flow, run_id, target, entity
         self.retry = retry or RetryBudget()
         self.outcomes: Counter = Counter({"created": 0, "updated": 0, "deleted": 0, "already_in_target": 0,
-                                          "rejected": 0})
+                                          "held_back": 0, "rejected": 0})
         self._item_ids: dict[str, int] = {}
         self._sent_earlier: set[int] = set()
 
@@ -62,14 +75,21 @@ class ItemDelivery:
         self._sent_earlier = self.ledger.sent_before(self._item_ids.values())
         return to_send
 
-    def deliver(self, change: PlannedChange, send: Callable[[], str]) -> str:
-        """Send one planned change; ``send`` returns created / updated / deleted / unchanged. Returns the
-        outcome counted. A refusal rejects the item and the run goes on; a target that stays down, or refuses
-        our credentials, leaves the item open and raises."""
+    def deliver(self, change: PlannedChange, send: Callable[[], str | Written]) -> str:
+        """Send one planned change; ``send`` returns created / updated / deleted / unchanged (or a
+        :class:`Written` with it). Returns the outcome counted. A refusal rejects the item and the run goes on;
+        a record held back (:class:`~ledgerlink.errors.HeldBack`) is quarantined with its reasons and the run goes
+        on; a target that stays down, or refuses our credentials, leaves the item open and raises."""
         item_id = self._item_ids[change.source_key]
         what = f"{self.entity} {change.source_key} ({change.operation} in {self.target})"
         try:
             outcome = self.retry.call(what, lambda: self._attempt(item_id, send))
+        except HeldBack as e:
+            self.ledger.hold_back(item_id, str(e))
+            self.ledger.quarantine(self.run_id, self.flow, self.entity, [(change.source_key, e.reasons, e.row)])
+            self.outcomes["held_back"] += 1
+            log.warning("%s", e)
+            return "held_back"
         except RemoteRejected as e:
             self.ledger.record_failure(item_id, str(e), terminal=True)
             self.outcomes["rejected"] += 1
@@ -78,6 +98,9 @@ class ItemDelivery:
         except (TransientError, AuthenticationFailed) as e:
             self.ledger.record_failure(item_id, str(e), terminal=False)
             raise
+        if isinstance(outcome, Written):
+            self.ledger.record_written(item_id, version=outcome.version, request=outcome.request)
+            outcome = outcome.outcome
         if outcome == UNCHANGED:
             # The target holds the content already: from an earlier attempt of ours whose answer was lost (then
             # it is what that attempt did), or from elsewhere (then this run did nothing).

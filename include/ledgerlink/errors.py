@@ -160,6 +160,20 @@ class MissingReference(RemoteRejected):
         self.what = what
 
 
+class HeldBack(TerminalError):
+    """A record the target adapter will not write now, and not a refusal: an edit made in the target since our last
+    write (conflict policy ``target_edits_held``), or something it points at that the target does not hold yet.
+    The delivery lifecycle quarantines it with ``reasons`` and ``row`` (both sides' values, for finance); a later
+    run sends it again once it differs from what the target acknowledged."""
+
+    def __init__(self, entity: str, key: str, reasons: list[str], row: dict | None = None):
+        super().__init__(f"{entity} {key} held back: " + "; ".join(reasons))
+        self.entity = entity
+        self.key = key
+        self.reasons = list(reasons)
+        self.row = dict(row or {})
+
+
 class ConflictError(TransientError):
     """The target changed under us (412, DataVersion moved); re-read and try again."""
 

@@ -19,7 +19,10 @@ SCHEDULE_PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearl
 # may start and end at the same system.
 MODES = {"api", "file", "sql", "rating"}
 STATUSES = {"live", "planned"}
-CONFLICT_POLICIES = {"master_wins", "last_change_wins"}
+# target_edits_held: the master's change is written only over what we last wrote; a record edited in the target
+# since (a person's edit: 1C's DataVersion moved) is held back and shown to finance with both values, never
+# overwritten. Declared on a flow (``conflict:`` in the flow's entry) when its target keeps people's edits.
+CONFLICT_POLICIES = {"master_wins", "last_change_wins", "target_edits_held"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Flow:
     gate: str | None
     status: str
     title: str = ""
+    conflict_policy: str | None = None  # the flow's own policy (``conflict:`` in its entry); None: the entity's
 
 
 @dataclass(frozen=True)
@@ -134,11 +138,7 @@ def parse_exchange_map(document: dict) -> ExchangeMap:
                                        f"in entity {other_entity!r}")
             field_owner[qualified] = (field_master, name)
         conflict = raw.get("conflict") or {"policy": "master_wins"}
-        policy = conflict.get("policy")
-        if policy not in CONFLICT_POLICIES:
-            raise ExchangeMapError(name, "conflict.policy", f"{policy!r} is not one of {sorted(CONFLICT_POLICIES)}")
-        if policy == "last_change_wins" and not conflict.get("timestamp_field"):
-            raise ExchangeMapError(name, "conflict.timestamp_field", "last_change_wins needs the source timestamp field")
+        policy = _conflict_policy(name, "conflict", conflict)
         volume = raw.get("volume") or {}
 
         flows = []
@@ -176,9 +176,11 @@ def parse_exchange_map(document: dict) -> ExchangeMap:
             for field_name in carried:
                 if field_masters and field_name not in field_masters:
                     raise ExchangeMapError(name, f"{where}.fields", f"field {field_name!r} is not declared in the entity")
+            flow_policy = (_conflict_policy(name, f"{where}.conflict", raw_flow["conflict"])
+                           if raw_flow.get("conflict") is not None else None)
             flows.append(Flow(id=flow_id, entity=name, source=raw_flow["from"], target=raw_flow["to"],
                               schedule=schedule, mode=mode, fields=carried, gate=gate, status=status,
-                              title=str(raw_flow.get("title") or flow_id)))
+                              title=str(raw_flow.get("title") or flow_id), conflict_policy=flow_policy))
 
         entity = Entity(name=name, title=raw.get("title", name), master=master, key=keys, field_masters=field_masters,
                         conflict_policy=policy, timestamp_field=conflict.get("timestamp_field"),
@@ -186,6 +188,18 @@ def parse_exchange_map(document: dict) -> ExchangeMap:
         _check_flows_start_at_masters(entity)
         entities[name] = entity
     return ExchangeMap(systems=systems, entities=entities)
+
+
+def _conflict_policy(entity: str, where: str, conflict) -> str:
+    """A ``conflict:`` mapping's policy, checked (an entity's, or a flow's own)."""
+    if not isinstance(conflict, dict):
+        raise ExchangeMapError(entity, where, "must be a mapping, e.g. {policy: master_wins}")
+    policy = conflict.get("policy")
+    if policy not in CONFLICT_POLICIES:
+        raise ExchangeMapError(entity, f"{where}.policy", f"{policy!r} is not one of {sorted(CONFLICT_POLICIES)}")
+    if policy == "last_change_wins" and not conflict.get("timestamp_field"):
+        raise ExchangeMapError(entity, f"{where}.timestamp_field", "last_change_wins needs the source timestamp field")
+    return policy
 
 
 def _check_flows_start_at_masters(entity: Entity) -> None:
@@ -232,7 +246,7 @@ def map_table(exchange_map: ExchangeMap) -> list[dict]:
             rows.append({
                 "entity": entity.name, "master": entity.master, "flow": flow.id,
                 "direction": f"{flow.source} -> {flow.target}", "schedule": flow.schedule, "mode": flow.mode,
-                "conflict": entity.conflict_policy, "gate": flow.gate or "-",
+                "conflict": flow.conflict_policy or entity.conflict_policy, "gate": flow.gate or "-",
                 "volume/run": entity.volume_per_run or "-", "status": flow.status,
             })
     return rows

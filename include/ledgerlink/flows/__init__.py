@@ -14,6 +14,7 @@ from dataclasses import dataclass
 FLOW_MODULES = {
     "billing_customers_to_onec": "ledgerlink.flows.customers_to_onec",
     "billing_invoice_lines_to_erp": "ledgerlink.flows.invoice_lines_to_erp",
+    "billing_invoices_to_onec": "ledgerlink.flows.invoices_to_onec",
     # Its own DAG builder (ledgerlink.spine.einvoice_dispatch_dag); the CLI asks it for its live check_target.
     "billing_einvoices": "ledgerlink.flows.einvoices",
     # Not spine flows (no STEPS): a file intake and two ratings, each with its own DAG builder in ledgerlink.spine

@@ -6,6 +6,12 @@ lease, the gate, change tracking against what the target acknowledged, the deliv
 (:class:`~ledgerlink.delivery.ItemDelivery`), reconciliation record by record with the map's conflict policy,
 and closing the run (:func:`~ledgerlink.flows.closing.close_run`).
 
+Conflict policies (the map's, checked by ``spec.declared`` against :data:`CONFLICT_POLICIES`): ``master_wins``
+(what drifted in the target is sent again) and ``target_edits_held`` (the target keeps people's edits: a record
+is written only over the version we last wrote, which the adapter reports through
+:class:`~ledgerlink.delivery.Written` and gets back as ``written_version``; anything else is held back for
+finance, with both values, never overwritten).
+
 Built for the map's "reference data" volumes (a customer table: 100,000 records): the source is read whole each
 run, so the gate sees every record and change tracking cannot miss an edit that did not move the watermark.
 """
@@ -13,13 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 from collections.abc import Callable
 from typing import Protocol
 
 import pandas as pd
 
-from ledgerlink.delivery import ItemDelivery
+from ledgerlink.delivery import ItemDelivery, Written
 from ledgerlink.flows import FlowSteps, task_steps
 from ledgerlink.flows.closing import close_run, held_back_rows
 from ledgerlink.flows.spec import FlowSpec
@@ -33,14 +40,24 @@ from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, next_watermark, w
 
 log = logging.getLogger(__name__)
 SHOWN = 10  # keys named in one difference line
+MASTER_WINS, TARGET_EDITS_HELD = "master_wins", "target_edits_held"
+CONFLICT_POLICIES = (MASTER_WINS, TARGET_EDITS_HELD)  # what a keyed flow can apply (``spec.declared``)
 
 
 class RecordTarget(Protocol):
     """A flow's target adapter: the target's shape of a record, and the writes, one record at a time.
 
     ``upsert`` and ``mark_deleted`` return what they did: ``created``, ``updated``, ``deleted`` or ``unchanged``
-    (the target held it so already). A refusal raises :class:`~ledgerlink.errors.RemoteRejected`, a target that
-    is down :class:`~ledgerlink.errors.TransientError`."""
+    (the target held it so already), or a :class:`~ledgerlink.delivery.Written` with it, the version the target
+    gave the record and the request. A refusal raises :class:`~ledgerlink.errors.RemoteRejected`, a record not
+    to be written now :class:`~ledgerlink.errors.HeldBack`, a target that is down
+    :class:`~ledgerlink.errors.TransientError`. Under the policy ``target_edits_held`` both get
+    ``written_version=`` (the version of our last write, None if none is known).
+
+    Optional: ``prepare(records)``, called once before the records are sent, with every record about to be
+    written (to make sure what they point at exists, in the target's order), and ``reconcile(records,
+    held_keys)`` returning ``(differences, source_totals, target_totals)``: checks across records (money totals)
+    beside the record-by-record comparison."""
 
     system: str  # the target system as finance names it: "1C"
     name: str  # the target's collection, for the summary: "1C Catalog_Контрагенты"
@@ -48,9 +65,9 @@ class RecordTarget(Protocol):
     def target_key(self, source_key: str) -> str:
         """The record's key in the target, derived from the source key: the same on every run and machine."""
 
-    def upsert(self, record: dict, *, believed_new: bool) -> str: ...
+    def upsert(self, record: dict, *, believed_new: bool) -> str | Written: ...
 
-    def mark_deleted(self, target_key: str) -> str: ...
+    def mark_deleted(self, target_key: str) -> str | Written: ...
 
     def read_ours(self, target_keys: set[str]) -> dict[str, dict]:
         """The records the flow owns in the target and that are active there (not marked for deletion), by
@@ -125,16 +142,30 @@ class KeyedFlow:
                     for key, target_key in deletions.items()]
         delivery = ItemDelivery(ledger, flow=self.id, run_id=run_id, target=self.spec.target,
                                 entity=self.spec.entity, retry=retry)
-        for change in delivery.open(changes):
-            if change.operation == DELETE:
-                delivery.deliver(change, functools.partial(target.mark_deleted, change.target_key))
-            else:
-                delivery.deliver(change, functools.partial(target.upsert, rows[change.source_key],
-                                                           believed_new=change.operation == CREATE))
+        to_send = delivery.open(changes)
+        versions = self._written_versions(ledger, [c.source_key for c in to_send])
+        prepare = getattr(target, "prepare", None)
+        if prepare is not None and to_send:
+            prepare([rows[c.source_key] for c in to_send if c.operation != DELETE])
+        for change in to_send:
+            delivery.deliver(change, self._send(target, change, rows, versions))
         if state.watermark_read:
             ledger.set_watermark(self.id, self.watermark, state.watermark_read)
         log.info("Loaded into %s: %s", target.name, dict(delivery.outcomes))
         return dataclasses.replace(state, outcomes=Outcomes(**delivery.outcomes))
+
+    def _written_versions(self, ledger: Ledger, keys: list[str]) -> dict[str, str] | None:
+        """Under ``target_edits_held``: the version the target gave each record at our last write."""
+        return ledger.target_versions(self.id, keys) if self.spec.conflict_policy == TARGET_EDITS_HELD else None
+
+    @staticmethod
+    def _send(target: RecordTarget, change: PlannedChange, rows: dict, versions: dict[str, str] | None):
+        """The call that sends one change (with the version we last wrote, when the policy needs it)."""
+        extra = {} if versions is None else {"written_version": versions.get(change.source_key)}
+        if change.operation == DELETE:
+            return functools.partial(target.mark_deleted, change.target_key, **extra)
+        return functools.partial(target.upsert, rows[change.source_key],
+                                 believed_new=change.operation == CREATE, **extra)
 
     def reconcile_and_report(self, state: RunState, source, connection, ledger: Ledger) -> RunSummary:
         """Compare the source with the target record by record, apply the map's conflict policy to what drifted,
@@ -151,7 +182,8 @@ class KeyedFlow:
         source_keys = set(records[self.key])
         held_in_target = target.read_ours({target.target_key(k) for k in set(snapshot) | source_keys})
 
-        differences, drifted = [], []
+        differences, drifted, edited = [], [], []
+        holding = self.spec.conflict_policy == TARGET_EDITS_HELD  # drift is a person's edit, held for finance
         missing = sorted(source_keys - set(snapshot) - held_keys - late)
         if missing:
             differences.append(f"{len(missing)} {self.spec.source} {self.spec.entity}(s) neither in {target.system} "
@@ -163,9 +195,13 @@ class KeyedFlow:
             extra = sorted(set(held_in_target) - set(expected) - held_refs)
             absent = sorted(expected[ref] for ref in set(expected) - set(held_in_target))
             drifted += absent
-            differences.append(f"{target.name}: {self.spec.source} (acknowledged) {len(expected)}, "
-                               f"{target.system} {len(held_in_target)}; in {target.system} only: {extra[:SHOWN]}; "
-                               f"missing or marked for deletion in {target.system}: {absent[:SHOWN]}")
+            edited += [(key, {"state": (f"missing or marked for deletion in {target.system}", "active")})
+                       for key in absent]
+            if extra or not holding:
+                differences.append(f"{target.name}: {self.spec.source} (acknowledged) {len(expected)}, "
+                                   f"{target.system} {len(held_in_target)}; in {target.system} only: "
+                                   f"{extra[:SHOWN]}; missing or marked for deletion in {target.system}: "
+                                   f"{absent[:SHOWN]}")
         for record in records.to_dict("records"):
             key = record[self.key]
             if key in held_keys or key in late or key not in snapshot:
@@ -176,12 +212,23 @@ class KeyedFlow:
             mismatched = target.mismatches(record, actual)
             if mismatched:
                 drifted.append(key)
+                edited.append((key, mismatched))
                 both = "; ".join(f"{name}: {target.system} {theirs!r}, {self.spec.source} {ours!r}"
                                  for name, (theirs, ours) in sorted(mismatched.items()))
-                differences.append(f"{self.spec.entity} {key}: {target.system} differs in {sorted(mismatched)} "
-                                   f"({both})")
-        if drifted:
+                if not holding:
+                    differences.append(f"{self.spec.entity} {key}: {target.system} differs in {sorted(mismatched)} "
+                                       f"({both})")
+        if drifted and holding:
+            held = held + self._hold_target_edits(ledger, run_id, edited, target.system)
+        elif drifted:
             differences.append(self._resolve_conflicts(ledger, sorted(drifted), target.system))
+        source_totals, target_totals = [], []
+        check_totals = getattr(target, "reconcile", None)
+        if check_totals is not None:
+            more, source_totals, target_totals = check_totals(
+                [r for r in records.to_dict("records") if r[self.key] not in late],
+                held_keys | {key for key, _ in edited})
+            differences += more
 
         done = state.outcomes or Outcomes()
         summary = RunSummary(
@@ -190,11 +237,29 @@ class KeyedFlow:
             unchanged=state.unchanged, deleted=done.deleted, already_in_target=done.already_in_target,
             # The gate diffed only what passed: held-back records are changes of their own here.
             changes=state.changes + state.quarantined,
-            quarantined=state.quarantined, rejected=done.rejected, reconciliation=differences,
+            quarantined=state.quarantined + done.held_back, rejected=done.rejected, reconciliation=differences,
             reconciliation_detail=f"{self.spec.source} {len(source_keys)} {self.spec.entity} record(s), "
-                                  f"{len(held_keys)} held back; {target.name} {len(held_in_target)} active",
+                                  f"{len(held_keys | {k for k, _ in edited})} held back; {target.name} "
+                                  f"{len(held_in_target)} active"
+                                  + (f"; totals equal in {len(source_totals)} currency/VAT group(s)"
+                                     if source_totals else ""),
             gate_report=state.gate_report, held_back=held_back_rows(held, rejected))
-        return close_run(ledger, summary, rejected=rejected)
+        return close_run(ledger, summary, rejected=rejected, source_totals=source_totals,
+                         target_totals=target_totals)
+
+    def _hold_target_edits(self, ledger: Ledger, run_id: str, edited: list[tuple[str, dict]],
+                           system: str) -> list[dict]:
+        """``target_edits_held``: records edited in the target (found differing at reconciliation) are held back
+        for finance with both values; the ledger keeps what was acknowledged, so nothing is re-sent over them."""
+        rows = [(key, [f"edited in {system} since Ledgerlink wrote it; {self.spec.master} (master) and {system} "
+                       f"differ in {sorted(fields)}: held back, not overwritten"],
+                 {name: {system: str(theirs), self.spec.master: str(ours)} for name, (theirs, ours) in fields.items()})
+                for key, fields in edited]
+        ledger.quarantine(run_id, self.id, self.spec.entity, rows)
+        log.warning("%s: %d %s(s) edited in %s, held back for finance: %s", self.id, len(rows), self.spec.entity,
+                    system, [key for key, _ in edited][:SHOWN])
+        return [{"source_key": key, "reasons": "; ".join(reasons), "row": json.dumps(row, ensure_ascii=False)}
+                for key, reasons, row in rows]
 
     def _changed_after(self, records: pd.DataFrame, watermark_read: str | None) -> set[str]:
         """Records changed in the source after this run read it: the next run's work, not a difference."""
@@ -205,10 +270,9 @@ class KeyedFlow:
         return set(records.loc[changed.to_numpy(dtype=bool), self.key])
 
     def _resolve_conflicts(self, ledger: Ledger, drifted: list[str], system: str) -> str:
-        """The map's conflict policy for records the target no longer holds as the source has them. Master wins
-        (the only policy ``spec.declared`` lets a keyed flow declare today): the ledger forgets what the target
-        acknowledged for them, so the next run sends them again and puts the master's values back."""
-        if self.spec.conflict_policy != "master_wins":  # refused by spec.declared; a guard against a new policy
+        """Master wins: for records the target no longer holds as the source has them, the ledger forgets what
+        the target acknowledged, so the next run sends them again and puts the master's values back."""
+        if self.spec.conflict_policy != MASTER_WINS:  # refused by spec.declared; a guard against a new policy
             raise NotImplementedError(f"conflict policy {self.spec.conflict_policy!r}")
         ledger.forget(self.id, drifted)
         return (f"{self.spec.master} is the master: the next run re-sends {len(drifted)} {self.spec.entity}(s) to "

@@ -64,8 +64,14 @@ def spec_of(flow_id: str, exchange_map: ExchangeMap | None = None) -> FlowSpec:
     entity = exchange_map.entities[flow.entity]
     return FlowSpec(id=flow.id, title=flow.title or flow.id, entity=flow.entity, source=flow.source,
                     target=flow.target, schedule=flow.schedule, mode=flow.mode, gate=flow.gate, key=entity.key,
-                    fields=flow.fields, master=entity.master, conflict_policy=entity.conflict_policy,
+                    fields=flow.fields, master=entity.master,
+                    conflict_policy=flow.conflict_policy or entity.conflict_policy,
                     volume_per_run=entity.volume_per_run, volume_total=entity.volume_total)
+
+
+def _flow_policy(flow_id: str, exchange_map: ExchangeMap | None = None) -> str | None:
+    """The flow's own conflict policy in the map, if its entry has one."""
+    return (exchange_map or default_map()).flow(flow_id).conflict_policy
 
 
 def declared(flow_id: str, *, entity: str, source: str, target: str, carries: tuple[str, ...] | list[str],
@@ -73,7 +79,8 @@ def declared(flow_id: str, *, entity: str, source: str, target: str, carries: tu
              exchange_map: ExchangeMap | None = None) -> FlowSpec:
     """The spec of the flow whose code reads ``source``, writes ``target`` and whose mapping carries ``carries``
     (the entity's fields it reads, key excluded), refused with an :class:`ExchangeMapError` where the code and
-    the map disagree. ``conflict_policies``: those the flow's target adapter can apply."""
+    the map disagree. ``conflict_policies``: those the flow can apply (``master_wins``; ``target_edits_held``
+    for a keyed flow whose target adapter reports the version it wrote, see ``flows.keyed``)."""
     spec = spec_of(flow_id, exchange_map)
     where = f"flow {flow_id}"
     if spec.entity != entity:
@@ -94,6 +101,7 @@ def declared(flow_id: str, *, entity: str, source: str, target: str, carries: tu
                                    f"the map gives flow {flow_id!r} the field {field_name!r}, which its code does "
                                    f"not carry: it would be hashed but never sent")
     if spec.conflict_policy not in conflict_policies:
-        raise ExchangeMapError(entity, "conflict.policy",
+        raise ExchangeMapError(entity, f"flows.{flow_id}.conflict.policy" if _flow_policy(
+                                   flow_id, exchange_map) else "conflict.policy",
                                f"flow {flow_id!r} can apply {list(conflict_policies)}, not {spec.conflict_policy!r}")
     return spec

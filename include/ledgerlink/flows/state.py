@@ -16,6 +16,7 @@ class Outcomes:
     updated: int = 0
     deleted: int = 0
     already_in_target: int = 0
+    held_back: int = 0  # held back by the target adapter (an edit made in the target, a missing reference)
     rejected: int = 0
 
 

@@ -170,20 +170,32 @@ class Chunks(LedgerPart):
             query = query.where(Chunk.run_id == run_id)
         return self._dicts(query)
 
-    def _chunk_history(self, target: str | None, since: datetime | None, flow: str | None) -> list[dict]:
+    def _chunk_history(self, target: str | None, since: datetime | None, flow: str | None,
+                       entity: str | None = None, until: datetime | None = None) -> list[dict]:
         query = sa.select(Chunk).where(Chunk.status != PLANNED).order_by(Chunk.updated_at, Chunk.id)
         if target:
             query = query.where(Chunk.target == target)
         if since:
             query = query.where(Chunk.updated_at >= since)
+        if until:
+            query = query.where(Chunk.updated_at < until)
         if flow:
             query = query.where(Chunk.flow == flow)
+        if entity:
+            query = query.where(Chunk.entity == entity)
         return self._dicts(query)
 
-    def _chunks_open(self, target: str | None) -> list[dict]:
+    def _chunks_open(self, target: str | None, entity: str | None = None, since: datetime | None = None,
+                     until: datetime | None = None) -> list[dict]:
         query = sa.select(Chunk).where(Chunk.status.in_(OPEN_STATUSES)).order_by(Chunk.planned_at, Chunk.id)
         if target:
             query = query.where(Chunk.target == target)
+        if entity:
+            query = query.where(Chunk.entity == entity)
+        if since:
+            query = query.where(Chunk.planned_at >= since)
+        if until:
+            query = query.where(Chunk.planned_at < until)
         return self._dicts(query)
 
     def deliveries(self, flow: str | None = None, run_id: str | None = None, key: str | None = None) -> list[dict]:

@@ -7,8 +7,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from ledgerlink.ledger.models import (ACKNOWLEDGED, OPEN_STATUSES, PLANNED, REJECTED, SENT, SUPERSEDED, Item,
-                                      LedgerPart, PlannedChange, _chunks, utcnow)
+from ledgerlink.ledger.models import (ACKNOWLEDGED, OPEN_STATUSES, PLANNED, QUARANTINED, REJECTED, SENT, SUPERSEDED,
+                                      Item, LedgerPart, PlannedChange, _chunks, utcnow)
 from ledgerlink.ledger.postgres import _acknowledge_postgres, _plan_postgres
 from ledgerlink.ledger.snapshots import _move_snapshot
 
@@ -114,6 +114,34 @@ class Items(LedgerPart):
                 values["status"] = REJECTED
             conn.execute(sa.update(Item).where(Item.id == item_id).values(**values))
 
+    def record_written(self, item_id: int, *, version: str | None, request: str | None) -> None:
+        """What the target answered to a write, kept on the item before it is acknowledged: the version the target
+        gave the record (so a crash before the acknowledgement still knows what we wrote) and the request."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(Item).where(Item.id == item_id).values(
+                target_version=version[:64] if version else None, request=request[:500] if request else None,
+                updated_at=utcnow()))
+
+    def hold_back(self, item_id: int, reason: str) -> None:
+        """The item was held back at the target's door (an edit made in the target, a reference it lacks): closed
+        as quarantined, with the reason; the record is sent again by a later run once it differs from the snapshot."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(Item).where(Item.id == item_id).values(
+                status=QUARANTINED, last_error=reason[:2000], updated_at=utcnow()))
+
+    def target_versions(self, flow: str, keys: Sequence[str]) -> dict[str, str]:
+        """source_key -> the version the target gave the record at our last write of it (the latest item of the
+        key that has one); keys never written with a version are absent."""
+        found: dict[str, tuple[int, str]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(keys), 900):
+                for key, item_id, version in conn.execute(
+                        sa.select(Item.source_key, Item.id, Item.target_version).where(
+                            Item.flow == flow, Item.source_key.in_(chunk), Item.target_version.is_not(None))):
+                    if key not in found or item_id > found[key][0]:
+                        found[key] = (item_id, version)
+        return {key: version for key, (_, version) in found.items()}
+
     def acknowledge(self, flow: str, acknowledged: Sequence[tuple[int, str, str | None, str | None, str]]) -> None:
         """Receiver confirmed: close the items and move the snapshot, in one transaction.
 
@@ -172,18 +200,30 @@ class Items(LedgerPart):
             query = query.where(Item.run_id == run_id)
         return self._dicts(query)
 
-    def _item_history(self, target: str | None, since: datetime | None, flow: str | None) -> list[dict]:
+    def _item_history(self, target: str | None, since: datetime | None, flow: str | None,
+                      entity: str | None = None, until: datetime | None = None) -> list[dict]:
         query = sa.select(Item).where(Item.status != PLANNED).order_by(Item.updated_at, Item.id)
         if target:
             query = query.where(Item.target == target)
         if since:
             query = query.where(Item.updated_at >= since)
+        if until:
+            query = query.where(Item.updated_at < until)
         if flow:
             query = query.where(Item.flow == flow)
+        if entity:
+            query = query.where(Item.entity == entity)
         return self._dicts(query)
 
-    def _items_open(self, target: str | None) -> list[dict]:
+    def _items_open(self, target: str | None, entity: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None) -> list[dict]:
         query = sa.select(Item).where(Item.status.in_(OPEN_STATUSES)).order_by(Item.planned_at, Item.id)
         if target:
             query = query.where(Item.target == target)
+        if entity:
+            query = query.where(Item.entity == entity)
+        if since:
+            query = query.where(Item.planned_at >= since)
+        if until:
+            query = query.where(Item.planned_at < until)
         return self._dicts(query)

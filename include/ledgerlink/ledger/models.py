@@ -72,6 +72,10 @@ class Item(Base):
     sent_at: orm.Mapped[datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
     acknowledged_at: orm.Mapped[datetime | None] = orm.mapped_column(sa.DateTime(timezone=True))
     updated_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+    # What the target answered to the write (revision onec_documents_item_versions): the version it gave the
+    # record (1C's DataVersion; the conflict policy target_edits_held compares it), and the request that carried it.
+    target_version: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    request: orm.Mapped[str | None] = orm.mapped_column(sa.String(500))
 
     __table_args__ = (
         sa.Index("ix_items_flow_key", "flow", "source_key"),

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from ledgerlink.ledger.chunks import Chunks, describe_chunk
 from ledgerlink.ledger.engine import _make_engine, default_ledger_url
 from ledgerlink.ledger.items import Items
-from ledgerlink.ledger.models import Flow, QuarantinedRow, Validation, utcnow
+from ledgerlink.ledger.models import (ACKNOWLEDGED, PLANNED, QUARANTINED, REJECTED, SENT, SUPERSEDED, Flow,
+                                      QuarantinedRow, Validation, utcnow)
 from ledgerlink.ledger.runs import Runs
 from ledgerlink.ledger.snapshots import Snapshots
 
@@ -75,16 +76,21 @@ class Ledger(Runs, Snapshots, Items, Chunks):
         return found
 
     # what went where: items and chunks together ---------------------------------------------------------
-    def history(self, target: str | None = None, since: datetime | None = None, flow: str | None = None) -> list[dict]:
+    def history(self, target: str | None = None, since: datetime | None = None, flow: str | None = None,
+                entity: str | None = None, until: datetime | None = None) -> list[dict]:
         """What went where and when, with what result: every item and chunk that left the planned state, by
-        time. Each row has ``kind`` (item or chunk) and ``what`` (an item's source key; a chunk described, as
-        :func:`~ledgerlink.ledger.chunks.describe_chunk`)."""
-        return _by(("updated_at", "id"), self._item_history(target, since, flow),
-                   self._chunk_history(target, since, flow))
+        time (``since`` inclusive, ``until`` exclusive). Each row has ``kind`` (item or chunk), ``what`` (an
+        item's source key; a chunk described, as :func:`~ledgerlink.ledger.chunks.describe_chunk`), ``via`` (the
+        request or the numbered message that carried it) and ``result`` (see :func:`result_of`)."""
+        return _by(("updated_at", "id"), self._item_history(target, since, flow, entity, until),
+                   self._chunk_history(target, since, flow, entity, until))
 
-    def planned(self, target: str | None = None) -> list[dict]:
-        """What is waiting to go, or went without a confirmation yet (items and chunks, as :meth:`history`)."""
-        return _by(("planned_at", "id"), self._items_open(target), self._chunks_open(target))
+    def planned(self, target: str | None = None, entity: str | None = None, since: datetime | None = None,
+                until: datetime | None = None) -> list[dict]:
+        """What is waiting to go, or went without a confirmation yet (items and chunks, as :meth:`history`),
+        planned within ``since``..``until``."""
+        return _by(("planned_at", "id"), self._items_open(target, entity, since, until),
+                   self._chunks_open(target, entity, since, until))
 
     # quarantine and validations --------------------------------------------------------------------
     def quarantine(self, run_id: str, flow: str, entity: str, rows: Sequence[tuple[str, list[str], dict]]) -> None:
@@ -127,8 +133,38 @@ class Ledger(Runs, Snapshots, Items, Chunks):
         return self._dicts(query)
 
 
+def result_of(row: dict) -> str:
+    """An item's or chunk's result as finance reads it: only what the target confirmed is "acknowledged"; one
+    sent without an answer yet is "unconfirmed", never "sent"."""
+    status, error = row["status"], row.get("last_error")
+    if status == SENT:
+        return "unconfirmed: sent, no answer yet" + (f" ({error})" if error else "")
+    if status == PLANNED:
+        return "planned" + (f" (last attempt: {error})" if error else "")
+    if status == ACKNOWLEDGED:
+        return f"acknowledged ({row['operation']})"
+    if status == QUARANTINED:
+        return f"held back: {error}"
+    if status == REJECTED:
+        return f"refused: {error}" if error != SUPERSEDED else "superseded: no longer needed"
+    return status
+
+
+def via_of(row: dict) -> str:
+    """The request or message that carried an item: the numbered exchange message (file exchange), the request
+    the target adapter named (OData), or the chunk's transaction."""
+    if row.get("message_no") is not None:
+        return f"message {row['message_no']}"
+    if row.get("request"):
+        return row["request"]
+    return "transaction" if row["kind"] == "chunk" else ""
+
+
 def _by(order: tuple[str, ...], items: list[dict], chunks: list[dict]) -> list[dict]:
-    """Items and chunks in one list, each row with its ``kind`` and ``what``, sorted by ``order``."""
+    """Items and chunks in one list, each row with its ``kind``, ``what``, ``via`` and ``result``, sorted by
+    ``order``."""
     rows = [{"kind": "item", "what": item["source_key"], **item} for item in items]
     rows += [{"kind": "chunk", "what": describe_chunk(chunk), **chunk} for chunk in chunks]
+    for row in rows:
+        row["via"], row["result"] = via_of(row), result_of(row)
     return sorted(rows, key=lambda row: tuple(row[column] for column in order))

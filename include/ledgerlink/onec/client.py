@@ -72,6 +72,7 @@ class ODataClient:
         self.session.headers.update({"Accept": "application/json"})
         self.timeout = timeout
         self.max_query_string = max_query_string  # bytes after percent-encoding; None: no limit
+        self.organisation_inn: str | None = None  # the organisation documents are issued by (None: the base's only one)
 
     def close(self) -> None:
         self.session.close()
@@ -195,8 +196,19 @@ class ODataClient:
         headers = {"If-Match": if_match} if if_match else None
         self.request("DELETE", guid_key(entity_set, ref_key), headers=headers)
 
-    def post_document(self, entity_set: str, ref_key: str) -> None:
-        self.request("POST", guid_key(entity_set, ref_key) + "/Post", params={"PostingModeOperational": "false"})
+    def post_document(self, entity_set: str, ref_key: str) -> dict | None:
+        """The bound ``Post`` action; the document as posted when 1C answers with it (None when the answer is
+        empty: a caller needing its new DataVersion then reads it)."""
+        response = self.request("POST", guid_key(entity_set, ref_key) + "/Post",
+                                params={"PostingModeOperational": "false"})
+        if not response.content.strip() or "json" not in response.headers.get("Content-Type", "").lower():
+            return None
+        answered = self.decode(response)
+        return answered if isinstance(answered, dict) and answered.get("Ref_Key") == ref_key else None
+
+    def unpost_document(self, entity_set: str, ref_key: str) -> None:
+        """The bound ``Unpost`` action (``Posted`` cannot be written directly)."""
+        self.request("POST", guid_key(entity_set, ref_key) + "/Unpost")
 
 
 def _is_html(response: requests.Response) -> bool:

@@ -2,7 +2,8 @@
 
 Connection: ``host``, ``port``, ``schema`` (http or https), ``login``, ``password`` (secret, masked by
 Airflow), extra ``{"base": "/<infobase publication>", "timeout": 30, "max_query_string": 2048}`` (the web server's
-query-string limit in bytes: IIS 2,048 by default, Apache about 8,190; null for none).
+query-string limit in bytes: IIS 2,048 by default, Apache about 8,190; null for none), optionally
+``"organisation_inn"`` (the organisation billing's documents are issued by, where the base keeps several).
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ class OneCODataHook(BaseHook):
         base = "/" + str(extra.get("base", "")).strip("/")
         # The web server's query-string limit (IIS 2,048 by default; null: none): long key lists are split under it.
         max_query_string = extra.get("max_query_string", IIS_MAX_QUERY_STRING)
-        return ODataClient(f"{scheme}://{connection.host}{port}{base}", connection.login or "",
-                           connection.password or "", timeout=float(extra.get("timeout", 30)),
-                           max_query_string=None if max_query_string is None else int(max_query_string))
+        client = ODataClient(f"{scheme}://{connection.host}{port}{base}", connection.login or "",
+                             connection.password or "", timeout=float(extra.get("timeout", 30)),
+                             max_query_string=None if max_query_string is None else int(max_query_string))
+        # The organisation documents are issued by (its ИНН); without it, the base's only organisation.
+        client.organisation_inn = str(extra["organisation_inn"]) if extra.get("organisation_inn") else None
+        return client
