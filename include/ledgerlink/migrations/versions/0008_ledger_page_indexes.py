@@ -14,12 +14,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_items_source_key", "items", ["source_key"])
-    op.create_index("ix_items_status_id", "items", ["status", "id"])
-    op.create_index("ix_items_updated_at_status", "items", ["updated_at", "status"])
-    op.create_index("ix_quarantine_source_key", "quarantine", ["source_key"])
-    op.create_index("ix_quarantine_created_at", "quarantine", ["created_at"])
-    op.create_index("ix_runs_started_at", "runs", ["started_at"])
+    # if_not_exists: a ledger a test or an old release built from the models may have them already
+    op.create_index("ix_items_source_key", "items", ["source_key"], if_not_exists=True)
+    op.create_index("ix_items_status_id", "items", ["status", "id"], if_not_exists=True)
+    op.create_index("ix_items_updated_at_status", "items", ["updated_at", "status"], if_not_exists=True)
+    op.create_index("ix_quarantine_source_key", "quarantine", ["source_key"], if_not_exists=True)
+    op.create_index("ix_quarantine_created_at", "quarantine", ["created_at"], if_not_exists=True)
+    op.create_index("ix_runs_started_at", "runs", ["started_at"], if_not_exists=True)
 
 
 def downgrade() -> None:
