@@ -161,10 +161,13 @@ def _item_steps(conn, key: str) -> list[dict]:
 def _line_steps(conn, key: str) -> list[dict]:
     """A chunked load's lines: the latest delivery is the snapshot row, earlier ones are in ``deliveries``;
     the chunk names the run, the target and the time."""
+    # The snapshot's key is (flow_id, source_key): naming the (few) flows lets each probe its primary key.
+    flow_ids = list(conn.scalars(sa.select(Flow.id)))
     latest = (sa.select(Flow.name.label("flow"), Snapshot.source_key, Snapshot.operation, Snapshot.chunk_id,
                         sa.literal(True).label("latest"))
               .join(Flow, Flow.id == Snapshot.flow_id)
-              .where(Snapshot.chunk_id.is_not(None), _key_match(Snapshot.source_key, key)))
+              .where(Snapshot.flow_id.in_(flow_ids), Snapshot.chunk_id.is_not(None),
+                     _key_match(Snapshot.source_key, key)))
     earlier = (sa.select(Chunk.flow, deliveries.c.source_key, deliveries.c.operation, deliveries.c.chunk_id,
                          sa.literal(False).label("latest"))
                .join(Chunk, Chunk.id == deliveries.c.chunk_id)
