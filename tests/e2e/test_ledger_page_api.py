@@ -70,7 +70,10 @@ def _ledger(home: Path) -> Ledger:
     ledger.finish_run(RUN_LINES, FLOW_LINES, SUCCEEDED, {
         "sent": 2, "created": 2, "quarantined": 1, "target": "ERP billed_invoice_lines",
         "totals": [{"currency": "TRY", "vat_rate": "20", "net": "1500.00", "vat": "300.00", "gross": "1800.00"}],
-        "reconciliation": [], "reconciliation_detail": "billing 2 lines, ERP 2 lines",
+        "source_totals": [{"currency": "TRY", "vat_rate": "20", "net": "2500.00", "vat": "500.00", "gross": "3000.00"}],
+        "target_totals": [{"currency": "TRY", "vat_rate": "20", "net": "2500.00", "vat": "500.00", "gross": "2999.99"}],
+        "reconciliation": ["gross in TRY at VAT 20%: source 3000.00, target 2999.99 (difference 0.01)"],
+        "reconciliation_detail": "billing 2 lines, ERP 2 lines",
         "gate_report": str(reports / "gate_invoice_line.html"), "workbook": str(reports / "reconciliation.xlsx")})
     # 120 items waiting: 70 planned, 50 sent without an answer, in two flows
     now = datetime.now(timezone.utc)
@@ -217,8 +220,14 @@ def test_runs_show_counts_reconciliation_and_their_reports(server):
     lines = runs[0]
     assert lines["counts"]["sent"] == 2 and lines["counts"]["quarantined"] == 1
     gross = next(g for g in lines["reconciliation"] if g["amount"] == "gross")
-    assert (gross["currency"], gross["vat_rate"], gross["source"], gross["target"], gross["difference"]) == (
-        "TRY", "20", "1800.00", "1800.00", "0.00")
+    assert (gross["currency"], gross["vat_rate"], gross["source"], gross["target"], gross["difference"],
+            gross["sent"]) == ("TRY", "20", "3000.00", "2999.99", "0.01", "1800.00")
+    net = next(g for g in lines["reconciliation"] if g["amount"] == "net")
+    assert (net["source"], net["target"], net["difference"]) == ("2500.00", "2500.00", "0.00")
+    assert lines["differences"] == ["gross in TRY at VAT 20%: source 3000.00, target 2999.99 (difference 0.01)"]
+    # a run whose summary kept only what it sent: no side is guessed
+    customers = runs[1]
+    assert customers["reconciliation"] == [] and customers["counts"] == {"sent": 1, "created": 1}
     assert lines["links"]["task_log"].endswith("/tasks/reconcile_and_report")
     assert lines["workbook"] == f"reports/{FLOW_LINES}/run1/reconciliation.xlsx"
     workbook = _get(server, f"/ledgerlink/files/{lines['workbook']}")

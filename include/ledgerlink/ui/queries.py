@@ -351,18 +351,12 @@ def _decimal(value) -> Decimal | None:
 
 
 def reconciliation_rows(summary: dict) -> list[dict]:
-    """Per currency and VAT rate: source, target and their difference, for each amount. A summary that carries
-    both sides (``source_totals``/``target_totals``) shows them; one that carries what was sent (``totals``)
-    with no difference found shows that as both sides (reconciliation found them equal)."""
-    source = summary.get("source_totals")
-    target = summary.get("target_totals")
-    if not source and not target:
-        if summary.get("reconciliation"):
-            return []  # the differences are listed as text; no per-group figures were recorded
-        source = target = summary.get("totals") or []
+    """Per currency, VAT rate and amount: source, target and their difference (the summary's ``source_totals``
+    and ``target_totals``), beside what this run sent (``totals``). A summary from before both sides were kept
+    has only what was sent: source, target and difference stay empty rather than guessed."""
     groups: dict[tuple, dict] = {}
-    for side, rows in (("source", source or []), ("target", target or [])):
-        for row in rows:
+    for side in ("source", "target", "sent"):
+        for row in summary.get({"sent": "totals"}.get(side, f"{side}_totals")) or []:
             group = groups.setdefault((str(row.get("currency")), str(row.get("vat_rate"))), {})
             for name, value in row.items():
                 if name not in ("currency", "vat_rate"):
@@ -370,10 +364,11 @@ def reconciliation_rows(summary: dict) -> list[dict]:
     out = []
     for (currency, vat_rate), amounts in sorted(groups.items()):
         for name, sides in amounts.items():
-            a, b = sides.get("source"), sides.get("target")
+            a, b, sent = sides.get("source"), sides.get("target"), sides.get("sent")
             out.append({"currency": currency, "vat_rate": vat_rate, "amount": name,
                         "source": None if a is None else str(a), "target": None if b is None else str(b),
-                        "difference": None if a is None or b is None else str(a - b)})
+                        "difference": None if a is None or b is None else str(a - b),
+                        "sent": None if sent is None else str(sent)})
     return out
 
 
@@ -397,13 +392,15 @@ def describe_run(run: dict, home: Path) -> dict:
     if not isinstance(summary, dict):
         summary = {"reason": str(summary)}
     counts = {k: summary[k] for k in ("sent", "created", "updated", "unchanged", "deleted", "quarantined",
-                                      "rejected", "changes") if isinstance(summary.get(k), int)}
+                                      "rejected", "changes", "source_count", "target_count")
+              if isinstance(summary.get(k), int)}
     return {"flow": run["flow"], "run_id": run["run_id"], "status": run["status"],
             "started_at": _iso(run["started_at"]), "finished_at": _iso(run["finished_at"]),
             "target": summary.get("target"), "counts": counts,
             "reconciliation": reconciliation_rows(summary),
             "differences": [str(d) for d in summary.get("reconciliation") or []],
-            "detail": summary.get("reconciliation_detail") or summary.get("reason") or summary.get("error"),
+            "detail": summary.get("error") or summary.get("reconciliation_detail") or summary.get("reason"),
+            "next_steps": [str(x) for x in summary.get("next_steps") or []],
             "gate_report": report_path(summary.get("gate_report"), home),
             "workbook": report_path(summary.get("workbook"), home),
             "links": links(run["flow"], run["run_id"], "run")}
