@@ -138,7 +138,7 @@ def served_file(path: str) -> dict:
     folder = (home / SERVED_FOLDER).resolve()
     try:
         resolved = (home / path).resolve(strict=True)
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):  # no such file, a link loop, a NUL in the name
         raise FileNotFoundError(f"no report {path!r}") from None
     if not resolved.is_relative_to(folder) or not resolved.is_file() or resolved.suffix not in SERVED_TYPES:
         raise FileNotFoundError(f"no report {path!r}")
