@@ -78,11 +78,9 @@ class Item(Base):
     __table_args__ = (
         sa.Index("ix_items_flow_key", "flow", "source_key"),
         sa.Index("ix_items_target_planned", "target", "planned_at"),
-        # The ledger page (revision ledger_page_indexes): "where is X" across flows, the open items in order,
-        # and the items per day.
+        # The ledger page (revision ledger_page_indexes): "where is X" across flows, the open items in order.
         sa.Index("ix_items_source_key", "source_key"),
         sa.Index("ix_items_status_id", "status", "id"),
-        sa.Index("ix_items_updated_at_status", "updated_at", "status"),
         # At most one open (planned or sent) item per record and flow: a retry continues it.
         sa.Index("ux_items_open", "flow", "source_key", unique=True,
                  sqlite_where=sa.text("status IN ('planned', 'sent')"),
@@ -178,10 +176,7 @@ class QuarantinedRow(Base):
     row: orm.Mapped[str] = orm.mapped_column(sa.Text)
     created_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
 
-    __table_args__ = (  # the ledger page: held back rows by key, and per day
-        sa.Index("ix_quarantine_source_key", "source_key"),
-        sa.Index("ix_quarantine_created_at", "created_at"),
-    )
+    __table_args__ = (sa.Index("ix_quarantine_source_key", "source_key"),)  # the ledger page: "where is X"
 
 
 class Validation(Base):
