@@ -174,7 +174,7 @@ def test_a_held_back_line_says_why_in_major_units(server):
     assert held["links"]["task_log"].endswith("/tasks/gate")
 
 
-@pytest.mark.parametrize("query", ["anadolu konferans", "1234567802", "C000001"])
+@pytest.mark.parametrize("query", ["anadolu konferans", "1234567802", "C000001", "Konferans Hizmetleri A.Ş."])
 def test_a_customer_name_or_tax_id_finds_the_customer_and_its_invoices(server, query):
     answer = _get(server, "/ledgerlink/api/search", params={"q": query}).json()
     assert any(m["kind"] == "customer" and m["key"] == "C000001" for m in answer["matches"])
@@ -182,6 +182,12 @@ def test_a_customer_name_or_tax_id_finds_the_customer_and_its_invoices(server, q
     assert (item["key"], item["system"], item["flow"], item["status"]) == ("C000001", "onec", FLOW_CUSTOMERS,
                                                                            ACKNOWLEDGED)
     assert {s["key"] for s in answer["steps"] if s["kind"] == "line"} == {"IN00000001-0001", "IN00000001-0002"}
+
+
+def test_a_cyrillic_name_as_typed_finds_its_customer(server):
+    answer = _get(server, "/ledgerlink/api/search", params={"q": "Северный мост"}).json()
+    assert [m["key"] for m in answer["matches"] if m["kind"] == "customer"] == ["C000002"]
+    assert {s["key"] for s in answer["steps"] if s["kind"] == "held back"} == {"IN00000002-0001"}
 
 
 def test_nothing_found_is_an_empty_answer(server):

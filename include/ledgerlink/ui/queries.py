@@ -117,8 +117,9 @@ def _billing_matches(billing: sa.Engine, text: str) -> list[dict]:
             found.append({"kind": "invoice", "key": row.invoice_id, "customer": row.customer_id})
         customers = conn.execute(sa.text(
             "SELECT customer_id, legal_name, tax_id FROM customers WHERE tax_id = :t OR customer_id = :t"
-            " OR lower(legal_name) LIKE :like ORDER BY customer_id LIMIT 10"),
-            {"t": text, "like": f"%{text.lower()}%"}).all() if len(text) >= 3 else []
+            # SQLite's lower() folds ASCII only: a Cyrillic or Turkish name is also matched as typed
+            " OR lower(legal_name) LIKE :like OR legal_name LIKE :typed ORDER BY customer_id LIMIT 10"),
+            {"t": text, "like": f"%{text.lower()}%", "typed": f"%{text}%"}).all() if len(text) >= 3 else []
         for row in customers:
             invoices = [r.invoice_id for r in conn.execute(sa.text(
                 "SELECT invoice_id FROM invoices WHERE customer_id = :c ORDER BY issue_date DESC, invoice_id DESC"
