@@ -61,6 +61,11 @@ def _page(limit: int | None) -> int:
     return max(1, min(int(limit or 50), MAX_PAGE))
 
 
+def _like(text: str) -> str:
+    """``text`` inside a LIKE pattern, its own ``%`` and ``_`` meaning themselves (escaped with ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _key_match(column, text: str):
     """The key itself, or keys it heads (an invoice number finds its lines ``IN…-0001``): two index ranges."""
     return sa.or_(column == text, sa.and_(column >= text + "-", column < text + "."))
@@ -118,8 +123,10 @@ def _billing_matches(billing: sa.Engine, text: str) -> list[dict]:
         customers = conn.execute(sa.text(
             "SELECT customer_id, legal_name, tax_id FROM customers WHERE tax_id = :t OR customer_id = :t"
             # SQLite's lower() folds ASCII only: a Cyrillic or Turkish name is also matched as typed
-            " OR lower(legal_name) LIKE :like OR legal_name LIKE :typed ORDER BY customer_id LIMIT 10"),
-            {"t": text, "like": f"%{text.lower()}%", "typed": f"%{text}%"}).all() if len(text) >= 3 else []
+            " OR lower(legal_name) LIKE :like ESCAPE '\\' OR legal_name LIKE :typed ESCAPE '\\'"
+            " ORDER BY customer_id LIMIT 10"),
+            {"t": text, "like": f"%{_like(text.lower())}%", "typed": f"%{_like(text)}%"}).all() \
+            if len(text) >= 3 else []
         for row in customers:
             invoices = [r.invoice_id for r in conn.execute(sa.text(
                 "SELECT invoice_id FROM invoices WHERE customer_id = :c ORDER BY issue_date DESC, invoice_id DESC"
@@ -328,20 +335,27 @@ def held_back(engine: sa.Engine, *, flow: str | None = None, run_id: str | None 
 
 def runs(engine: sa.Engine, home: Path, *, flow: str | None = None, status: str | None = None,
          before: str | None = None, limit: int | None = None) -> dict:
-    """Runs, newest first (keyset on ``started_at``): status, counts, reconciliation per currency and VAT rate,
-    links to the DAG run, its log, its gate report and workbook."""
+    """Runs, newest first: status, counts, reconciliation per currency and VAT rate, links to the DAG run, its
+    log, its gate report and workbook. Keyset ``before``: the last run's ``cursor`` (its start, flow and run
+    id: runs of two flows often start in the same second)."""
     size = _page(limit)
-    query = sa.select(Run).order_by(Run.started_at.desc(), Run.run_id.desc()).limit(size + 1)
+    query = sa.select(Run).order_by(Run.started_at.desc(), Run.flow.desc(), Run.run_id.desc()).limit(size + 1)
     if flow:
         query = query.where(Run.flow == flow)
     if status:
         query = query.where(Run.status == status)
     if before:
-        query = query.where(Run.started_at < datetime.fromisoformat(before))
+        started, _, rest = before.partition("|")
+        last_flow, _, last_run = rest.partition("|")
+        at = datetime.fromisoformat(started)
+        query = query.where(sa.or_(Run.started_at < at, sa.and_(
+            Run.started_at == at, sa.or_(Run.flow < last_flow, sa.and_(Run.flow == last_flow, Run.run_id < last_run)))))
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
     out = [describe_run(dict(r), home) for r in rows[:size]]
-    return {"runs": out, "next": out[-1]["started_at"] if len(rows) > size else None}
+    for run, row in zip(out, rows):
+        run["cursor"] = f"{_iso(row['started_at'])}|{row['flow']}|{row['run_id']}"
+    return {"runs": out, "next": out[-1]["cursor"] if len(rows) > size else None}
 
 
 def _decimal(value) -> Decimal | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,48 @@ def test_links_name_the_dag_run_and_the_task_that_did_the_step():
         "task_log": "dags/billing_invoice_lines_to_erp/runs/manual__2026-01-01T00%3A00%3A00%2B00%3A00/tasks/load"}
     assert queries.links("bridge_usage_to_billing", "r/1", "run")["task_log"].endswith("r%2F1/tasks/take_files")
     assert queries.links("x", None, "run") == {}
+
+
+def test_runs_page_through_runs_that_started_in_the_same_second_once_each(tmp_path):
+    import sqlalchemy as sa
+
+    from ledgerlink.ledger import Ledger, Run
+
+    ledger = Ledger.migrated(f"sqlite:///{tmp_path / 'ledger.db'}")
+    same = datetime(2026, 11, 30, 1, 0, tzinfo=timezone.utc)
+    with ledger.engine.begin() as conn:
+        conn.execute(sa.insert(Run), [{"run_id": f"r{n}", "flow": f"flow{n % 2}", "started_at": same,
+                                       "status": "succeeded", "summary": "{}"} for n in range(5)]
+                     + [{"run_id": "older", "flow": "flow0", "started_at": same - timedelta(hours=1),
+                         "status": "failed", "summary": "not json"}])
+    seen, before = [], None
+    while True:
+        page = queries.runs(ledger.engine, tmp_path, before=before, limit=2)
+        seen += [(r["flow"], r["run_id"]) for r in page["runs"]]
+        if page["next"] is None:
+            break
+        before = page["next"]
+    assert len(seen) == 6 and len(set(seen)) == 6 and seen[-1] == ("flow0", "older")
+    assert [r["run_id"] for r in queries.runs(ledger.engine, tmp_path, status="failed")["runs"]] == ["older"]
+
+
+def test_a_name_search_takes_percent_and_underscore_literally(tmp_path):
+    import sqlalchemy as sa
+
+    from ledgerlink.ledger import Ledger
+
+    ledger = Ledger.migrated(f"sqlite:///{tmp_path / 'ledger.db'}")
+    billing = sa.create_engine(f"sqlite:///{tmp_path / 'billing.db'}")
+    with billing.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE customers (customer_id TEXT, legal_name TEXT, tax_id TEXT)"))
+        conn.execute(sa.text("CREATE TABLE invoices (invoice_id TEXT, customer_id TEXT, number TEXT, issue_date TEXT)"))
+        conn.execute(sa.text("INSERT INTO customers VALUES ('C1', 'Acme 100% Ltd', '1'), ('C2', 'Beta Ltd', '2'),"
+                             " ('C3', 'Gamma_Co', '3'), ('C4', 'GammaXCo', '4')"))
+    keys = lambda q: [m["key"] for m in queries.search(ledger.engine, q, billing=lambda: billing)["matches"]]  # noqa: E731
+    assert keys("100%") == ["C1"]
+    assert keys("%%%") == []
+    assert keys("Gamma_") == ["C3"]
+    assert keys("beta") == ["C2"]
+    down = queries.search(ledger.engine, "beta", billing=lambda: (_ for _ in ()).throw(RuntimeError("down")))
+    assert down["matches"] == [] and down["notes"] == [
+        "billing could not be asked (RuntimeError): names, tax ids and amounts not shown"]
