@@ -14,7 +14,7 @@ import functools
 import logging
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
@@ -83,7 +83,7 @@ def create_app(*, ledger_engine=None, billing=billing_engine) -> FastAPI:
             if e.status_code != status.HTTP_401_UNAUTHORIZED:
                 raise
             # Airflow's login, back here after it (Airflow checks that `next` is on this host)
-            login = str(request.url_for("page")).rsplit("/ledgerlink", 1)[0] + "/api/v2/auth/login"
+            login = urljoin(str(request.base_url), "../api/v2/auth/login")  # the base is this app's mount
             return RedirectResponse(f"{login}?{urlencode({'next': str(request.url)})}",
                                     status_code=status.HTTP_307_TEMPORARY_REDIRECT)
         return HTMLResponse(PAGE.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"})
