@@ -106,6 +106,17 @@ def test_a_person_finds_an_invoice_opens_its_log_and_downloads_the_workbook(worl
             frame.locator("a[data-tab=chart]").click()
             expect(frame.locator("#per-day-chart")).to_be_visible(timeout=30_000)
             page.screenshot(path=OUTPUT / "05-per-day.png")
+            # The other tabs render (an error would show as a note instead)
+            frame.locator("a[data-tab=map]").click()
+            expect(frame.locator("main")).to_contain_text("billing_customers_to_onec", timeout=30_000)
+            expect(frame.locator("main")).to_contain_text("master: ERP")
+            page.screenshot(path=OUTPUT / "06-map.png", full_page=True)
+            frame.locator("a[data-tab=planned]").click()
+            expect(frame.locator("main h2")).to_have_text("Waiting to go, or sent without the target's word yet",
+                                                          timeout=30_000)
+            frame.locator("a[data-tab=held]").click()
+            expect(frame.locator("main h2")).to_have_text("Held back, and why", timeout=30_000)
+            expect(frame.locator("p.note")).to_have_count(0)
         finally:
             browser.close()
 
