@@ -75,6 +75,10 @@ def _ledger(home: Path) -> Ledger:
         "reconciliation": ["gross in TRY at VAT 20%: source 3000.00, target 2999.99 (difference 0.01)"],
         "reconciliation_detail": "billing 2 lines, ERP 2 lines",
         "gate_report": str(reports / "gate_invoice_line.html"), "workbook": str(reports / "reconciliation.xlsx")})
+    # C000009: refused by 1C
+    refused = ledger.plan_and_mark_sent(RUN_CUSTOMERS, FLOW_CUSTOMERS, "onec", "customer",
+                                        [PlannedChange("C000009", "ref-9", "h9", "create")])
+    ledger.record_failure(refused["C000009"], "1C answered 400: ИНН has wrong check digits", terminal=True)
     # 120 items waiting: 70 planned, 50 sent without an answer, in two flows
     now = datetime.now(timezone.utc)
     with ledger.engine.begin() as conn:
@@ -217,7 +221,11 @@ def test_held_back_tab_pages_newest_first(server):
     (row,) = page["rows"]
     assert row["reasons"] == ["vat_minor: 200 is not 20% of net 1000 at VAT 22", "description: control character"]
     assert row["values"]["net"] == "10.00" and page["next"] is None
-    assert _get(server, "/ledgerlink/api/held-back", params={"flow": FLOW_CUSTOMERS}).json()["rows"] == []
+    assert page["refused"] == []
+    customers = _get(server, "/ledgerlink/api/held-back", params={"flow": FLOW_CUSTOMERS}).json()
+    assert customers["rows"] == []
+    assert [(r["key"], r["system"], r["reason"]) for r in customers["refused"]] == [
+        ("C000009", "onec", "1C answered 400: ИНН has wrong check digits")]
 
 
 def test_runs_show_counts_reconciliation_and_their_reports(server):

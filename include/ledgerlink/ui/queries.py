@@ -313,7 +313,8 @@ def readable_row(row_json: str | None) -> dict:
 
 def held_back(engine: sa.Engine, *, flow: str | None = None, run_id: str | None = None, text: str | None = None,
               before: int | None = None, limit: int | None = None) -> dict:
-    """Held-back rows, newest first (by id): the reasons and the row's values in major units."""
+    """Held-back rows, newest first (by id): the reasons and the row's values in major units; and, on the first
+    page, the newest records the target refused (``refused``, with its reason)."""
     size = _page(limit)
     query = sa.select(QuarantinedRow).order_by(QuarantinedRow.id.desc()).limit(size + 1)
     if flow:
@@ -324,13 +325,25 @@ def held_back(engine: sa.Engine, *, flow: str | None = None, run_id: str | None 
         query = query.where(_key_match(QuarantinedRow.source_key, text.strip()))
     if before:
         query = query.where(QuarantinedRow.id < before)
+    refused_query = (sa.select(Item).where(Item.status == REJECTED).order_by(Item.id.desc()).limit(size))
+    if flow:
+        refused_query = refused_query.where(Item.flow == flow)
+    if run_id:
+        refused_query = refused_query.where(Item.run_id == run_id)
+    if text:
+        refused_query = refused_query.where(_key_match(Item.source_key, text.strip()))
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
+        # the target refused these: shown on the first page beside what the gate held back
+        refused = [] if before else conn.execute(refused_query).mappings().all()
     out = [{"id": r["id"], "key": r["source_key"], "flow": r["flow"], "entity": r["entity"], "run_id": r["run_id"],
             "when": _iso(r["created_at"]), "reasons": [p.strip() for p in r["reasons"].split(";") if p.strip()],
             "values": readable_row(r["row"]), "links": links(r["flow"], r["run_id"], "held back")}
            for r in rows[:size]]
-    return {"rows": out, "next": out[-1]["id"] if len(rows) > size else None}
+    return {"rows": out, "next": out[-1]["id"] if len(rows) > size else None,
+            "refused": [{"id": r["id"], "key": r["source_key"], "flow": r["flow"], "system": r["target"],
+                         "operation": r["operation"], "reason": r["last_error"] or "", "when": _iso(r["updated_at"]),
+                         "run_id": r["run_id"], "links": links(r["flow"], r["run_id"], "item")} for r in refused]}
 
 
 def runs(engine: sa.Engine, home: Path, *, flow: str | None = None, status: str | None = None,
