@@ -11,7 +11,6 @@ or when the app is built: the plugin builds it in every Airflow process that loa
 from __future__ import annotations
 
 import functools
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urljoin
@@ -22,7 +21,6 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from ledgerlink import settings
 from ledgerlink.ui import queries
 
-log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("page.html")
 # What the page serves from LEDGERLINK_HOME: the runs' gate reports and workbooks, nothing else there.
 SERVED_FOLDER = "reports"
