@@ -39,7 +39,7 @@ def chromium_path() -> str:
     return _chromium()
 
 
-def test_a_person_finds_an_invoice_opens_its_log_and_downloads_the_workbook(world, chromium_path, tmp_path):
+def test_a_person_finds_an_invoice_opens_its_log_and_downloads_the_workbook(chromium_path, world, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     shutil.rmtree(OUTPUT, ignore_errors=True)
