@@ -537,6 +537,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.onec_files import main as onec_files_main
 
         return onec_files_main(argv[1:])
+    if argv[:1] == ["ledger-page"]:  # the opt-in ledger page case (issue 23): bench/ledger_page.py
+        from bench.ledger_page import main as ledger_page_main
+
+        return ledger_page_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", choices=sorted(WORKERS))
     parser.add_argument("--config")

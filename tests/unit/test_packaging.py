@@ -65,14 +65,15 @@ def test_the_installed_package_exposes_them_once():
         assert len(found) == 1, f"{group} {name}: found {len(found)} times (remove include/*.egg-info)"
 
 
-def test_the_plugin_is_an_airflow_plugin_without_views():
+def test_the_plugin_is_an_airflow_plugin_with_the_ledger_page():
     from airflow.plugins_manager import AirflowPlugin
 
     from ledgerlink.airflow_plugin import LedgerlinkPlugin
 
     assert issubclass(LedgerlinkPlugin, AirflowPlugin)
     assert LedgerlinkPlugin.name == "ledgerlink"
-    assert not (LedgerlinkPlugin.external_views or LedgerlinkPlugin.react_apps or LedgerlinkPlugin.fastapi_apps)
+    assert [a["url_prefix"] for a in LedgerlinkPlugin.fastapi_apps] == ["/ledgerlink"]
+    assert [v["href"] for v in LedgerlinkPlugin.external_views] == ["ledgerlink/"]
     assert "Exchange ledger page" in sys.modules[LedgerlinkPlugin.__module__].__doc__
 
 

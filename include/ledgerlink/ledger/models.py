@@ -52,6 +52,8 @@ class Run(Base):
     status: orm.Mapped[str] = orm.mapped_column(sa.String(20))
     summary: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
 
+    __table_args__ = (sa.Index("ix_runs_started_at", "started_at"),)  # the ledger page's runs, newest first
+
 
 class Item(Base):
     __tablename__ = "items"
@@ -80,6 +82,9 @@ class Item(Base):
     __table_args__ = (
         sa.Index("ix_items_flow_key", "flow", "source_key"),
         sa.Index("ix_items_target_planned", "target", "planned_at"),
+        # The ledger page (revision ledger_page_indexes): "where is X" across flows, the open items in order.
+        sa.Index("ix_items_source_key", "source_key"),
+        sa.Index("ix_items_status_id", "status", "id"),
         # At most one open (planned or sent) item per record and flow: a retry continues it.
         sa.Index("ux_items_open", "flow", "source_key", unique=True,
                  sqlite_where=sa.text("status IN ('planned', 'sent')"),
@@ -174,6 +179,8 @@ class QuarantinedRow(Base):
     reasons: orm.Mapped[str] = orm.mapped_column(sa.Text)
     row: orm.Mapped[str] = orm.mapped_column(sa.Text)
     created_at: orm.Mapped[datetime] = orm.mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_quarantine_source_key", "source_key"),)  # the ledger page: "where is X"
 
 
 class Validation(Base):
