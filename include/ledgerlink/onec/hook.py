@@ -2,7 +2,9 @@
 
 Connection: ``host``, ``port``, ``schema`` (http or https), ``login``, ``password`` (secret, masked by
 Airflow), extra ``{"base": "/<infobase publication>", "timeout": 30, "max_query_string": 2048}`` (the web server's
-query-string limit in bytes: IIS 2,048 by default, Apache about 8,190; null for none).
+query-string limit in bytes: IIS 2,048 by default, Apache about 8,190; null for none), and for reading changes
+``"exchange_node": "<code>"`` (an exchange plan node: change selection; absent: by date, with ``"lookback_days"``)
+and ``"exchange_plan"`` (default ``ExchangePlan_Ledgerlink``).
 """
 from __future__ import annotations
 
@@ -39,6 +41,11 @@ class OneCODataHook(BaseHook):
         base = "/" + str(extra.get("base", "")).strip("/")
         # The web server's query-string limit (IIS 2,048 by default; null: none): long key lists are split under it.
         max_query_string = extra.get("max_query_string", IIS_MAX_QUERY_STRING)
-        return ODataClient(f"{scheme}://{connection.host}{port}{base}", connection.login or "",
-                           connection.password or "", timeout=float(extra.get("timeout", 30)),
-                           max_query_string=None if max_query_string is None else int(max_query_string))
+        client = ODataClient(f"{scheme}://{connection.host}{port}{base}", connection.login or "",
+                             connection.password or "", timeout=float(extra.get("timeout", 30)),
+                             max_query_string=None if max_query_string is None else int(max_query_string))
+        # How changes are read from this base (the payments flow): an exchange plan's node, or by date.
+        client.exchange_node = extra.get("exchange_node") or None
+        client.exchange_plan = extra.get("exchange_plan") or "ExchangePlan_Ledgerlink"
+        client.lookback_days = int(extra.get("lookback_days", 7))
+        return client

@@ -16,6 +16,7 @@ SUITE_MODULES = {
     "customer": "ledgerlink.gates.suites.customer",
     "einvoice": "ledgerlink.gates.suites.einvoice",
     "invoice_line": "ledgerlink.gates.suites.invoice_line",
+    "payment": "ledgerlink.gates.suites.payment",
     "usage": "ledgerlink.gates.suites.usage",
 }
 
