@@ -91,8 +91,10 @@ class PaymentsWorld:
         return {q["source_key"]: {**q, "row": json.loads(q["row"])} for q in self.ledger.quarantined(flow=flow.FLOW)}
 
     def pending_in_1c(self) -> list[dict]:
+        """The receipts still registered for the flow's node (not acknowledged)."""
         with urllib.request.urlopen(f"{self.server.url}/_sandbox/onec/changes?node={NODE}", timeout=10) as answer:
-            return json.loads(answer.read())["value"]
+            return [c for c in json.loads(answer.read())["value"]
+                    if c["entity_set"] == "Document_ПоступлениеНаРасчетныйСчет"]
 
     def edit_in_1c(self, line_id: str, **changes) -> None:
         """An accountant's edit of a receipt in 1C (new DataVersion, registered for the nodes)."""

@@ -25,6 +25,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
+import numpy as np
+
 from ledgerlink.delivery import ItemDelivery
 from ledgerlink.flows import FlowSteps, task_steps
 from ledgerlink.flows.closing import close_run, held_back_rows
@@ -128,7 +130,7 @@ class ChangeFeedFlow:
         done = ledger.snapshot_hashes(self.id, keys)
         shown = ledger.snapshot_hashes(self.held_memory, keys)
         seen = [done.get(k) == h or shown.get(k) == h for k, h in zip(keys, batch[HASH_COLUMN])]
-        fresh = batch[[not s for s in seen]].reset_index(drop=True)
+        fresh = batch[~np.array(seen, dtype=bool)].reset_index(drop=True)
         fresh["_op"] = [UPDATE if k in done else CREATE for k in fresh[KEY_COLUMN]]
         unchanged = sum(seen)
         log.info("%s: %d change(s) to decide, %d seen before with the same content, %d held back by the gate",
