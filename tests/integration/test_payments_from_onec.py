@@ -79,8 +79,9 @@ def _expect_outcomes(world: PaymentsWorld, summary, expected: dict[str, dict]) -
     assert summary.created == 4 and summary.quarantined == 4 and not summary.reconciliation
 
 
-def _money_adds_up(world: PaymentsWorld) -> None:
-    """Money applied = money received - what is held back, per currency, to the kopek."""
+def _money_adds_up(world: PaymentsWorld, summary=None) -> None:
+    """Money applied = money received - what is held back, per currency, to the kopek (in billing, and as the
+    summary tells finance)."""
     currency = {"643": "RUB", "949": "TRY"}
     received, held = Counter(), Counter()
     held_keys = set(world.held())
@@ -93,13 +94,17 @@ def _money_adds_up(world: PaymentsWorld) -> None:
         applied[payment["currency"]] += payment["amount_minor"]
     for code in received:
         assert applied[code] == received[code] - held[code], code
+        if summary is not None:
+            line = (f"money {code}: received {Decimal(received[code]) / 100:.2f} = applied "
+                    f"{Decimal(applied[code]) / 100:.2f} + held back {Decimal(held[code]) / 100:.2f}")
+            assert line in summary.text(), summary.text()
 
 
 def test_each_receipt_ends_where_it_should_and_1c_hears_it_last(world):
     expected = _expected(world)
     summary = world.run("r1")
     _expect_outcomes(world, summary, expected)
-    _money_adds_up(world)
+    _money_adds_up(world, summary)
     for line in world.lines("matched"):
         assert world.invoice(expected[line["id"]]["invoice_id"])["status"] == "paid"
     assert world.pending_in_1c() == []  # acknowledged: nothing of it registered any more

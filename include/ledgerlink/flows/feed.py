@@ -152,6 +152,8 @@ class ChangeFeedFlow:
         kinds = Counter(d.kind for d in decisions)
 
         held = [d for d in decisions if d.action == HOLD]
+        decided = {d.key for d in decisions}
+        gate_held_money = self._gate_held_money(ledger, run_id, decided)
         already = {q["source_key"] for q in ledger.quarantined(flow=self.id, run_id=run_id)}
         ledger.quarantine(run_id, self.id, self.spec.entity,
                           [(d.key, d.reasons, d.row) for d in held if d.key not in already])
@@ -169,7 +171,7 @@ class ChangeFeedFlow:
         for change in delivery.open(changes):
             delivery.deliver(change, to_apply[change.source_key].send)
         log.info("Applied to %s: %s; decided: %s", target.name, dict(delivery.outcomes), dict(kinds))
-        money = _money_rows(decisions, self._gate_held_money(ledger, run_id))
+        money = _money_rows(decisions, gate_held_money)
         return dataclasses.replace(state, outcomes=Outcomes(**delivery.outcomes), sent_totals=money,
                                    documents=stage_json(self.id, run_id, "decisions", [
                                        {"key": d.key, "action": d.action, "kind": d.kind,
@@ -225,12 +227,14 @@ class ChangeFeedFlow:
             gate_report=state.gate_report, held_back=held_back_rows(held, rejected), notes=notes)
         return close_run(ledger, summary, rejected=rejected)
 
-    def _gate_held_money(self, ledger: Ledger, run_id: str) -> list[tuple[str, int]]:
-        """The money of the rows the gate held back this run, where it is readable."""
+    def _gate_held_money(self, ledger: Ledger, run_id: str, decided: set[str]) -> list[tuple[str, int]]:
+        """The money of the rows the gate held back this run (not ``decided`` by the target), where readable."""
         if self.money_of is None:
             return []
         money = []
         for row in ledger.quarantined(flow=self.id, run_id=run_id):
+            if row["source_key"] in decided:
+                continue
             data = json.loads(row["row"]) if isinstance(row["row"], str) else row["row"]
             found = self.money_of(data)
             if found is not None:
