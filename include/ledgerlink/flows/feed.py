@@ -124,7 +124,10 @@ class ChangeFeedFlow:
         """The map's suite over every change; then what the target acknowledged, or finance was shown, with the
         same content is dropped (a replay of a feed that was not acknowledged)."""
         with blocked_on_gate_failure(ledger, self.spec, state.run_id):
-            state = gate_staged(state, ledger, self.spec, max_rows=self.spec.volume_per_run)
+            # Bounded by the entity's total, not a run's volume: a feed never acknowledged grows (a first
+            # connection to a base with a year of registered changes), and a gate that blocked it would never let
+            # it shrink.
+            state = gate_staged(state, ledger, self.spec, max_rows=self.spec.volume_total)
         batch = with_keys_and_hashes(read_frame(state.batch[0]), list(self.spec.key), self.spec.content_columns)
         keys = batch[KEY_COLUMN].tolist()
         done = ledger.snapshot_hashes(self.id, keys)
