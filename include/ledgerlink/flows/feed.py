@@ -41,6 +41,7 @@ from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, with_keys_and_hashes
 
 log = logging.getLogger(__name__)
 APPLY, HOLD, PASS = "apply", "hold", "pass"
+GONE_HASH = "deleted"  # what the held-for-finance memory keeps for a deletion it showed
 SHOWN = 10
 
 
@@ -151,7 +152,11 @@ class ChangeFeedFlow:
         records = frame.to_dict("records")
         hashes = dict(zip(frame[KEY_COLUMN], frame[HASH_COLUMN])) if len(frame) else {}
         operations = dict(zip(frame[KEY_COLUMN], frame["_op"])) if len(frame) else {}
-        decisions = target.decide(records, read_json(state.deletions))
+        deleted = read_json(state.deletions)
+        # A deletion held for finance before (the feed was not acknowledged since) is not held again.
+        shown_gone = ledger.snapshot_hashes(self.held_memory, deleted)
+        deleted = [k for k in deleted if shown_gone.get(k) != GONE_HASH]
+        decisions = target.decide(records, deleted)
         kinds = Counter(d.kind for d in decisions)
 
         held = [d for d in decisions if d.action == HOLD]
@@ -160,8 +165,8 @@ class ChangeFeedFlow:
         already = {q["source_key"] for q in ledger.quarantined(flow=self.id, run_id=run_id)}
         ledger.quarantine(run_id, self.id, self.spec.entity,
                           [(d.key, d.reasons, d.row) for d in held if d.key not in already])
-        remembered = [d.key for d in held if d.key in hashes]
-        ledger.put_snapshot(self.held_memory, remembered, [hashes[k] for k in remembered])
+        ledger.put_snapshot(self.held_memory, [d.key for d in held],
+                            [hashes.get(d.key, GONE_HASH) for d in held])
         for decision in (d for d in decisions if d.action == PASS):
             log.info("%s %s: nothing to write in %s: %s", self.spec.entity, decision.key, target.system,
                      "; ".join(decision.reasons))

@@ -73,7 +73,8 @@ class Target:
                                           send=lambda key=record["payment_id"], m=money: self._write(key, m)))
             else:
                 decisions.append(Decision(record["payment_id"], HOLD, "large", ["too large"], row=record, money=money))
-        decisions += [Decision(key, PASS, "gone", ["deleted"]) for key in deleted]
+        decisions += [Decision(key, HOLD, "gone_after_applied", ["deleted after applied"]) if key in self.rows
+                      else Decision(key, PASS, "gone", ["deleted"]) for key in deleted]
         return decisions
 
     def _write(self, key, money):
@@ -153,3 +154,16 @@ def test_a_crash_before_acknowledging_applies_nothing_twice(world):
     summary = run(world, "after")
     assert target.writes == writes and summary.created == 0 and feed.acknowledged == ["2"]
     assert exact_minor("10.00") == target.rows["a"][1]
+
+
+def test_a_deletion_held_for_finance_is_held_once_across_a_crash(world):
+    feed, flow, ledger = world["feed"], world["flow"], world["ledger"]
+    feed.change(record("a", "10.00"))
+    run(world, "r1")
+    feed.delete("a")
+    flow.load(flow.gate(flow.extract("crashed", None, ledger), ledger), None, ledger)
+    ledger.end_run_early("crashed", SPEC.id, "abandoned", "killed")
+    summary = run(world, "after")
+    held = [q for q in ledger.quarantined(flow=SPEC.id) if q["source_key"] == "a"]
+    assert len(held) == 1 and held[0]["run_id"] == "crashed" and summary.quarantined == 0
+    assert feed.pending == {} and world["target"].rows == {"a": ("RUB", 1000)}
