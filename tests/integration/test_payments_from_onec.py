@@ -218,20 +218,25 @@ def test_the_gate_holds_a_receipt_without_money_or_payer(world):
     assert summary.created == 2 and summary.quarantined == 6 and not summary.reconciliation
 
 
-def test_billing_on_postgresql(tmp_path, monkeypatch, billing_db):
+def test_billing_and_the_ledger_on_postgresql(tmp_path, monkeypatch, billing_db):
     from tests.support.pg import create_database, run_postgres
 
     monkeypatch.setenv("LEDGERLINK_HOME", str(tmp_path / "home"))
     statement = demo_statement(billing_db)  # the same seed gives the same rows on PostgreSQL
     with run_postgres(tmp_path / "pg") as server:
-        billing = create_database(server, "billing")
+        billing, ledger = create_database(server, "billing"), create_database(server, "ledger")
         generate_billing(billing.url, seed=SEED, customers=CUSTOMERS)
-        w = PaymentsWorld(tmp_path, billing.url, statement=statement).start()
+        w = PaymentsWorld(tmp_path, billing.url, ledger_url=str(ledger.url), statement=statement).start()
         try:
             expected = _expected(w)
             summary = w.run("p1")
             _expect_outcomes(w, summary, expected)
             _money_adds_up(w)
             assert w.run("p2").created == 0
+            # A replay through PostgreSQL's ledger paths: decided once, held once.
+            for line in w.statement:
+                w.edit_in_1c(line["id"], Комментарий="проверено")
+            replay = w.run("p3")
+            assert replay.created == 0 and replay.quarantined == 0 and replay.unchanged == len(statement)
         finally:
             w.close()
