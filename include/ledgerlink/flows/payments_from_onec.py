@@ -90,9 +90,9 @@ class PaymentsInBilling:
             decisions[key] = Decision(key, PASS, GONE, ["deleted in 1C before billing applied anything of it"]) \
                 if before is None else Decision(
                     key, HOLD, DELETED_AFTER_APPLIED,
-                    [f"deleted in 1C after billing applied it: payment {key} of {payments.money(before['amount_minor'])} "
-                     f"{before['currency']} to invoice {before['invoice_id']} stays in billing until finance reverses "
-                     f"it"], row={"payment_id": key, "billing": before})
+                    [f"deleted in 1C after billing applied it: payment {key} of "
+                     f"{payments.money(before['amount_minor'])} {before['currency']} to invoice {before['invoice_id']} "
+                     f"stays in billing until finance reverses it"], row={"payment_id": key, "billing": before})
         if to_match:
             matched = payments.match([r for r, _ in to_match], payments.read_invoices(self.engine))
             for (receipt, record), outcome in zip(to_match, matched):

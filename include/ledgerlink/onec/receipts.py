@@ -139,6 +139,9 @@ class ReceiptFeed:
         for element in feed:
             if element.tag == f"{ATOM}entry":
                 entity_set, body = _atom_entry(element)
+                if entity_set == RECEIPTS and not body.get("Ref_Key"):
+                    raise TerminalError(f"1C's SelectChanges message {message_no} holds a {RECEIPTS} entry without "
+                                        f"its Ref_Key: the changes stay registered; ask 1C's administrator")
                 if entity_set == RECEIPTS:
                     records.append(to_record(body, currencies))
                 else:

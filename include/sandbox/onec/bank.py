@@ -133,7 +133,8 @@ def demo_statement(billing_db: Path, statement_date: str = "2026-11-14") -> list
     with sqlite3.connect(billing_db) as db:
         rows = db.execute(
             "SELECT i.invoice_id, i.number, i.customer_id, i.currency, i.issue_date, "
-            "i.gross_minor - COALESCE((SELECT SUM(p.amount_minor) FROM payments p WHERE p.invoice_id = i.invoice_id), 0),"
+            "i.gross_minor - COALESCE((SELECT SUM(p.amount_minor) FROM payments p "
+            "WHERE p.invoice_id = i.invoice_id), 0),"
             " c.tax_id, c.legal_name FROM invoices i JOIN customers c ON c.customer_id = i.customer_id "
             "WHERE i.status = 'issued' AND i.gross_minor > 0 ORDER BY i.invoice_id").fetchall()
     invoices = [dict(zip(("invoice_id", "number", "customer_id", "currency", "issue_date", "open", "tax_id", "name"),
