@@ -240,3 +240,22 @@ def test_billing_and_the_ledger_on_postgresql(tmp_path, monkeypatch, billing_db)
             assert replay.created == 0 and replay.quarantined == 0 and replay.unchanged == len(statement)
         finally:
             w.close()
+
+
+def test_1c_took_the_acknowledgement_but_its_answer_was_lost(world):
+    """NotifyChangesReceived applied in 1C, the answer dropped: the step fails as transient, Airflow's retry of it
+    acknowledges again (1C forgets nothing twice), and nothing in billing moves."""
+    from ledgerlink.errors import TransientError
+    from sandbox.httpbase import set_faults
+
+    state = flow.load(flow.gate(flow.extract("r1", world.client, world.ledger), world.ledger), world.billing,
+                      world.ledger)
+    applied = world.payments()
+    set_faults(world.server.url, [{"mode": "drop_after_apply", "count": 1, "methods": ["POST"],
+                                   "path": "/demo/odata/standard.odata/NotifyChangesReceived"}])
+    with pytest.raises(TransientError):
+        flow.reconcile_and_report(state, world.client, world.billing, world.ledger)
+    assert world.pending_in_1c() == []  # 1C did take it
+    summary = flow.reconcile_and_report(state, world.client, world.billing, world.ledger)  # the task's retry
+    assert not summary.reconciliation and world.payments() == applied
+    assert world.run("r2").changes == 0
