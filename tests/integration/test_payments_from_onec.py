@@ -108,6 +108,8 @@ def test_each_receipt_ends_where_it_should_and_1c_hears_it_last(world):
     for line in world.lines("matched"):
         assert world.invoice(expected[line["id"]]["invoice_id"])["status"] == "paid"
     assert world.pending_in_1c() == []  # acknowledged: nothing of it registered any more
+    history = world.ledger.history(target="billing", flow=flow.FLOW)
+    assert len(history) == 4 and {row["message_no"] for row in history} == {1}  # the 1C message they came in
     text = summary.text()
     assert "matched 4" in text and "partial 1" in text and "overpaid 1" in text and "ambiguous 1" in text
     assert "held back" in text and world.ledger.runs(flow.FLOW)[-1]["status"] == SUCCEEDED

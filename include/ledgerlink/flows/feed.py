@@ -174,8 +174,11 @@ class ChangeFeedFlow:
         to_apply = {d.key: d for d in decisions if d.action == APPLY}
         changes = [PlannedChange(key, d.target_key or key, hashes.get(key), operations.get(key, CREATE))
                    for key, d in to_apply.items()]
+        # A numbered position (1C's MessageNo) is recorded on each item: the history says which message it came in.
+        position = state.watermark_read or ""
         delivery = ItemDelivery(ledger, flow=self.id, run_id=run_id, target=self.spec.target,
-                                entity=self.spec.entity, retry=retry)
+                                entity=self.spec.entity, retry=retry,
+                                message_no=int(position) if position.isdigit() else None)
         for change in delivery.open(changes):
             delivery.deliver(change, to_apply[change.source_key].send)
         log.info("Applied to %s: %s; decided: %s", target.name, dict(delivery.outcomes), dict(kinds))
