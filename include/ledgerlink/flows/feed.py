@@ -219,6 +219,9 @@ class ChangeFeedFlow:
                  + (f"; passed over (nothing to write): {passed}" if passed else "")]
         notes += [f"money {row['currency']}: received {row['received']} = applied {row['applied']} + held back "
                   f"{row['held']}" for row in state.sent_totals]
+        if held:
+            notes.append(f"held back for finance, with their reasons and candidates: `ledgerlink quarantine --flow "
+                         f"{self.id}` and the workbook's 'Held back' sheet")
         if not differences and not rejected:
             feed = self.feed(source)
             if state.watermark_read:

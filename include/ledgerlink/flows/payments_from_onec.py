@@ -105,7 +105,11 @@ class PaymentsInBilling:
             return Decision(receipt.payment_id, APPLY, outcome.kind, [outcome.reason], money=money,
                             target_key=receipt.payment_id,
                             send=functools.partial(self._apply, receipt, outcome.invoice, record["reference"]))
-        reasons = [f"{outcome.kind}: {outcome.reason}"]
+        # Finance finds the receipt by 1C's number and the bank's document; the key alone says nothing to them.
+        payer = f"customer {receipt.customer_id}" if receipt.customer_id else "a payer billing does not know"
+        reasons = [f"{outcome.kind}: {outcome.reason}",
+                   f"1C receipt {record['number']} ({record['reference']}) of {payments.money(receipt.amount_minor)} "
+                   f"{receipt.currency} from {payer}"]
         if outcome.candidates:
             reasons.append(f"candidates: {_candidates_text(outcome.candidates)}")
         row = {**record, "customer_id": receipt.customer_id, "decision": outcome.kind,
