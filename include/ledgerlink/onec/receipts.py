@@ -162,7 +162,10 @@ class ReceiptFeed:
         if after:
             since = date.fromisoformat(after[:10]) - self.lookback
             query = f"Date ge datetime'{since.isoformat()}T00:00:00'"
-        records = [to_record(row, currencies) for row in self.client.list(RECEIPTS, filter=query, orderby="Date")]
+        # Paged with $top/$skip: the order must be total (many receipts share a Date), or a page could repeat or
+        # skip one.
+        records = [to_record(row, currencies)
+                   for row in self.client.list(RECEIPTS, filter=query, orderby="Date,Ref_Key")]
         seen = ([after[:10]] if after else []) + [r["paid_on"] for r in records if r["paid_on"]]
         log.info("1C %s since %s: %d receipt(s)", RECEIPTS, query or "the beginning", len(records))
         return FeedBatch(_frame(records), [], max(seen) if seen else "")
