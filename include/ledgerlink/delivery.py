@@ -47,9 +47,10 @@ class ItemDelivery:
     the target adapter held back at the door, :class:`~ledgerlink.errors.HeldBack`, quarantined here)."""
 
     def __init__(self, ledger: Ledger, *, flow: str, run_id: str, target: str, entity: str,
-                 retry: RetryBudget | None = None):
+                 retry: RetryBudget | None = None, message_no: int | None = None):
         self.ledger, self.flow, self.run_id, self.target, self.entity = ledger, flow, run_id, target, entity
         self.retry = retry or RetryBudget()
+        self.message_no = message_no  # the source's message the items came in (1C's exchange-plan MessageNo)
         self.outcomes: Counter = Counter({"created": 0, "updated": 0, "deleted": 0, "already_in_target": 0,
                                           "held_back": 0, "rejected": 0})
         self._item_ids: dict[str, int] = {}
@@ -113,7 +114,7 @@ class ItemDelivery:
 
     def _attempt(self, item_id: int, send: Callable[[], str]) -> str:
         """One attempt: the ledger counts it (and shows the item in flight) before the request leaves."""
-        self.ledger.mark_sent([item_id])
+        self.ledger.mark_sent([item_id], message_no=self.message_no)
         try:
             return send()
         except TransientError as e:

@@ -35,6 +35,7 @@ class RunSummary:
     message: str = ""
     acknowledged: int | None = None
     awaiting_acknowledgement: int | None = None
+    notes: list[str] = field(default_factory=list)  # a flow's own lines for finance (decisions, money received)
 
     def counts_add_up(self) -> bool:
         """Every change found ends as exactly one outcome."""
@@ -66,6 +67,7 @@ class RunSummary:
             for row in self.totals:
                 amounts = "  ".join(f"{k} {v}" for k, v in row.items() if k not in ("currency", "vat_rate"))
                 lines.append(f"  {row['currency']} VAT {row['vat_rate']}%: {amounts}")
+        lines += self.notes
         if self.reconciliation:
             lines.append("reconciliation: DIFFERENCES")
             lines += [f"  - {d}" for d in self.reconciliation]

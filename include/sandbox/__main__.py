@@ -102,9 +102,17 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
                               bridges=("BR01", "BR02", "BR03", "BR04"), cp1251_bridges=("BR02",),
                               late_bridges=("BR03",), broken={"BR04": "bad_row"})
 
-    # SANDBOX_ONEC_IF_MATCH=ignore: a 1C base that ignores If-Match, as some real ones do.
+    # A day's bank statement against billing's open invoices, imported into 1C as bank receipts once their payers
+    # (billing's customers, which billing_customers_to_onec creates in 1C) are there.
+    from sandbox.onec.bank import write_demo_statement
+
+    statement = directory / "onec_bank_statement.json"
+    write_demo_statement(billing_db, statement)
+    # SANDBOX_ONEC_IF_MATCH=ignore: a 1C base that ignores If-Match, as some real ones do. Node PAYMENTS of the
+    # exchange plan is the one the payments flow reads its changes through (BILLING is the file exchange's).
     onec = make_onec(host=host, port=port("onec"), db_path=directory / "onec.db", users={"ledgerlink": creds["onec"]},
-                     base="/demo", exchange_dir=onec_exchange,
+                     base="/demo", exchange_dir=onec_exchange, bank_statement=statement,
+                     node_codes=("BILLING", "PAYMENTS"),
                      honour_if_match=os.environ.get("SANDBOX_ONEC_IF_MATCH", "honour").lower() != "ignore")
     crm_server = crm.make_server(host, port("crm"), directory / "crm.db", tokens={creds["crm"]: "ledgerlink"})
     gib = gib_module.Gib(directory / "gib.db")
@@ -137,7 +145,8 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
     connections = {
         "AIRFLOW_CONN_BILLING_DEFAULT": f"sqlite:///{billing_db.resolve()}",
         "AIRFLOW_CONN_ERP_DEFAULT": f"sqlite:///{erp_db.resolve()}",
-        "AIRFLOW_CONN_ONEC_DEFAULT": http_conn(onec, "ledgerlink", creds["onec"], {"base": "/demo", "timeout": 30}),
+        "AIRFLOW_CONN_ONEC_DEFAULT": http_conn(onec, "ledgerlink", creds["onec"], {"base": "/demo", "timeout": 30,
+                                                                                  "exchange_node": "PAYMENTS"}),
         "AIRFLOW_CONN_CRM_DEFAULT": http_conn(crm_server, None, creds["crm"], {"base": "/api/v1"}),
         "AIRFLOW_CONN_EINVOICE_REST_DEFAULT": http_conn(rest, None, creds["einvoice_rest"]),
         "AIRFLOW_CONN_EINVOICE_SOAP_DEFAULT": http_conn(soap, "ledgerlink", creds["einvoice_soap"]),

@@ -15,6 +15,8 @@ FLOW_MODULES = {
     "billing_customers_to_onec": "ledgerlink.flows.customers_to_onec",
     "billing_invoice_lines_to_erp": "ledgerlink.flows.invoice_lines_to_erp",
     "billing_invoices_to_onec": "ledgerlink.flows.invoices_to_onec",
+    # A change feed (flows.feed.ChangeFeedFlow): 1C's bank receipts, matched to invoices, into billing's payments.
+    "onec_payments_to_billing": "ledgerlink.flows.payments_from_onec",
     # Its own DAG builder (ledgerlink.spine.einvoice_dispatch_dag); the CLI asks it for its live check_target.
     "billing_einvoices": "ledgerlink.flows.einvoices",
     # Not spine flows (no STEPS): a file intake and two ratings, each with its own DAG builder in ledgerlink.spine

@@ -73,15 +73,20 @@ class ODataClient:
         self.timeout = timeout
         self.max_query_string = max_query_string  # bytes after percent-encoding; None: no limit
         self.organisation_inn: str | None = None  # the organisation documents are issued by (None: the base's only one)
+        # How the payments flow reads changes from this base (the hook sets them from the connection's extra).
+        self.exchange_node: str | None = None
+        self.exchange_plan = "ExchangePlan_Ledgerlink"
+        self.lookback_days = 7
 
     def close(self) -> None:
         self.session.close()
 
     # transport ------------------------------------------------------------------------------------
     def request(self, method: str, path: str, *, params: dict | None = None, payload: dict | None = None,
-                headers: dict | None = None) -> requests.Response:
+                headers: dict | None = None, json_format: bool = True) -> requests.Response:
         # JSON is asked for twice: $format survives a proxy that drops Accept, and 1C's default is Atom.
-        params = {"$format": "json", **(params or {})}
+        # (Not for the exchange-plan functions, which answer Atom only: ``json_format=False``.)
+        params = {"$format": "json", **(params or {})} if json_format else dict(params or {})
         if "$inlinecount" in params and ("$top" in params or "$skip" in params):
             # 1C ignores $top and $skip when $inlinecount is given (guide §17.4.6.2): a paged loop would never end.
             raise ValueError("$inlinecount cannot be combined with $top/$skip: 1C would ignore the paging")
@@ -209,6 +214,17 @@ class ODataClient:
     def unpost_document(self, entity_set: str, ref_key: str) -> None:
         """The bound ``Unpost`` action (``Posted`` cannot be written directly)."""
         self.request("POST", guid_key(entity_set, ref_key) + "/Unpost")
+    def exchange_plan_call(self, function: str, node_url: str, message_no: int) -> requests.Response:
+        """``SelectChanges`` or ``NotifyChangesReceived`` for the exchange node at ``node_url`` (guide §17.4.13.3):
+        a POST naming the node by its canonical URL as an OData string literal. Answers Atom (SelectChanges)."""
+        literal = "'" + node_url.replace("'", "''") + "'"
+        return self.request("POST", function, params={"DataExchangePoint": literal, "MessageNo": str(message_no)},
+                            headers={"Accept": "application/atom+xml"}, json_format=False)
+
+    def node_url(self, exchange_plan: str, ref_key: str) -> str:
+        """The canonical URL of an exchange node, as SelectChanges names it."""
+        return self.service_url + f"{exchange_plan}(guid'{ref_key}')"
+
 
 
 def _is_html(response: requests.Response) -> bool:

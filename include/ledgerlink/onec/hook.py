@@ -3,7 +3,9 @@
 Connection: ``host``, ``port``, ``schema`` (http or https), ``login``, ``password`` (secret, masked by
 Airflow), extra ``{"base": "/<infobase publication>", "timeout": 30, "max_query_string": 2048}`` (the web server's
 query-string limit in bytes: IIS 2,048 by default, Apache about 8,190; null for none), optionally
-``"organisation_inn"`` (the organisation billing's documents are issued by, where the base keeps several).
+``"organisation_inn"`` (the organisation billing's documents are issued by, where the base keeps several), and for
+reading changes ``"exchange_node": "<code>"`` (an exchange plan node: change selection; absent: by date, with
+``"lookback_days"``) and ``"exchange_plan"`` (default ``ExchangePlan_Ledgerlink``).
 """
 from __future__ import annotations
 
@@ -45,4 +47,8 @@ class OneCODataHook(BaseHook):
                              max_query_string=None if max_query_string is None else int(max_query_string))
         # The organisation documents are issued by (its ИНН); without it, the base's only organisation.
         client.organisation_inn = str(extra["organisation_inn"]) if extra.get("organisation_inn") else None
+        # How changes are read from this base (the payments flow): an exchange plan's node, or by date.
+        client.exchange_node = extra.get("exchange_node") or None
+        client.exchange_plan = extra.get("exchange_plan") or "ExchangePlan_Ledgerlink"
+        client.lookback_days = int(extra.get("lookback_days", 7))
         return client

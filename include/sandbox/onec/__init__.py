@@ -47,4 +47,9 @@ stamped with N or less (those re-registered since are kept: their stamp was clea
 What is still registered is visible without stamping at ``GET /_sandbox/onec/changes`` (``server``).
 
 File exchange: see ``exchange`` (EnterpriseData subset, acknowledgement message, CSV registers).
+
+Bank statements: see ``bank``. Given ``bank_statement`` (a JSON statement), the poller (and
+``POST /_sandbox/onec/bank/import``) turns its lines into posted ``Document_ПоступлениеНаРасчетныйСчет`` receipts
+once each payer is a counterparty, as an accountant's daily statement import does; each is registered for every
+node. ``node_codes`` names the exchange plan's nodes (the sandbox: ``BILLING`` and ``PAYMENTS``).
 """

@@ -17,6 +17,8 @@ Admin endpoints (no auth, never hit by fault rules; for tests and demos)::
     GET  /_sandbox/onec/dump?set=...    {"set": ..., "value": [objects as OData writes them]}
     GET  /_sandbox/onec/changes?node=BILLING   registered changes, without stamping them
     POST /_sandbox/onec/exchange/run    process the exchange folder now; {"results": [...]}
+    POST /_sandbox/onec/bank/import     import the bank statement's pending lines now (``bank``);
+                                        {"imported": n, "waiting": n}; the exchange poller does it too
 """
 from __future__ import annotations
 
@@ -33,8 +35,9 @@ from urllib.parse import quote, unquote
 
 from ..httpbase import Response, SandboxHandler, SandboxServer
 from .errors import UNKNOWN_RESOURCE, ODataError, bad_request
+from .bank import BankStatementImport
 from .exchange import ExchangeFileResult, FileExchange
-from .infobase import Infobase
+from .infobase import DEFAULT_NODES, Infobase
 from .odata import ODataRequest, ODataService, json_response
 from .store import Store
 from .values import loads, parse_guid
@@ -142,6 +145,10 @@ class OneCHandler(SandboxHandler):
             if self.server.exchange is None:
                 return Response.json(409, {"error": "this 1C stand-in was started without an exchange_dir"})
             return json_response(200, {"results": [asdict(r) for r in self.server.process_exchange_folder()]})
+        if action == "bank/import" and method == "POST":
+            if self.server.bank is None:
+                return Response.json(409, {"error": "this 1C stand-in was started without a bank_statement"})
+            return json_response(200, self.server.bank.import_pending())
         return Response.json(404, {"error": f"no admin endpoint {method} /_sandbox/onec/{action}"})
 
 
@@ -151,10 +158,11 @@ class OneCServer(SandboxServer):
     def __init__(self, address: tuple[str, int], *, db_path: Path, users: Mapping[str, str], base: str,
                  exchange_dir: Path | None, exchange_poll_seconds: float | None,
                  max_query_string: int | None = IIS_MAX_QUERY_STRING, max_request_line: int | None = HTTP_SYS_MAX_URL,
-                 login_page: bool = False, honour_if_match: bool = True):
+                 login_page: bool = False, honour_if_match: bool = True, bank_statement: Path | None = None,
+                 node_codes: tuple[str, ...] = DEFAULT_NODES):
         store = Store(Path(db_path))
         try:
-            infobase = Infobase(store, honour_if_match=honour_if_match)
+            infobase = Infobase(store, node_codes=node_codes, honour_if_match=honour_if_match)
             super().__init__(address, OneCHandler, state=infobase)
         except (OSError, sqlite3.Error):
             store.close()
@@ -166,6 +174,7 @@ class OneCServer(SandboxServer):
         self.odata_path = ("/" + base.strip("/") if base.strip("/") else "") + ODATA_PATH
         self.odata = ODataService(infobase)
         self.exchange = FileExchange(Path(exchange_dir), infobase) if exchange_dir else None
+        self.bank = BankStatementImport(Path(bank_statement), infobase) if bank_statement else None
         self.exchange_poll_seconds = exchange_poll_seconds
         self._stop_polling = threading.Event()
         self._poller: threading.Thread | None = None
@@ -185,7 +194,8 @@ class OneCServer(SandboxServer):
         thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
                                   name=type(self).__name__, daemon=True)
         thread.start()
-        if self.exchange is not None and self.exchange_poll_seconds and self._poller is None:
+        if (self.exchange is not None or self.bank is not None) and self.exchange_poll_seconds \
+                and self._poller is None:
             self._poller = threading.Thread(target=self._poll_exchange, name="OneCExchangePoller", daemon=True)
             self._poller.start()
         return thread
@@ -193,8 +203,11 @@ class OneCServer(SandboxServer):
     def _poll_exchange(self) -> None:
         while not self._stop_polling.wait(self.exchange_poll_seconds):
             try:
-                self.exchange.process_folder()
-            except (OSError, sqlite3.Error) as e:
+                if self.exchange is not None:
+                    self.exchange.process_folder()
+                if self.bank is not None:
+                    self.bank.import_pending()
+            except (OSError, sqlite3.Error, ODataError) as e:
                 # A file vanishing mid-run or a locked database is retried on the next tick.
                 log.warning("1C stand-in: exchange folder run failed, will retry: %s", e)
 
@@ -214,7 +227,8 @@ def make_server(host: str = "127.0.0.1", port: int = 0, *, db_path: Path, users:
                 base: str = "/demo", exchange_dir: Path | None = None,
                 exchange_poll_seconds: float | None = 5.0, max_query_string: int | None = IIS_MAX_QUERY_STRING,
                 max_request_line: int | None = HTTP_SYS_MAX_URL, login_page: bool = False,
-                honour_if_match: bool = True) -> OneCServer:
+                honour_if_match: bool = True, bank_statement: Path | None = None,
+                node_codes: tuple[str, ...] = DEFAULT_NODES) -> OneCServer:
     """A 1C stand-in bound to ``host:port`` (0 picks a free port), keeping its infobase in ``db_path``.
 
     ``users`` maps Basic-auth user names to passwords. The service root is
@@ -223,8 +237,10 @@ def make_server(host: str = "127.0.0.1", port: int = 0, *, db_path: Path, users:
     demand, through ``process_exchange_folder()`` or ``POST /_sandbox/onec/exchange/run``).
     ``max_query_string``/``max_request_line``/``login_page``: the web server in front (module docstring).
     ``honour_if_match=False`` makes the base ignore ``If-Match``, as some real bases do (see ``infobase``).
+    ``bank_statement``: a statement file whose lines the poller imports as posted bank receipts (``bank``).
+    ``node_codes``: the exchange plan's nodes, created on first start.
     """
     return OneCServer((host, port), db_path=db_path, users=users, base=base, exchange_dir=exchange_dir,
                       exchange_poll_seconds=exchange_poll_seconds, max_query_string=max_query_string,
                       max_request_line=max_request_line, login_page=login_page,
-                      honour_if_match=honour_if_match)
+                      honour_if_match=honour_if_match, bank_statement=bank_statement, node_codes=node_codes)

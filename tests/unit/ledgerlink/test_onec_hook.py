@@ -31,3 +31,15 @@ def test_the_hook_carries_airflows_connection_contract():
     behaviour = OneCODataHook.get_ui_field_behaviour()
     assert set(behaviour) == {"hidden_fields", "relabeling", "placeholders"}
     assert OneCODataHook().onec_conn_id == "onec_default"
+
+
+def test_how_changes_are_read_comes_from_the_connection(monkeypatch):
+    from ledgerlink.flows.payments_from_onec import receipt_feed
+
+    for extra, mode, position in (({"exchange_node": "PAYMENTS"}, "exchange_plan", "message_no:PAYMENTS"),
+                                  ({"lookback_days": 3}, "watermark", "receipt_date")):
+        monkeypatch.setenv("AIRFLOW_CONN_ONEC_DEFAULT", json.dumps({
+            "conn_type": "http", "host": "onec.example", "login": "exchange", "password": "pw", "extra": extra}))
+        feed = receipt_feed(tasks.onec_client())
+        assert (feed.mode, feed.position_name) == (mode, position)
+    assert feed.lookback.days == 3

@@ -17,6 +17,7 @@ SUITE_MODULES = {
     "einvoice": "ledgerlink.gates.suites.einvoice",
     "invoice_line": "ledgerlink.gates.suites.invoice_line",
     "onec_invoice": "ledgerlink.gates.suites.onec_invoice",
+    "payment": "ledgerlink.gates.suites.payment",
     "usage": "ledgerlink.gates.suites.usage",
 }
 
