@@ -25,7 +25,7 @@ def test_an_unknown_suite_is_refused_naming_it_and_the_known_ones():
 
 
 def test_every_registered_name_builds_its_suite():
-    assert suite_names() == {"customer", "einvoice", "invoice_line", "payment", "usage"}
+    assert suite_names() == {"customer", "einvoice", "invoice_line", "onec_invoice", "payment", "usage"}
     for name in suite_names():
         suite = suite_for(name, max_rows=7)
         assert suite.entity == name, "reports and ledger records are named by the suite's entity"
@@ -52,7 +52,7 @@ def test_the_names_are_known_without_pandas_or_great_expectations():
         "    return sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'numpy', 'great_expectations'))\n"
         "import ledgerlink.gates.suites\n"
         "from ledgerlink.gates import suite_names, Suite, Check, GateResult\n"
-        "assert suite_names() == {'customer', 'einvoice', 'invoice_line', 'payment', 'usage'}\n"
+        "assert suite_names() == {'customer', 'einvoice', 'invoice_line', 'onec_invoice', 'payment', 'usage'}\n"
         "print(heavy())\n"
         "from ledgerlink.gates import suite_for, run_gate, INVOICE_FOUND\n"
         "suite_for('invoice_line'); suite_for('customer')\n"

@@ -3,12 +3,12 @@ held-back rows), the open items in order, and the runs newest first (and per day
 ledger of 500,000 items from the index instead of a scan (bench/ledger_page.py measures it).
 
 Revision ID: ledger_page_indexes
-Revises: 0007
+Revises: onec_documents_item_versions
 """
 from alembic import op
 
 revision = "ledger_page_indexes"
-down_revision = "0007"
+down_revision = "onec_documents_item_versions"
 branch_labels = None
 depends_on = None
 
