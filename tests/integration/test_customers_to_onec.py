@@ -289,9 +289,9 @@ def test_a_malformed_kpp_is_held_back_and_the_rest_reconciles(world):
     assert [(q["run_id"], q["source_key"], q["reasons"]) for q in held] == [("run-1", bad, reason)]
     sheet = openpyxl.load_workbook(summary.workbook, read_only=True)["Held back"]
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0] == ("Key", "Status", "Reasons", "Row")
+    assert rows[0][:3] == ("Key", "Status", "Reasons")
     assert [r[:3] for r in rows[1:]] == [(bad, "quarantined", reason)]
-    assert json.loads(rows[1][3])["kpp"] == "77-01"
+    assert rows[1][rows[0].index("kpp")] == "77-01", "the held-back row's fields as readable columns"
 
     # Fixed in billing: the held-back customer is read again and sent.
     world.sql("UPDATE customers SET kpp = :kpp, updated_at = :at WHERE customer_id = :key",

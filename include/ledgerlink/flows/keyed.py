@@ -22,6 +22,7 @@ import pandas as pd
 from ledgerlink.delivery import ItemDelivery
 from ledgerlink.flows import FlowSteps, task_steps
 from ledgerlink.flows.closing import close_run, held_back_rows
+from ledgerlink.flows.params import RunParams
 from ledgerlink.flows.spec import FlowSpec
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
 from ledgerlink.flows.state import Outcomes, RunState
@@ -73,6 +74,8 @@ class KeyedFlow:
     read: Callable[[object], pd.DataFrame]
     target: Callable[[object], RecordTarget]
     watermark: str = "updated_at"
+    customer_column: str = "customer_id"  # what a run for one customer filters on (trigger params)
+    date_column: str | None = None  # what a date range filters on; None: the watermark column
 
     @property
     def id(self) -> str:
@@ -84,14 +87,26 @@ class KeyedFlow:
         return key
 
     # steps -----------------------------------------------------------------------------------------------------
-    def extract(self, run_id: str, source, ledger: Ledger) -> RunState:
-        """Read every source record: the gate sees them all before change tracking picks what travels."""
+    def extract(self, run_id: str, source, ledger: Ledger, params: RunParams = RunParams()) -> RunState:
+        """Read every source record: the gate sees them all before change tracking picks what travels. A run for
+        one customer or a date range (``params``) reads only those, and leaves the watermark where it was."""
         ledger.start_run(run_id, self.id)  # takes the flow's lease: a second run at once stops here
-        rows = self.read(source)
-        log.info("%s: %d %s record(s) read from %s", self.id, len(rows), self.spec.entity, self.spec.source)
+        rows = self._of_run(self.read(source), params)
+        log.info("%s: %d %s record(s) read from %s%s", self.id, len(rows), self.spec.entity, self.spec.source,
+                 f" ({params.describe()})" if params.partial or params.dry_run else "")
         return RunState(run_id=run_id, read=len(rows), source_keys=int(rows[self.key].nunique()),
-                        batch=[stage_frame(self.id, run_id, "records", rows)],
-                        watermark_read=next_watermark(rows, self.watermark, None))
+                        batch=[stage_frame(self.id, run_id, "records", rows)], params=params.as_dict(),
+                        watermark_read=None if params.partial else next_watermark(rows, self.watermark, None))
+
+    def _of_run(self, records: pd.DataFrame, params: RunParams) -> pd.DataFrame:
+        return params.keep(records, customer_column=self.customer_column,
+                           date_column=self.date_column or self.watermark)
+
+    def _snapshot(self, ledger: Ledger, params: RunParams, keys: set[str]) -> dict:
+        """What the target acknowledged; for a partial run only the records it is about (the others are neither
+        deleted nor compared)."""
+        snapshot = ledger.snapshot(self.id)
+        return {k: v for k, v in snapshot.items() if k in keys} if params.partial else snapshot
 
     def gate(self, state: RunState, ledger: Ledger) -> RunState:
         """Validate every record; blocking failures stop here with nothing sent. What passed is diffed against
@@ -102,7 +117,7 @@ class KeyedFlow:
             state = gate_staged(state, ledger, self.spec, max_rows=self.spec.volume_total)
         batch = with_keys_and_hashes(read_frame(state.batch[0]), list(self.spec.key), self.spec.content_columns)
         # Only a key gone from the source is a deletion, not one held back.
-        changes = diff(batch, ledger.snapshot(self.id), source_keys)
+        changes = diff(batch, self._snapshot(ledger, RunParams.of(state.params), source_keys), source_keys)
         to_send = changes.to_send
         to_send["_op"] = changes.operations(CREATE, UPDATE)
         log.info("%s: %d new, %d changed, %d deleted, %d unchanged, %d held back", self.id, len(changes.new),
@@ -123,6 +138,14 @@ class KeyedFlow:
                    for key, row in rows.items()]
         changes += [PlannedChange(key, target_key or target.target_key(key), None, DELETE)
                     for key, target_key in deletions.items()]
+        if RunParams.of(state.params).dry_run:
+            planned = {op: sum(1 for c in changes if c.operation == op) for op in (CREATE, UPDATE, DELETE)}
+            for change in changes[:SHOWN]:
+                log.info("dry run: would %s %s %s in %s", change.operation, self.spec.entity, change.source_key,
+                         target.name)
+            log.info("dry run: %d change(s) planned, none sent: %s", len(changes), planned)
+            return dataclasses.replace(state, outcomes=Outcomes(created=planned[CREATE], updated=planned[UPDATE],
+                                                                deleted=planned[DELETE]))
         delivery = ItemDelivery(ledger, flow=self.id, run_id=run_id, target=self.spec.target,
                                 entity=self.spec.entity, retry=retry)
         for change in delivery.open(changes):
@@ -130,7 +153,8 @@ class KeyedFlow:
                 delivery.deliver(change, functools.partial(target.mark_deleted, change.target_key))
             else:
                 delivery.deliver(change, functools.partial(target.upsert, rows[change.source_key],
-                                                           believed_new=change.operation == CREATE))
+                                                           believed_new=change.operation == CREATE),
+                                 label=self._label(rows[change.source_key]))
         if state.watermark_read:
             ledger.set_watermark(self.id, self.watermark, state.watermark_read)
         log.info("Loaded into %s: %s", target.name, dict(delivery.outcomes))
@@ -141,9 +165,12 @@ class KeyedFlow:
         write the workbook and close the run; fail on any difference or refusal."""
         run_id, target = state.run_id, self.target(connection)
         ledger.hold_lease(self.id, run_id)
-        records = self.read(source)
+        params = RunParams.of(state.params)
+        if params.dry_run:
+            return self._close_dry_run(state, target, ledger)
+        records = self._of_run(self.read(source), params)
         late = self._changed_after(records, state.watermark_read)
-        snapshot = ledger.snapshot(self.id)
+        snapshot = self._snapshot(ledger, params, set(records[self.key]))
         held = ledger.quarantined(flow=self.id, run_id=run_id)
         rejected = [i for i in ledger.items(flow=self.id, run_id=run_id)
                     if i["status"] == "rejected" and i["last_error"] != SUPERSEDED]
@@ -193,8 +220,30 @@ class KeyedFlow:
             quarantined=state.quarantined, rejected=done.rejected, reconciliation=differences,
             reconciliation_detail=f"{self.spec.source} {len(source_keys)} {self.spec.entity} record(s), "
                                   f"{len(held_keys)} held back; {target.name} {len(held_in_target)} active",
-            gate_report=state.gate_report, held_back=held_back_rows(held, rejected))
+            gate_report=state.gate_report, held_back=held_back_rows(held, rejected),
+            source=self.spec.source, target_system=target.system,
+            source_count=len(source_keys - held_keys), target_count=len(held_in_target))
         return close_run(ledger, summary, rejected=rejected)
+
+    def _label(self, record: dict) -> str:
+        """A record's name for people, beside its key in errors: its legal name or name."""
+        for column in ("legal_name", "name", "title"):
+            if record.get(column):
+                return str(record[column])
+        return ""
+
+    def _close_dry_run(self, state: RunState, target: RecordTarget, ledger: Ledger) -> RunSummary:
+        """A dry run's summary: what would have been sent; nothing was, so there is nothing to reconcile."""
+        done = state.outcomes or Outcomes()
+        held = ledger.quarantined(flow=self.id, run_id=state.run_id)
+        summary = RunSummary(
+            flow=self.id, run_id=state.run_id, entity=self.spec.entity, target=target.name,
+            sent=done.created + done.updated, created=done.created, updated=done.updated, unchanged=state.unchanged,
+            deleted=done.deleted, changes=state.changes + state.quarantined, quarantined=state.quarantined,
+            reconciliation_detail=f"not compared: a dry run ({RunParams.of(state.params).describe()}) sends nothing",
+            gate_report=state.gate_report, held_back=held_back_rows(held), source=self.spec.source,
+            target_system=target.system, dry_run=True)
+        return close_run(ledger, summary)
 
     def _changed_after(self, records: pd.DataFrame, watermark_read: str | None) -> set[str]:
         """Records changed in the source after this run read it: the next run's work, not a difference."""
