@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 SHOWN = 10  # lines per list in the log (held back, changed amounts, waiting); the rest as "… and N more"
 AMOUNT_COLUMNS = ("net", "vat", "gross")
 MONEY_FORMAT = "#,##0.00"
+# A spreadsheet's number is a double: 15 significant digits survive the trip (openpyxl writes "%.16g"). Amounts up
+# to 9,999,999,999,999.99 are numbers; a larger one is written as its exact text rather than rounded.
+SPREADSHEET_DIGITS = 15
 
 
 def money(amount) -> str:
@@ -137,7 +140,9 @@ class RunSummary:
         if self.detail:
             lines += [line for line in self.detail.splitlines()[3:]]  # its own header repeats ours
         if self.error:
-            lines.append(f"why it stopped: {self.error}")
+            first, *rest = self.error.splitlines()
+            lines.append(f"why it stopped: {first}")
+            lines += [f"  {line.strip()}" for line in rest]
         would = "would send" if self.dry_run else "sent"
         lines += [
             f"{would}: {self.sent} (created {self.created}, updated {self.updated}) | unchanged: {self.unchanged} | "
@@ -246,7 +251,7 @@ def _decimal(value) -> Decimal | None:
 
 class _Sheet:
     """A write-only sheet with a bold frozen header, an auto-filter and set widths; money as numbers with
-    ``#,##0.00`` written from Decimal (openpyxl writes a Decimal's own digits: nothing is rounded on the way)."""
+    ``#,##0.00`` written from Decimal (exact up to ``SPREADSHEET_DIGITS`` significant digits, text beyond)."""
 
     def __init__(self, book, title: str, header: list[str], widths: list[int], money_columns: set[int] = frozenset()):
         from openpyxl.styles import Font
@@ -276,7 +281,10 @@ class _Sheet:
         for index, value in enumerate(values):
             if index in self.money_columns:
                 amount = _decimal(value)
-                out.append(self._cell(amount, money_format=True) if amount is not None else value)
+                if amount is not None and len(amount.as_tuple().digits) > SPREADSHEET_DIGITS:
+                    out.append(str(amount))  # beyond what a spreadsheet's number holds: the exact text instead
+                else:
+                    out.append(self._cell(amount, money_format=True) if amount is not None else value)
             else:
                 out.append(value)
         self.sheet.append(out)
@@ -297,6 +305,7 @@ def write_workbook(summary: RunSummary, path: Path, source_totals: list[dict] = 
     something to say (a flow without money has no money totals: its reconciliation sheet compares counts)."""
     from openpyxl import Workbook  # imported when a report is written, not at DAG parse time
 
+    _write_decimals_exactly()
     source_totals = list(source_totals) or list(summary.source_totals)
     target_totals = list(target_totals) or list(summary.target_totals)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -362,6 +371,26 @@ def write_workbook(summary: RunSummary, path: Path, source_totals: list[dict] = 
     held.close()
     book.save(path)
     return path
+
+
+def _write_decimals_exactly() -> None:
+    """openpyxl writes every number as ``"%.16g" % value``: a Decimal goes through a float and 8745.81 lands in
+    the file as 8745.809999999999. Its cell writer is given a formatter that writes a Decimal's own digits
+    (every other value as before), so the file holds exactly the amount the ledger summed. Checked against
+    openpyxl 3.1.5's ``cell._writer`` (tests/unit/ledgerlink/test_report_workbook.py reads the XML back)."""
+    from openpyxl.cell import _writer
+
+    original = _writer.safe_string
+    if getattr(original, "keeps_decimals", False):
+        return
+
+    def safe_string(value):
+        if isinstance(value, Decimal) and value.is_finite():
+            return format(value, "f")
+        return original(value)
+
+    safe_string.keeps_decimals = True
+    _writer.safe_string = safe_string
 
 
 def _plain(value):

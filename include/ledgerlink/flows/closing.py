@@ -96,7 +96,7 @@ def summarise_run(ledger: Ledger, flow: str, run_id: str, *, failed_tasks: list[
             if outcome:
                 setattr(summary, outcome, getattr(summary, outcome) + 1)
         summary.sent = summary.created + summary.updated
-        summary.waiting = [{"key": i["source_key"], "reason": _first_lines(i["last_error"] or "not sent yet")}
+        summary.waiting = [{"key": i["source_key"], "reason": _first_lines(i["last_error"] or "not sent yet", 1)}
                            for i in items if i["status"] in ("planned", "sent")]
         lines = [c for c in ledger.chunks(flow=flow, run_id=run_id)] if hasattr(ledger, "chunks") else []
         acknowledged_lines = sum(c.get("lines") or 0 for c in lines if c["status"] == "acknowledged"
@@ -106,7 +106,7 @@ def summarise_run(ledger: Ledger, flow: str, run_id: str, *, failed_tasks: list[
         for chunk in lines:
             if chunk["status"] in ("planned", "sent"):
                 summary.waiting.append({"key": f"chunk {chunk.get('chunk_index')} ({chunk.get('lines')} lines)",
-                                        "reason": _first_lines(chunk.get("last_error") or "not written yet")})
+                                        "reason": _first_lines(chunk.get("last_error") or "not written yet", 1)})
         if "text" in stored:  # a flow with its own summary (the usage intake and ratings): shown as it wrote it
             summary.error = ""
             summary.reconciliation_detail = ""
@@ -122,10 +122,10 @@ def summarise_run(ledger: Ledger, flow: str, run_id: str, *, failed_tasks: list[
     return summary
 
 
-def _first_lines(text: str, limit: int = 3) -> str:
+def _first_lines(text: str, limit: int = 10) -> str:
     """An error as the summary shows it: its first lines, not a traceback."""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return " / ".join(lines[:limit]) + (" …" if len(lines) > limit else "")
+    lines = [line.rstrip() for line in str(text).splitlines() if line.strip()]
+    return "\n".join(lines[:limit]) + ("\n…" if len(lines) > limit else "")
 
 
 def next_steps(summary: RunSummary, *, failed: bool, next_run: str) -> list[str]:
