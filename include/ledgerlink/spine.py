@@ -63,6 +63,7 @@ def _ledger_dag(dag_id: str, *, schedule: str, doc_md: str, tags: list[str], clo
 def _summary_task(dag_id: str, closes_run: bool):
     @task(task_id="summary", task_display_name="Summary for finance", trigger_rule="all_done",
           execution_timeout=timedelta(minutes=10))
+    @fail_fast_on_terminal
     def summary() -> None:
         from ledgerlink.flows.run_end import summarise_current_run
 

@@ -75,9 +75,25 @@ def fail_fast_on_terminal(step):
     return wrapper
 
 
+IN_FULL_ABOVE = " (in full above)"
+
+
 def _headline(error: BaseException) -> str:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return f"{first} (in full above)"
+    return first if first.endswith(IN_FULL_ABOVE) else first + IN_FULL_ABOVE
+
+
+def ledgerlink_error_of(error: BaseException | None) -> BaseException | None:
+    """The Ledgerlink error behind what Airflow saw (an AirflowFailException raised from it, as cause or as
+    context), else the error itself."""
+    from ledgerlink.errors import LedgerlinkError
+
+    seen, hops = error, 0
+    while seen is not None and hops < 10:
+        if isinstance(seen, LedgerlinkError):
+            return seen
+        seen, hops = seen.__cause__ or seen.__context__, hops + 1
+    return error
 
 
 @contextlib.contextmanager
@@ -104,7 +120,8 @@ def task_log_file():
     try:
         yield
     except BaseException as e:
-        logging.getLogger("ledgerlink.task").error("Task failed: %s: %s", type(e).__name__, _headline(e))
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].removesuffix(IN_FULL_ABOVE)
+        logging.getLogger("ledgerlink.task").error("Task failed: %s", first)
         raise
     finally:
         root.removeHandler(handler)
@@ -162,7 +179,7 @@ def close_run_on_failure(flow: str):
     def callback(context) -> None:
         try:
             run_id = context["run_id"] if "run_id" in context else context["dag_run"].run_id
-            error = context.get("exception")
+            error = ledgerlink_error_of(context.get("exception"))
             reason = f"{type(error).__name__}: {error}" if error is not None else \
                 str(context.get("reason") or "a task of the run failed")
             task = context.get("task_instance") or context.get("ti")
@@ -222,14 +239,15 @@ def next_run_phrase(dag, now=None) -> str:
 
     try:
         timetable = dag.timetable
-        expression = getattr(timetable, "_expression", None) or getattr(timetable, "summary", "") or ""
+        expression = (getattr(timetable, "expression", None) or getattr(timetable, "_expression", None)
+                      or (dag.schedule if isinstance(getattr(dag, "schedule", None), str) else "") or "")
         if "continuous" in str(expression).lower() or "continuous" in type(timetable).__name__.lower():
             return "at once (the DAG runs continuously)"
         if not expression or str(expression).lower() in ("none", "null") or "asset" in str(expression).lower():
             return "when triggered (by hand or by its data)"
         from croniter import croniter
 
-        zone = getattr(timetable, "_timezone", None) or timezone.utc
+        zone = getattr(timetable, "timezone", None) or getattr(timetable, "_timezone", None) or timezone.utc
         start = (now or datetime.now(timezone.utc)).astimezone(zone)
         upcoming = croniter(str(expression), start).get_next(datetime)
         return f"at {upcoming.strftime('%Y-%m-%d %H:%M')} {upcoming.tzname() or ''}".rstrip()

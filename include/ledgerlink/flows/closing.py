@@ -140,9 +140,13 @@ def next_steps(summary: RunSummary, *, failed: bool, next_run: str) -> list[str]
                      f"report below); the next run ({when}) loads them. Nothing is lost.")
     elif summary.waiting:
         count = len(summary.waiting)
-        steps.append(f"{target} unavailable: {count} {_plural(summary.entity, count)} wait; the next run ({when}) "
-                     f"sends them again (Airflow retries); nothing is lost: each stays planned in the ledger until "
-                     f"{target} confirms it")
+        waiting = f"{count} {_plural(summary.entity, count)} wait"
+        lost = f"nothing is lost: each stays planned in the ledger until {target} confirms it"
+        if "credentials" in summary.error:
+            steps.append(f"{target} refused Ledgerlink's credentials: {waiting}; fix the connection's login and "
+                         f"password, then the next run ({when}) sends them; {lost}")
+        else:
+            steps.append(f"{target} unavailable: {waiting}; Airflow retries with the next run ({when}); {lost}")
     elif failed or summary.status == "failed":
         steps.append(f"the run failed: the next run ({when}) tries again; nothing is lost: what {target} did not "
                      f"confirm is sent again, what it confirmed is not sent twice")

@@ -102,7 +102,7 @@ def test_a_failed_run_says_what_was_sent_what_waits_and_what_happens_next(ledger
     assert "run: r1 | FAILED" in text
     assert "sent: 3 (created 3, updated 0)" in text and "waiting: 12" in text
     assert "C00003: customer C00003 (Acme Ltd)" in text and "Catalog_Контрагенты" in text
-    assert "1C unavailable: 12 customers wait; the next run (at 2026-12-03 03:20 UTC)" in text
+    assert "1C unavailable: 12 customers wait; Airflow retries with the next run (at 2026-12-03 03:20 UTC)" in text
     assert "nothing is lost" in text
     assert "… and 2 more" in text
 
@@ -129,3 +129,17 @@ def test_a_closed_run_is_shown_from_its_stored_summary_with_what_comes_next(ledg
     assert "run: r3 | SUCCEEDED" in text and "sent: 2 (created 2, updated 0)" in text
     assert "next: nothing waits; the next run at 11:00 UTC" in text
     assert "1,481,481.36" in text
+
+
+def test_the_next_run_is_named_from_the_dags_schedule():
+    from datetime import datetime, timezone
+
+    from airflow.sdk import Asset
+
+    from ledgerlink.spine import exchange_dag
+    from ledgerlink.tasks import next_run_phrase
+
+    dag = exchange_dag(FLOW, produces=Asset(name="x", uri="x://y/z"))  # hourly in the exchange map
+    assert next_run_phrase(dag, datetime(2026, 12, 3, 3, 20, tzinfo=timezone.utc)) == "at 2026-12-03 04:00 UTC"
+    assert dag.get_task("summary").trigger_rule == "all_done"
+    assert dag.get_task("summary").upstream_task_ids == {"reconcile_and_report"}
