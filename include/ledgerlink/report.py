@@ -68,11 +68,17 @@ def readable_row(row) -> dict:
 
 
 def _label(row: dict) -> str:
-    """A person's name for a record beside its key: a customer's or legal name, an invoice number."""
-    for name in ("legal_name", "name", "customer_name", "description", "invoice_id"):
+    """A person's name for a record beside its key: a customer's or legal name, else its invoice."""
+    for name in ("legal_name", "name", "customer_name"):
         if row.get(name):
             return str(row[name])
-    return ""
+    return f"invoice {row['invoice_id']}" if row.get("invoice_id") else ""
+
+
+def _difference(a: Decimal | None, b: Decimal | None) -> Decimal:
+    """a - b, a missing side as zero at the other side's scale (0.00 - 0.00 is 0.00, not 0)."""
+    zero = (a if a is not None else b) * 0 if (a is not None or b is not None) else Decimal(0)
+    return (a if a is not None else zero) - (b if b is not None else zero)
 
 
 def _more(count: int) -> list[str]:
@@ -167,6 +173,8 @@ class RunSummary:
         if self.reconciliation:
             lines.append("reconciliation: DIFFERENCES")
             lines += [f"  - {d}" for d in self.reconciliation]
+        elif self.reconciliation_detail.startswith("not compared"):
+            lines.append(f"reconciliation: {self.reconciliation_detail}")
         elif self.reconciliation_detail:
             lines.append(f"reconciliation: OK ({self.reconciliation_detail})")
         if self.next_steps:
@@ -228,15 +236,16 @@ class RunSummary:
                 if a is None and b is None:
                     continue
                 rows.append((f"{currency} VAT {rate}% {column}", money(a) if a is not None else "-",
-                             money(b) if b is not None else "-", money((a or 0) - (b or 0))))
+                             money(b) if b is not None else "-", money(_difference(a, b))))
         if not rows:
             return []
         header = ("totals", source, target, "difference")
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
 
-        def fmt(r):
-            return "  " + r[0].ljust(widths[0]) + "  " + "  ".join(r[i].rjust(widths[i]) for i in (1, 2, 3))
-        return [fmt(header)] + [fmt(r) for r in rows]
+        def fmt(r, indent="  "):
+            return indent + r[0].ljust(widths[0] + 2 - len(indent)) + "  " + "  ".join(
+                r[i].rjust(widths[i]) for i in (1, 2, 3))
+        return [fmt(header, indent="")] + [fmt(r) for r in rows]
 
 
 # the workbook ----------------------------------------------------------------------------------------------------
@@ -347,7 +356,7 @@ def write_workbook(summary: RunSummary, path: Path, source_totals: list[dict] = 
                 b = _decimal(right.get(column)) if right else None
                 if a is None and b is None:
                     continue
-                reconciliation.append([currency, rate, column, a, b, (a or 0) - (b or 0)])
+                reconciliation.append([currency, rate, column, a, b, _difference(a, b)])
         reconciliation.close()
 
     if summary.totals:

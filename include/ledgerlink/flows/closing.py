@@ -157,4 +157,6 @@ def next_steps(summary: RunSummary, *, failed: bool, next_run: str) -> list[str]
                      f"the source")
     if not steps:
         steps.append(f"nothing waits; the next run {when}" if next_run else "nothing waits")
+    elif next_run and not any(next_run in step for step in steps):
+        steps.append(f"the next run {next_run}")
     return steps

@@ -384,7 +384,8 @@ def _close_part(state: RunState, ledger: Ledger, held: list[dict], params: RunPa
         sent=done.created + done.updated, created=done.created, updated=done.updated, unchanged=state.unchanged,
         deleted=done.deleted, changes=state.changes + state.quarantined, quarantined=state.quarantined,
         totals=state.sent_totals, changed_amounts=state.changed_amounts, source="billing", target_system="ERP",
-        reconciliation_detail=f"not compared: a run over {params.describe()}; the next full run reconciles the "
+        reconciliation_detail="not compared: a dry run sends nothing" if params.dry_run and not params.partial else
+                              f"not compared: a run over {params.describe()}; the next full run reconciles the "
                               f"whole book",
         gate_report=state.gate_report, held_back=held_back_rows(held), dry_run=params.dry_run)
     return close_run(ledger, summary)

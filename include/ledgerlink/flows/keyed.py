@@ -243,7 +243,7 @@ class KeyedFlow:
             flow=self.id, run_id=state.run_id, entity=self.spec.entity, target=target.name,
             sent=done.created + done.updated, created=done.created, updated=done.updated, unchanged=state.unchanged,
             deleted=done.deleted, changes=state.changes + state.quarantined, quarantined=state.quarantined,
-            reconciliation_detail=f"not compared: a dry run ({RunParams.of(state.params).describe()}) sends nothing",
+            reconciliation_detail="not compared: a dry run sends nothing",
             gate_report=state.gate_report, held_back=held_back_rows(held), source=self.spec.source,
             target_system=target.system, dry_run=True)
         return close_run(ledger, summary)
