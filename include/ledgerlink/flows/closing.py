@@ -7,7 +7,7 @@ import logging
 
 from ledgerlink import settings
 from ledgerlink.errors import ReconciliationError, TerminalError
-from ledgerlink.ledger import FAILED, SUCCEEDED, Ledger
+from ledgerlink.ledger import FAILED, SUCCEEDED, SUPERSEDED, Ledger
 from ledgerlink.flows.spec import system_name
 from ledgerlink.report import RunSummary, write_workbook
 
@@ -22,24 +22,20 @@ def held_back_rows(quarantined: list[dict], rejected: list[dict] = ()) -> list[d
                for i in rejected])
 
 
-def clean_of(summary: RunSummary, rejected) -> bool:
-    return not summary.reconciliation and not rejected
-
-
 def close_run(ledger: Ledger, summary: RunSummary, *, rejected: list[dict] = (),
               source_totals: list[dict] = (), target_totals: list[dict] = ()) -> RunSummary:
     """Write the run's workbook, record the run succeeded (or failed: a difference or a refused record) with its
     summary, log the summary, and raise :class:`ReconciliationError` on a difference, then
     :class:`TerminalError` on a refusal. ``rejected``: the run's items the target refused."""
-    entity, source, target = _spec_facts(summary.flow)
+    _, source, target = _spec_facts(summary.flow)
     summary.source = summary.source or system_name(source)
     summary.target_system = summary.target_system or system_name(target)
-    if not clean_of(summary, rejected):
+    clean = not summary.reconciliation and not rejected
+    if not clean:
         summary.status = FAILED
-    summary.next_steps = summary.next_steps or next_steps(summary, failed=summary.status == FAILED, next_run="")
+    summary.next_steps = summary.next_steps or next_steps(summary, failed=not clean, next_run="")
     workbook = settings.reports_dir(summary.flow, summary.run_id) / "reconciliation.xlsx"
     summary.workbook = str(write_workbook(summary, workbook, list(source_totals), list(target_totals)))
-    clean = not summary.reconciliation and not rejected
     ledger.finish_run(summary.run_id, summary.flow, SUCCEEDED if clean else FAILED, summary.as_dict())
     log.info("\n%s", summary.text())
     if summary.reconciliation:
@@ -78,7 +74,7 @@ def summarise_run(ledger: Ledger, flow: str, run_id: str, *, failed_tasks: list[
     entity, source, target = _spec_facts(flow)
     run = next((r for r in ledger.runs(flow=flow) if r["run_id"] == run_id), None)
     stored = json.loads(run["summary"]) if run and run.get("summary") else {}
-    status = run["status"] if run else ("failed" if failed_tasks else "not started")
+    status = run["status"] if run else ("failed" if failed_tasks else "nothing to do")
     if "sent" in stored and "flow" in stored:
         summary = RunSummary.from_dict(stored)
         summary.status = status
@@ -98,7 +94,7 @@ def summarise_run(ledger: Ledger, flow: str, run_id: str, *, failed_tasks: list[
         summary.sent = summary.created + summary.updated
         summary.waiting = [{"key": i["source_key"], "reason": _first_lines(i["last_error"] or "not sent yet", 1)}
                            for i in items if i["status"] in ("planned", "sent")]
-        lines = [c for c in ledger.chunks(flow=flow, run_id=run_id)] if hasattr(ledger, "chunks") else []
+        lines = ledger.chunks(flow=flow, run_id=run_id)
         acknowledged_lines = sum(c.get("lines") or 0 for c in lines if c["status"] == "acknowledged"
                                  and c.get("chunk_index", 0) != -1)
         if acknowledged_lines:
@@ -115,7 +111,7 @@ def summarise_run(ledger: Ledger, flow: str, run_id: str, *, failed_tasks: list[
             summary.waiting = []
     held = ledger.quarantined(flow=flow, run_id=run_id)
     rejected = [i for i in ledger.items(flow=flow, run_id=run_id) if i["status"] == "rejected"
-                and i["last_error"] != "superseded"]
+                and i["last_error"] != SUPERSEDED]
     summary.held_back = held_back_rows(held, rejected)
     summary.dry_run = summary.dry_run or dry_run
     summary.next_steps = next_steps(summary, failed=bool(failed_tasks), next_run=next_run)
