@@ -305,6 +305,13 @@ class _Sheet:
         self.sheet.auto_filter.ref = f"A1:{get_column_letter(len(self.header))}{self.rows + 1}"
 
 
+def sheet_for(book, title: str, header: list[str], widths: list[int], money_columns: set[int] = frozenset()) -> _Sheet:
+    """A streamed sheet with Ledgerlink's workbook conventions, for other workbooks (the daily e-invoice summary).
+    Call ``close()`` when its rows are written."""
+    _write_decimals_exactly()
+    return _Sheet(book, title, header, widths, money_columns)
+
+
 def write_workbook(summary: RunSummary, path: Path, source_totals: list[dict] = (),
                    target_totals: list[dict] = ()) -> Path:
     """The run's workbook: a summary sheet (with when it was written), the reconciliation with source, target

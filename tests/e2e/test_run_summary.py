@@ -74,6 +74,27 @@ def test_a_good_run_ends_with_the_summary_in_a_task_log_the_ui_reads(world, env)
     load_log = _task_log(env, run_id, "load")
     assert "Loaded into 1C" in load_log, "the load task's own lines are in its log too"
     assert "urllib3" not in load_log and "Starting new HTTP connection" not in load_log, "library noise quieted"
+    assert _asset_extras(env, "onec_counterparties")[-1] == {"run_id": run_id, "created": 40, "updated": 0,
+                                                              "deleted": 0, "already_in_target": 0, "rejected": 0,
+                                                              "held_back": 0, "dry_run": False}
+
+
+def _asset_extras(env, name: str) -> list[dict]:
+    """The extras of an Asset's events, oldest first, from Airflow's metadata database."""
+    code = (
+        "import json\n"
+        "from sqlalchemy import select\n"
+        "from airflow.models.asset import AssetEvent, AssetModel\n"
+        "from airflow.utils.session import create_session\n"
+        "with create_session() as session:\n"
+        "    events = session.scalars(select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)\n"
+        f"        .where(AssetModel.name == {name!r}).order_by(AssetEvent.id)).all()\n"
+        "    print(json.dumps([e.extra for e in events]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_a_dry_run_sends_nothing(world, env):

@@ -321,16 +321,25 @@ def daily_summary(ledger: Ledger, day: date | None = None) -> str:
         lines += [f"  {i['invoice_id']} {i['number']} via {i['carrier']}: integrator code {i['integrator_code']}, "
                   f"GİB {i['gib_status']}: {i['message']}" for i in refused]
     text = "\n".join(lines)
+    # The same workbook conventions as a run's (ledgerlink.report): money as exact numbers with #,##0.00, a frozen
+    # header, widths and a filter, streamed.
+    from ledgerlink.report import sheet_for
+
     workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("invoices")
     columns = ["invoice_id", "number", "ettn", "document", "type_code", "state", "carrier", "primary_integrator",
                "gib_status", "integrator_code", "message", "payable", "currency", "updated_at"]
-    sheet.append(columns)
+    widths = {"ettn": 38, "message": 50, "invoice_id": 14, "number": 18, "updated_at": 26}
+    sheet = sheet_for(workbook, "invoices", columns, [widths.get(c, 14) for c in columns],
+                      money_columns={columns.index("payable")})
     for invoice in invoices:
-        sheet.append([str(invoice[c]) if invoice[c] is not None else "" for c in columns])
-    summary_sheet = workbook.create_sheet("summary")
+        sheet.append([invoice[c] if c == "payable" else (str(invoice[c]) if invoice[c] is not None else "")
+                      for c in columns])
+    sheet.close()
+    summary_sheet = sheet_for(workbook, "summary", [f"generated at {datetime.now(timezone.utc).isoformat(timespec='seconds')}"],
+                              [120])
     for line in lines:
         summary_sheet.append([line])
+    summary_sheet.close()
     path = settings.home() / "reports" / "einvoices" / f"summary_{day.isoformat()}.xlsx"
     path.parent.mkdir(parents=True, exist_ok=True)
     workbook.save(path)

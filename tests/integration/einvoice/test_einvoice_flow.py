@@ -70,6 +70,19 @@ def test_a_refusal_reaches_finance_with_both_codes_and_its_number_is_never_reuse
         assert world.register.invoice(refused["invoice_id"])["state"] == REJECTED
         text = daily_summary(world.ledger, date.today())
         assert "refused 1" in text and "EFA2026000000002 via einvoice_rest: integrator code 422, GİB 1150" in text
+        # The workbook's payable amounts are numbers that sum to the register's exact total.
+        from decimal import Decimal
+
+        from openpyxl import load_workbook
+
+        from ledgerlink import settings
+
+        sheet = load_workbook(settings.home() / "reports" / "einvoices" / f"summary_{date.today()}.xlsx")["invoices"]
+        header = [c.value for c in sheet[1]]
+        payable = [row[header.index("payable")] for row in sheet.iter_rows(min_row=2)]
+        assert all(c.number_format == "#,##0.00" and isinstance(c.value, (int, float)) for c in payable)
+        assert sum(Decimal(repr(c.value)) for c in payable) == sum(i["payable"] for i in world.register.invoices())
+        assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref
 
 
 def test_429_is_retried_after_exactly_retry_after_and_a_longer_limit_waits_for_the_next_run(tmp_path, home):
