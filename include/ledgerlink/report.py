@@ -150,12 +150,12 @@ class RunSummary:
             lines.append(f"why it stopped: {first}")
             lines += [f"  {line.strip()}" for line in rest]
         would = "would send" if self.dry_run else "sent"
-        lines += [
-            f"{would}: {self.sent} (created {self.created}, updated {self.updated}) | unchanged: {self.unchanged} | "
-            f"deleted: {self.deleted} | held back: {self.quarantined} | refused: {self.rejected}"
-            + (f" | waiting: {len(self.waiting)}" if self.waiting else ""),
-        ]
-        if not self.error:
+        if not self.detail:  # a flow with its own summary text counts in its own terms
+            lines.append(
+                f"{would}: {self.sent} (created {self.created}, updated {self.updated}) | unchanged: {self.unchanged} | "
+                f"deleted: {self.deleted} | held back: {self.quarantined} | refused: {self.rejected}"
+                + (f" | waiting: {len(self.waiting)}" if self.waiting else ""))
+        if not self.error and not self.detail:
             lines.append(
                 f"changes: {self.changes} = created {self.created} + updated {self.updated} + deleted {self.deleted}"
                 f" + already in the target {self.already_in_target} + held back {self.quarantined}"

@@ -58,7 +58,8 @@ def companion_summary(flow: str, run_id: str, states: dict, ti, when: str, faile
             lines.append(f"{task_id}: {state}")
             lines += [f"  {line}" for line in reported.splitlines() if not line.startswith("=====")]
         else:
-            lines.append(f"{task_id}: {state}" + (f": {reported}" if reported not in (None, "") else ""))
+            lines.append(f"{task_id}: {state}" + (f": {reported}" if reported not in (None, "", {}, [])
+                                                  else ": nothing to do" if state == "success" else ""))
     if failed:
         lines.append(f"next: the next run ({when or 'when triggered'}) tries again; nothing is lost")
     else:

@@ -143,3 +143,15 @@ def test_the_next_run_is_named_from_the_dags_schedule():
     assert next_run_phrase(dag, datetime(2026, 12, 3, 3, 20, tzinfo=timezone.utc)) == "at 2026-12-03 04:00 UTC"
     assert dag.get_task("summary").trigger_rule == "all_done"
     assert dag.get_task("summary").upstream_task_ids == {"reconcile_and_report"}
+
+
+def test_a_flow_with_its_own_summary_is_shown_in_its_own_terms(ledger):
+    """The usage intake and ratings keep their own text (files, documents); the block adds status and next."""
+    ledger.start_run("r4", "usage_rating_nightly")
+    own = "===== Ledgerlink: usage_rating_nightly =====\nrun: r4\nwhat: usage -> invoices\nperiods: 2026-11 | documents: invoices created 3"
+    ledger.finish_run("r4", "usage_rating_nightly", "succeeded", {"flow": "usage_rating_nightly", "run_id": "r4",
+                                                                   "text": own})
+    text = summarise_run(ledger, "usage_rating_nightly", "r4", next_run="at 2026-12-03 01:30 UTC").text()
+    assert "run: r4 | SUCCEEDED" in text and "periods: 2026-11 | documents: invoices created 3" in text
+    assert "sent: 0" not in text and "changes: 0" not in text, "no generic zero counts over its own"
+    assert "next: nothing waits; the next run at 2026-12-03 01:30 UTC" in text
