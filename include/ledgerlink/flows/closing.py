@@ -132,8 +132,8 @@ def next_steps(summary: RunSummary, *, failed: bool, next_run: str) -> list[str]
     if summary.dry_run:
         steps.append(f"dry run: nothing was sent and nothing recorded as sent; the next real run ({when}) sends it")
     if summary.status == "blocked":
-        steps.append(f"the gate blocked the load: nothing was loaded. Fix the rows it names at the source (gate "
-                     f"report below); the next run ({when}) loads them. Nothing is lost.")
+        steps.append(f"the gate blocked the load: nothing was loaded. Fix the rows it names at the source (its "
+                     f"report has them all); the next run ({when}) loads them. Nothing is lost.")
     elif summary.waiting:
         count = len(summary.waiting)
         waiting = f"{count} {_plural(summary.entity, count)} wait"
