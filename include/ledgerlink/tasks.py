@@ -35,6 +35,11 @@ def quiet_library_loggers() -> None:
     """Library noise at INFO out of the task log (warnings and errors still show)."""
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A library module that set its own level (GX's data_context.types.base sets INFO) would pass its parent's.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.startswith(NOISY_LOGGERS) and \
+                logger.level not in (logging.NOTSET,) and logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 def fail_fast_on_terminal(step):

@@ -74,6 +74,8 @@ def test_a_good_run_ends_with_the_summary_in_a_task_log_the_ui_reads(world, env)
     load_log = _task_log(env, run_id, "load")
     assert "Loaded into 1C" in load_log, "the load task's own lines are in its log too"
     assert "urllib3" not in load_log and "Starting new HTTP connection" not in load_log, "library noise quieted"
+    gate_log = _task_log(env, run_id, "gate")
+    assert "Gate customer: 40 rows" in gate_log and "ephemeral docs site" not in gate_log, "GX's INFO chatter quieted"
     assert _asset_extras(env, "onec_counterparties")[-1] == {"run_id": run_id, "created": 40, "updated": 0,
                                                               "deleted": 0, "already_in_target": 0, "rejected": 0,
                                                               "held_back": 0, "dry_run": False}
