@@ -382,7 +382,7 @@ def write_workbook(summary: RunSummary, path: Path, source_totals: list[dict] = 
                   [18, 12, 50, *[14 if c in money_names else min(40, max(12, len(c) + 2)) for c in columns]],
                   money_columns={3 + i for i, c in enumerate(columns) if c in money_names})
     for entry, row in readable:
-        held.append([entry["key"], entry["status"], entry["reasons"],
+        held.append([_plain(entry["key"]), entry["status"], _plain(entry["reasons"]),
                      *[_plain(row.get(c)) for c in columns]])
     held.close()
     book.save(path)
@@ -410,7 +410,12 @@ def _write_decimals_exactly() -> None:
 
 
 def _plain(value):
-    """A value a cell can hold: lists and dicts as JSON text."""
+    """A value a cell can hold: lists and dicts as JSON text; a control character (often why the row was held
+    back, and refused by the XLSX format) shown as its escape, ``\\x00``."""
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, default=str)
+        value = json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, str):
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+        return ILLEGAL_CHARACTERS_RE.sub(lambda found: f"\\x{ord(found.group()):02x}", value)
     return value
