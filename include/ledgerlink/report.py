@@ -293,9 +293,9 @@ class _Sheet:
                 if amount is not None and len(amount.as_tuple().digits) > SPREADSHEET_DIGITS:
                     out.append(str(amount))  # beyond what a spreadsheet's number holds: the exact text instead
                 else:
-                    out.append(self._cell(amount, money_format=True) if amount is not None else value)
+                    out.append(self._cell(amount, money_format=True) if amount is not None else _plain(value))
             else:
-                out.append(value)
+                out.append(_plain(value))
         self.sheet.append(out)
         self.rows += 1
 
