@@ -149,14 +149,19 @@ def einvoice_dispatch_dag(*, produces: Asset, doc_md: str = ""):
 
         return RunState.from_xcom(data)
 
-    @_ledger_dag(spec.id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, display_name=spec.title)
+    from ledgerlink.flows.params import airflow_params
+
+    @_ledger_dag(spec.id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, display_name=spec.title,
+                 params=airflow_params())
     def dispatch():
         @task
         @fail_fast_on_terminal
         def extract() -> dict:
             from ledgerlink import tasks
+            from ledgerlink.flows.params import RunParams
 
-            return flow().extract(current_run_id(), tasks.billing_engine(), tasks.ledger()).to_xcom()
+            return flow().extract(current_run_id(), tasks.billing_engine(), tasks.ledger(),
+                                  RunParams.of(_current_params())).to_xcom()
 
         @task
         @fail_fast_on_terminal

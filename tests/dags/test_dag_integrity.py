@@ -101,7 +101,7 @@ def test_every_dag_ends_with_the_summary_and_has_names_timeouts_and_a_failure_ma
 
 
 def test_exchange_dags_take_trigger_params(dagbag):
-    for dag_id in ("billing_customers_to_onec", "billing_invoice_lines_to_erp"):
+    for dag_id in ("billing_customers_to_onec", "billing_invoice_lines_to_erp", "billing_einvoices"):
         params = dagbag.dags[dag_id].params
         assert {"customer", "from_date", "to_date", "dry_run"} <= set(params), dag_id
         assert params["dry_run"] is False

@@ -30,6 +30,25 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
+def test_a_dry_run_numbers_nothing_and_sends_nothing_then_one_customer_goes_alone(tmp_path, home):
+    from ledgerlink.flows.params import RunParams
+
+    with einvoice_world(tmp_path) as world:
+        dry = EInvoiceFlow(status_tries=2).run_all("dry", world.billing, world.clients(), world.ledger,
+                                                   RunParams(dry_run=True))
+        assert dry.dry_run and dry.sent == 37 and "would send: 37" in dry.text()
+        assert world.register.invoices() == [] and world.register.series_counters() == {}, "no number taken"
+        customer = world.billing.connect().exec_driver_sql(
+            "SELECT min(i.customer_id) FROM invoices i JOIN customers c USING (customer_id) "
+            "WHERE c.country = 'TR'").scalar()
+        one = EInvoiceFlow(status_tries=2).run_all("one", world.billing, world.clients(), world.ledger,
+                                                   RunParams(customer=customer))
+        assert 0 < one.sent < 37
+        of_customer = {r[0] for r in world.billing.connect().exec_driver_sql(
+            "SELECT invoice_id FROM invoices WHERE customer_id = ?", (customer,))}
+        assert {i["invoice_id"] for i in world.register.invoices()} <= of_customer
+
+
 def test_statuses_are_polled_until_every_invoice_is_final(tmp_path, home):
     with einvoice_world(tmp_path, queued_polls=2) as world:
         summary = EInvoiceFlow(status_tries=2).run_all("run-1", world.billing, world.clients(), world.ledger)
