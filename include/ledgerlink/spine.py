@@ -82,6 +82,13 @@ def _record_counts(asset: Asset, counts: dict) -> None:
     get_current_context()["outlet_events"][asset].extra = extra
 
 
+def _counts(summary: dict) -> dict:
+    """What a reconcile task hands XCom: the run's counts. The whole summary is in the ledger and in the log;
+    Airflow would print a returned dict of it as one long Python line into the task log."""
+    return {k: summary[k] for k in ("run_id", "status", "sent", "created", "updated", "deleted", "quarantined",
+                                    "rejected") if k in summary}
+
+
 def _current_params() -> dict:
     from airflow.sdk import get_current_context
 
@@ -124,7 +131,7 @@ def exchange_dag(flow_id: str, *, produces: Asset, doc_md: str = ""):
         @task(task_display_name="Reconcile and report")
         @fail_fast_on_terminal
         def reconcile_and_report(meta: dict) -> dict:
-            return _steps(flow_id).reconcile_and_report(meta)
+            return _counts(_steps(flow_id).reconcile_and_report(meta))
 
         reconcile_and_report(load(gate(extract())))
 
@@ -196,7 +203,7 @@ def einvoice_dispatch_dag(*, produces: Asset, doc_md: str = ""):
 
             summary = flow().reconcile_and_report(state(data), tasks.einvoice_clients(), tasks.ledger()).as_dict()
             _record_counts(produces, {k: summary.get(k, 0) for k in ("sent", "rejected", "quarantined")})
-            return summary
+            return _counts(summary)
 
         numbered = number(gate(extract()))
         names = sorted(routing.integrators)
