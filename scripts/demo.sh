@@ -31,6 +31,7 @@ print("demo: e-invoice integrator einvoice_rest fails on purpose (3 answers lost
       "25 sends)")
 PY
 
+export LEDGERLINK_TASK_LOG_FILES=1  # `airflow dags test` writes no task log files itself: ours go where the UI reads them
 status=0
 logical_date="$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
 for dag_file in dags/*.py; do

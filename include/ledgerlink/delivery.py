@@ -76,13 +76,15 @@ class ItemDelivery:
         self._sent_earlier = self.ledger.sent_before(self._item_ids.values())
         return to_send
 
-    def deliver(self, change: PlannedChange, send: Callable[[], str | Written]) -> str:
+    def deliver(self, change: PlannedChange, send: Callable[[], str | Written], *, label: str = "") -> str:
         """Send one planned change; ``send`` returns created / updated / deleted / unchanged (or a
         :class:`Written` with it). Returns the outcome counted. A refusal rejects the item and the run goes on;
         a record held back (:class:`~ledgerlink.errors.HeldBack`) is quarantined with its reasons and the run goes
-        on; a target that stays down, or refuses our credentials, leaves the item open and raises."""
+        on; a target that stays down, or refuses our credentials, leaves the item open and raises. ``label``: the
+        record's name for people (a customer's legal name), named beside its key in every error."""
         item_id = self._item_ids[change.source_key]
-        what = f"{self.entity} {change.source_key} ({change.operation} in {self.target})"
+        named = f"{change.source_key} ({label})" if label else change.source_key
+        what = f"{self.entity} {named}, {change.operation} in {self.target}"
         try:
             outcome = self.retry.call(what, lambda: self._attempt(item_id, send))
         except HeldBack as e:
@@ -94,7 +96,7 @@ class ItemDelivery:
         except RemoteRejected as e:
             self.ledger.record_failure(item_id, str(e), terminal=True)
             self.outcomes["rejected"] += 1
-            log.warning("%s refused %s %s: %s", self.target, self.entity, change.source_key, e)
+            log.warning("%s refused %s %s: %s", self.target, self.entity, named, e)
             return "rejected"
         except (TransientError, AuthenticationFailed) as e:
             self.ledger.record_failure(item_id, str(e), terminal=False)

@@ -45,9 +45,10 @@ class RetryBudget:
                 told_to_wait_longer = error.retry_after is not None and error.retry_after > self.max_wait
                 if self.attempts_of_last_call > self.per_item or self.retries >= self.per_run or told_to_wait_longer:
                     raise TransientError(
-                        f"{what}: still failing after {self.attempts_of_last_call} attempt(s) "
-                        f"({self.retries} retries this run); the system looks down, Airflow retries the task "
-                        f"later and nothing is lost or sent twice: {error}", retry_after=error.retry_after) from error
+                        f"{what}: {error} (still failing after {self.attempts_of_last_call} attempt(s), "
+                        f"{self.retries} retries this run). The system looks down: will retry (Airflow retries "
+                        f"the task, then the next run); nothing lost: the ledger keeps it planned, and nothing is "
+                        f"sent twice", retry_after=error.retry_after) from error
                 wait = error.retry_after if error.retry_after is not None else \
                     min(self.max_wait, self.first_wait * 2 ** (self.attempts_of_last_call - 1))
                 self.retries += 1

@@ -6,14 +6,16 @@ when a task runs, never at parse time.
 """
 from __future__ import annotations
 
+import functools
 import importlib
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Asset, dag, task
 
 from ledgerlink.flows import FLOW_MODULES
 from ledgerlink.flows.spec import spec_of
-from ledgerlink.tasks import DEFAULT_ARGS, close_run_on_failure, current_run_id, fail_fast_on_terminal
+from ledgerlink.flows.run_end import notify_failure
+from ledgerlink.tasks import DEFAULT_ARGS, RUN_TIMEOUT, close_run_on_failure, current_run_id, fail_fast_on_terminal
 
 START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -24,18 +26,73 @@ def _steps(flow_id: str):
 
 
 def _ledger_dag(dag_id: str, *, schedule: str, doc_md: str, tags: list[str], closes_run: bool = True,
-                catchup: bool = False):
-    """The DAG decorator every Ledgerlink DAG shares: one run at a time, Ledgerlink's retries, and (``closes_run``)
-    a failure callback on the tasks and the run that closes the run in the ledger with its status and reason (a
-    run that failed, was blocked or was killed never stays 'running'). Companions that hold no run of their own
-    (the e-invoice status poll and summary) pass ``closes_run=False``."""
-    if not closes_run:
-        return dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=catchup, max_active_runs=1,
-                   default_args=DEFAULT_ARGS, tags=tags, doc_md=doc_md)
-    on_failure = close_run_on_failure(dag_id)
-    return dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=catchup, max_active_runs=1,
-               default_args={**DEFAULT_ARGS, "on_failure_callback": on_failure}, on_failure_callback=on_failure,
-               tags=tags, doc_md=doc_md)
+                catchup: bool = False, display_name: str | None = None, params: dict | None = None,
+                dagrun_timeout: timedelta = RUN_TIMEOUT):
+    """The DAG decorator every Ledgerlink DAG shares: one run at a time, Ledgerlink's retries and timeouts, a
+    display name, a mail to finance when a run fails, and a last task, ``summary``, that runs even when an
+    upstream task failed (trigger rule all_done) and logs the run's summary block, then fails when any task
+    failed, so the run's state stays honest. With ``closes_run``, a failure callback on the tasks and the run
+    closes the run in the ledger with its status and reason (a run that failed, was blocked or was killed never
+    stays 'running'). Companions that hold no run of their own (the e-invoice status poll and summary) pass
+    ``closes_run=False``. ``params``: the trigger form's parameters (``flows.params.airflow_params``)."""
+    notify = notify_failure(dag_id, closes_run=closes_run)
+    default_args = dict(DEFAULT_ARGS)
+    on_failure = [notify]
+    if closes_run:
+        close = close_run_on_failure(dag_id)
+        default_args["on_failure_callback"] = close
+        on_failure = [close, notify]
+    decorate = dag(dag_id=dag_id, schedule=schedule, start_date=START_DATE, catchup=catchup, max_active_runs=1,
+                   default_args=default_args, on_failure_callback=on_failure, tags=tags, doc_md=doc_md,
+                   dag_display_name=display_name or dag_id, dagrun_timeout=dagrun_timeout, params=params or {})
+
+    def with_summary(body):
+        @functools.wraps(body)
+        def build():
+            built = body()
+            final = _summary_task(dag_id, closes_run)()
+            for leaf in [t for t in final.operator.dag.leaves if t is not final.operator]:
+                leaf >> final.operator
+            return built
+
+        return decorate(build)
+
+    return with_summary
+
+
+def _summary_task(dag_id: str, closes_run: bool):
+    @task(task_id="summary", task_display_name="Summary for finance", trigger_rule="all_done",
+          execution_timeout=timedelta(minutes=10))
+    @fail_fast_on_terminal
+    def summary() -> None:
+        from ledgerlink.flows.run_end import summarise_current_run
+
+        summarise_current_run(dag_id, closes_run=closes_run)
+
+    return summary
+
+
+def _record_counts(asset: Asset, counts: dict) -> None:
+    """The run's counts in the Asset event's extra, so a downstream DAG (and the Assets page) sees what changed."""
+    from airflow.sdk import get_current_context
+
+    from ledgerlink.tasks import current_run_id
+
+    extra = {"run_id": current_run_id(), **{k: v for k, v in counts.items() if isinstance(v, (int, str, bool))}}
+    get_current_context()["outlet_events"][asset].extra = extra
+
+
+def _counts(summary: dict) -> dict:
+    """What a reconcile task hands XCom: the run's counts. The whole summary is in the ledger and in the log;
+    Airflow would print a returned dict of it as one long Python line into the task log."""
+    return {k: summary[k] for k in ("run_id", "status", "sent", "created", "updated", "deleted", "quarantined",
+                                    "rejected") if k in summary}
+
+
+def _current_params() -> dict:
+    from airflow.sdk import get_current_context
+
+    return dict(get_current_context().get("params") or {})
 
 
 def exchange_dag(flow_id: str, *, produces: Asset, doc_md: str = ""):
@@ -45,27 +102,36 @@ def exchange_dag(flow_id: str, *, produces: Asset, doc_md: str = ""):
         raise KeyError(f"flow {flow_id!r} has no module in ledgerlink.flows.FLOW_MODULES")
     spec = spec_of(flow_id)
 
-    @_ledger_dag(flow_id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags)
+    from ledgerlink.flows.spec import system_name
+    from ledgerlink.flows.params import airflow_params
+
+    source, target = system_name(spec.source), system_name(spec.target)
+
+    @_ledger_dag(flow_id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags,
+                 display_name=spec.title, params=airflow_params())
     def exchange():
-        @task
+        @task(task_display_name=f"Extract from {source}")
         @fail_fast_on_terminal
         def extract() -> dict:
-            return _steps(flow_id).extract(current_run_id())
+            return _steps(flow_id).extract(current_run_id(), _current_params())
 
-        @task
+        @task(task_display_name="Gate (Great Expectations)")
         @fail_fast_on_terminal
         def gate(meta: dict) -> dict:
             return _steps(flow_id).gate(meta)
 
-        @task(outlets=[produces])
+        @task(outlets=[produces], task_display_name=f"Load into {target}")
         @fail_fast_on_terminal
         def load(meta: dict) -> dict:
-            return _steps(flow_id).load(meta)
+            state = _steps(flow_id).load(meta)
+            _record_counts(produces, {"held_back": state.get("quarantined", 0), **(state.get("outcomes") or {}),
+                                      "dry_run": bool((state.get("params") or {}).get("dry_run"))})
+            return state
 
-        @task
+        @task(task_display_name="Reconcile and report")
         @fail_fast_on_terminal
         def reconcile_and_report(meta: dict) -> dict:
-            return _steps(flow_id).reconcile_and_report(meta)
+            return _counts(_steps(flow_id).reconcile_and_report(meta))
 
         reconcile_and_report(load(gate(extract())))
 
@@ -90,14 +156,19 @@ def einvoice_dispatch_dag(*, produces: Asset, doc_md: str = ""):
 
         return RunState.from_xcom(data)
 
-    @_ledger_dag(spec.id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags)
+    from ledgerlink.flows.params import airflow_params
+
+    @_ledger_dag(spec.id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, display_name=spec.title,
+                 params=airflow_params())
     def dispatch():
         @task
         @fail_fast_on_terminal
         def extract() -> dict:
             from ledgerlink import tasks
+            from ledgerlink.flows.params import RunParams
 
-            return flow().extract(current_run_id(), tasks.billing_engine(), tasks.ledger()).to_xcom()
+            return flow().extract(current_run_id(), tasks.billing_engine(), tasks.ledger(),
+                                  RunParams.of(_current_params())).to_xcom()
 
         @task
         @fail_fast_on_terminal
@@ -125,12 +196,14 @@ def einvoice_dispatch_dag(*, produces: Asset, doc_md: str = ""):
 
             return send
 
-        @task(outlets=[produces])
+        @task(outlets=[produces], task_display_name="Reconcile and report")
         @fail_fast_on_terminal
         def reconcile_and_report(data: dict) -> dict:
             from ledgerlink import tasks
 
-            return flow().reconcile_and_report(state(data), tasks.einvoice_clients(), tasks.ledger()).as_dict()
+            summary = flow().reconcile_and_report(state(data), tasks.einvoice_clients(), tasks.ledger()).as_dict()
+            _record_counts(produces, {k: summary.get(k, 0) for k in ("sent", "rejected", "quarantined")})
+            return _counts(summary)
 
         numbered = number(gate(extract()))
         names = sorted(routing.integrators)
@@ -151,7 +224,7 @@ def einvoice_status_dag(dag_id: str, *, schedule: str, doc_md: str):
     routing = load_routing()
 
     @_ledger_dag(dag_id, schedule=schedule, doc_md=doc_md, tags=["ledgerlink", "billing_einvoices", "invoice"],
-                 closes_run=False)
+                 closes_run=False, display_name="e-invoices: GİB statuses")
     def statuses():
         for name in sorted(routing.integrators):
             @task(task_id=f"poll_{name}", pool=routing.integrators[name].pool)
@@ -171,7 +244,7 @@ def einvoice_summary_dag(dag_id: str, *, schedule: str, doc_md: str):
     """Finance's daily e-invoice summary (log and workbook)."""
 
     @_ledger_dag(dag_id, schedule=schedule, doc_md=doc_md, tags=["ledgerlink", "billing_einvoices", "invoice"],
-                 closes_run=False)
+                 closes_run=False, display_name="e-invoices: daily summary")
     def summary():
         @task
         @fail_fast_on_terminal
@@ -198,17 +271,23 @@ def file_intake_dag(flow_id: str, *, landed: Asset, produces: Asset, file_patter
     spec = spec_of(flow_id)
     conn_id = _system_connection(spec.source)
 
-    @_ledger_dag(flow_id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags)
+    # The run waits up to six hours for a file, then takes it: its budget is longer than a flow's usual one.
+    @_ledger_dag(flow_id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, display_name=spec.title,
+                 dagrun_timeout=timedelta(hours=8))
     def intake():
         # A quiet day is not a failure: after six hours without a file the run ends skipped and the next one waits.
-        wait = SFTPSensor(task_id="wait_for_files", sftp_conn_id=conn_id, deferrable=True, poke_interval=60,
-                          timeout=6 * 3600, soft_fail=True,
+        wait = SFTPSensor(task_id="wait_for_files", task_display_name="Wait for CDR files", sftp_conn_id=conn_id,
+                          deferrable=True, poke_interval=60, timeout=6 * 3600, soft_fail=True,
+                          execution_timeout=timedelta(hours=6, minutes=10),
                           path=f"{{{{ conn.{conn_id}.extra_dejson.remote_root or '/' }}}}", file_pattern=file_pattern)
 
-        @task(outlets=[landed, produces])
+        @task(outlets=[landed, produces], task_display_name="Take the files into billing")
         @fail_fast_on_terminal
         def take_files() -> dict:
-            return importlib.import_module(FLOW_MODULES[flow_id]).run_task(current_run_id(), conn_id)
+            counts = importlib.import_module(FLOW_MODULES[flow_id]).run_task(current_run_id(), conn_id)
+            _record_counts(landed, counts)
+            _record_counts(produces, counts)
+            return counts
 
         wait >> take_files()
 
@@ -220,13 +299,17 @@ def rating_dag(flow_id: str, *, consumes: Asset, produces: Asset, month_end: boo
     run's data interval closes, rated and issued; with catch-up, so a month missed is closed later)."""
     spec = spec_of(flow_id)
 
-    @_ledger_dag(flow_id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, catchup=month_end)
+    @_ledger_dag(flow_id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, catchup=month_end,
+                 display_name=spec.title)
     def rating():
-        @task(inlets=[consumes], outlets=[produces])
+        @task(inlets=[consumes], outlets=[produces], task_display_name="Rate usage into invoices")
         @fail_fast_on_terminal
         def rate(logical_date=None) -> dict:
-            return importlib.import_module(FLOW_MODULES[flow_id]).run_task(
+            counts = importlib.import_module(FLOW_MODULES[flow_id]).run_task(
                 current_run_id(), closing_month_of=logical_date if month_end else None)
+            _record_counts(produces, {"periods": ",".join(counts.get("periods", [])), "issued": counts.get("issued", 0),
+                                      **{k.replace(" ", "_"): v for k, v in (counts.get("documents") or {}).items()}})
+            return counts
 
         rate()
 

@@ -5,6 +5,7 @@ them with exponential backoff.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -18,7 +19,27 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=20),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
+    # A task stuck this long is killed and retried: well inside the flow's 6-hour lease (ledger.runs), so the
+    # next run never waits on a hung one.
+    "execution_timeout": timedelta(hours=2),
 }
+RUN_TIMEOUT = timedelta(hours=6)  # a DAG run's whole budget, retries included: the flow's lease
+
+# Libraries that talk at INFO about their own plumbing (connection pools, GX's data context, Alembic's
+# migration context, paramiko's transport): finance reads task logs, so they speak from WARNING up.
+NOISY_LOGGERS = ("urllib3", "great_expectations", "alembic", "paramiko", "sqlalchemy", "fsspec", "filelock",
+                 "httpx", "httpcore", "asyncio", "airflow.providers.sftp.hooks.sftp", "airflow.task.hooks")
+
+
+def quiet_library_loggers() -> None:
+    """Library noise at INFO out of the task log (warnings and errors still show)."""
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # A library module that set its own level (GX's data_context.types.base sets INFO) would pass its parent's.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.startswith(NOISY_LOGGERS) and \
+                logger.level not in (logging.NOTSET,) and logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 def fail_fast_on_terminal(step):
@@ -33,19 +54,113 @@ def fail_fast_on_terminal(step):
 
         from ledgerlink.errors import TerminalError, database_refusal
 
-        try:
-            return step(*args, **kwargs)
-        except TerminalError as e:
-            log.error("%s", e)
-            raise AirflowFailException(str(e)) from e
-        except sqlalchemy.exc.OperationalError as e:
-            refusal = database_refusal(e)
-            if refusal is None:
-                raise  # transient: Airflow retries
-            log.error("%s", refusal)
-            raise AirflowFailException(str(refusal)) from refusal
+        quiet_library_loggers()
+        with task_log_file():
+            try:
+                return step(*args, **kwargs)
+            except TerminalError as e:
+                # Said once, in full, as a person reads it; the exception Airflow logs carries only its first
+                # line (its traceback would repeat the whole message twice more). The error stays reachable as
+                # __context__ for the failure callback.
+                log.error("%s", e)
+                raise AirflowFailException(_headline(e)) from None
+            except sqlalchemy.exc.OperationalError as e:
+                refusal = database_refusal(e)
+                if refusal is None:
+                    raise  # transient: Airflow retries
+                log.error("%s", refusal)
+                raise AirflowFailException(str(refusal)) from refusal
+            except Exception as e:  # noqa: BLE001 - logged for people, then re-raised unchanged
+                from ledgerlink.errors import TransientError
+
+                if isinstance(e, TransientError):
+                    log.error("%s", e)
+                raise
 
     return wrapper
+
+
+IN_FULL_ABOVE = " (in full above)"
+
+
+def _headline(error: BaseException) -> str:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return first if first.endswith(IN_FULL_ABOVE) else first + IN_FULL_ABOVE
+
+
+def ledgerlink_error_of(error: BaseException | None) -> BaseException | None:
+    """The Ledgerlink error behind what Airflow saw (an AirflowFailException raised from it, as cause or as
+    context), else the error itself."""
+    from ledgerlink.errors import LedgerlinkError
+
+    seen, hops = error, 0
+    while seen is not None and hops < 10:
+        if isinstance(seen, LedgerlinkError):
+            return seen
+        seen, hops = seen.__cause__ or seen.__context__, hops + 1
+    return error
+
+
+@contextlib.contextmanager
+def task_log_file():
+    """Under ``airflow dags test`` (``LEDGERLINK_TASK_LOG_FILES=1``, set by the demo) the task's log lines are also
+    written where Airflow's UI reads task logs (``[logging] base_log_folder``, the ``log_filename_template``
+    path) as the JSON lines the UI parses: ``dags test`` runs each task in-process and writes no log file, so
+    the demo's runs showed green with empty logs. Outside ``dags test`` the task supervisor writes that file
+    itself, and this does nothing."""
+    if os.environ.get("LEDGERLINK_TASK_LOG_FILES") != "1":
+        yield
+        return
+    try:
+        path = _task_log_path()
+    except Exception:  # noqa: BLE001 - no context (a plain call, a test): no file, the task runs the same
+        path = None
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = _JsonLinesHandler(path)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    except BaseException as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].removesuffix(IN_FULL_ABOVE)
+        logging.getLogger("ledgerlink.task").error("Task failed: %s", first)
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _task_log_path():
+    from pathlib import Path
+
+    from airflow.configuration import conf
+    from airflow.sdk import get_current_context
+
+    ti = get_current_context()["ti"]
+    mapped = f"map_index={ti.map_index}/" if getattr(ti, "map_index", -1) is not None and ti.map_index >= 0 else ""
+    return Path(conf.get("logging", "base_log_folder")) / (
+        f"dag_id={ti.dag_id}/run_id={ti.run_id}/task_id={ti.task_id}/{mapped}attempt={ti.try_number}.log")
+
+
+class _JsonLinesHandler(logging.FileHandler):
+    """One JSON object per line, as Airflow 3's structured task logs are (timestamp, level, logger, event)."""
+
+    def __init__(self, path):
+        super().__init__(path, mode="a", encoding="utf-8")
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import datetime, timezone
+
+        event = record.getMessage()
+        if record.exc_info and record.levelno >= logging.ERROR:
+            event += "\n" + logging.Formatter().formatException(record.exc_info)
+        return json.dumps({"timestamp": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+                           "level": record.levelname.lower(), "logger": record.name, "event": event},
+                          ensure_ascii=False)
 
 
 def run_status_for(error: BaseException | None) -> str:
@@ -53,11 +168,11 @@ def run_status_for(error: BaseException | None) -> str:
     from ledgerlink.errors import GateFailed
     from ledgerlink.ledger import BLOCKED, FAILED
 
-    seen = error
-    while seen is not None:  # AirflowFailException wraps ours
+    seen, hops = error, 0
+    while seen is not None and hops < 10:  # AirflowFailException wraps ours (as cause, or as context)
         if isinstance(seen, GateFailed):
             return BLOCKED
-        seen = seen.__cause__
+        seen, hops = seen.__cause__ or seen.__context__, hops + 1
     return FAILED
 
 
@@ -69,7 +184,7 @@ def close_run_on_failure(flow: str):
     def callback(context) -> None:
         try:
             run_id = context["run_id"] if "run_id" in context else context["dag_run"].run_id
-            error = context.get("exception")
+            error = ledgerlink_error_of(context.get("exception"))
             reason = f"{type(error).__name__}: {error}" if error is not None else \
                 str(context.get("reason") or "a task of the run failed")
             task = context.get("task_instance") or context.get("ti")
@@ -119,3 +234,27 @@ def einvoice_clients(routing=None) -> dict:
 
     routing = routing or load_routing(os.environ.get("LEDGERLINK_EINVOICE_ROUTING"))
     return {name: EInvoiceIntegratorHook(integrator).get_conn() for name, integrator in routing.integrators.items()}
+
+
+# The summary that ends every run, and the mail when a run fails ------------------------------------------------
+def next_run_phrase(dag, now=None) -> str:
+    """When the DAG runs next, for the summary: "at 03:20 UTC" (cron and presets), "at once" (continuous), or
+    "when triggered by hand". Read from the DAG's timetable; never raises."""
+    from datetime import datetime, timezone
+
+    try:
+        timetable = dag.timetable
+        expression = (getattr(timetable, "expression", None) or getattr(timetable, "_expression", None)
+                      or (dag.schedule if isinstance(getattr(dag, "schedule", None), str) else "") or "")
+        if "continuous" in str(expression).lower() or "continuous" in type(timetable).__name__.lower():
+            return "at once (the DAG runs continuously)"
+        if not expression or str(expression).lower() in ("none", "null") or "asset" in str(expression).lower():
+            return "when triggered (by hand or by its data)"
+        from croniter import croniter
+
+        zone = getattr(timetable, "timezone", None) or getattr(timetable, "_timezone", None) or timezone.utc
+        start = (now or datetime.now(timezone.utc)).astimezone(zone)
+        upcoming = croniter(str(expression), start).get_next(datetime)
+        return f"at {upcoming.strftime('%Y-%m-%d %H:%M')} {upcoming.tzname() or ''}".rstrip()
+    except Exception:  # noqa: BLE001 - a phrase for people; the summary is still written without it
+        return ""

@@ -84,3 +84,24 @@ def test_parsing_a_dag_does_no_heavy_imports_and_no_io():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_dag_ends_with_the_summary_and_has_names_timeouts_and_a_failure_mail(dagbag):
+    """The summary runs after every other task, even a failed one; people see names, not ids; nothing hangs."""
+    for dag_id, dag in dagbag.dags.items():
+        summary = dag.get_task("summary")
+        assert summary.trigger_rule == "all_done", dag_id
+        assert dag.leaves == [summary] or [t.task_id for t in dag.leaves] == ["summary"], dag_id
+        assert dag.dag_display_name != dag_id or dag_id.startswith("billing_einvoices_"), dag_id
+        assert dag.dagrun_timeout is not None, dag_id
+        for task in dag.tasks:
+            assert task.execution_timeout is not None, (dag_id, task.task_id)
+        callbacks = dag.on_failure_callback if isinstance(dag.on_failure_callback, list) else [dag.on_failure_callback]
+        assert any(getattr(c, "__qualname__", "").startswith("notify_failure") for c in callbacks), dag_id
+
+
+def test_exchange_dags_take_trigger_params(dagbag):
+    for dag_id in ("billing_customers_to_onec", "billing_invoice_lines_to_erp", "billing_einvoices"):
+        params = dagbag.dags[dag_id].params
+        assert {"customer", "from_date", "to_date", "dry_run"} <= set(params), dag_id
+        assert params["dry_run"] is False

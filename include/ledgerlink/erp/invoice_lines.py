@@ -67,3 +67,15 @@ def count_loaded(engine: sa.Engine) -> int:
 def target_figures(engine: sa.Engine, exclude_keys: Sequence[str] = ()) -> Figures:
     ensure_table(engine)
     return sql_figures(engine, TABLE, exclude_keys, key=KEY)
+
+
+def amounts_of(engine: sa.Engine, keys: Sequence[str]) -> dict[str, dict]:
+    """The money the ERP holds for these lines (``currency`` and the ``*_minor`` columns), by line id: what an
+    update is about to replace, so the summary can show old → new."""
+    if not keys:
+        return {}
+    statement = sa.text(f"SELECT {KEY}, currency, net_minor, vat_minor, gross_minor FROM {TABLE} "
+                        f"WHERE {KEY} IN :keys").bindparams(sa.bindparam("keys", expanding=True))
+    with engine.connect() as conn:
+        return {row[0]: {"currency": row[1], "net_minor": row[2], "vat_minor": row[3], "gross_minor": row[4]}
+                for row in conn.execute(statement, {"keys": list(keys)})}

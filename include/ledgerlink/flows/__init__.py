@@ -33,7 +33,7 @@ FLOW_MODULES = {
 class FlowSteps:
     """The four Airflow tasks of a flow, each opening the connections it needs."""
 
-    extract: Callable[[str], dict]
+    extract: Callable[..., dict]  # (run_id, params=None): params are the run's trigger params (flows.params)
     gate: Callable[[dict], dict]
     load: Callable[[dict], dict]
     reconcile_and_report: Callable[[dict], dict]
@@ -46,7 +46,7 @@ def task_steps(*, extract: Callable, gate: Callable, load: Callable, reconcile_a
                source: Callable[[], object], target: Callable[[], object],
                count_in_target: Callable[[dict], tuple[int, str]] | None = None) -> FlowSteps:
     """A flow's four Airflow tasks from its plain steps, which take their connections in the usual order:
-    ``extract(run_id, source, ledger)``, ``gate(state, ledger)``, ``load(state, target, ledger)`` and
+    ``extract(run_id, source, ledger, params=RunParams)``, ``gate(state, ledger)``, ``load(state, target, ledger)`` and
     ``reconcile_and_report(state, source, target, ledger)``. ``source`` and ``target`` open the connections
     (called inside the task, never at import); the run's state crosses XCom as plain JSON."""
 
@@ -60,8 +60,13 @@ def task_steps(*, extract: Callable, gate: Callable, load: Callable, reconcile_a
 
         return RunState.from_xcom(data)
 
+    def _params(params):
+        from ledgerlink.flows.params import RunParams
+
+        return RunParams.of(params)
+
     return FlowSteps(
-        extract=lambda run_id: extract(run_id, source(), ledger()).to_xcom(),
+        extract=lambda run_id, params=None: extract(run_id, source(), ledger(), params=_params(params)).to_xcom(),
         gate=lambda data: gate(state(data), ledger()).to_xcom(),
         load=lambda data: load(state(data), target(), ledger()).to_xcom(),
         reconcile_and_report=lambda data: reconcile_and_report(state(data), source(), target(), ledger()).as_dict(),

@@ -25,7 +25,8 @@ from ledgerlink.einvoice.document import (EARSIV, EFATURA, IADE, SATIS, Document
                                           document_from_records, ettn_for)
 from ledgerlink.einvoice.routing import Routing, load_routing
 from ledgerlink.einvoice.users import UserListCache
-from ledgerlink.flows.closing import close_run
+from ledgerlink.flows.closing import close_run, held_back_rows
+from ledgerlink.flows.params import RunParams
 from ledgerlink.flows.spec import declared
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
 from ledgerlink.flows.state import RunState
@@ -74,18 +75,21 @@ class EInvoiceFlow:
     settle_seconds: float = 30.0  # how long a silent send may still be on its way (dispatch's rule 3)
 
     # extract and gate -------------------------------------------------------------------------------------------
-    def extract(self, run_id: str, billing, ledger: Ledger) -> RunState:
+    def extract(self, run_id: str, billing, ledger: Ledger, params: RunParams = RunParams()) -> RunState:
         """Billing's invoices from the cut-over on that are not final in the register (a queued or final invoice
-        is never sent again)."""
+        is never sent again). ``params``: one customer's invoices, or those issued in a date range; a dry run
+        numbers and sends nothing."""
         ledger.start_run(run_id, SPEC.id)
         routing = self.routing()
         register = EInvoiceRegister(ledger.engine)
         headers = read_einvoice_headers(billing, routing.issued_from.isoformat())
         settled = {r["invoice_id"] for r in register.invoices(states=(QUEUED,) + FINAL_STATES)}
         todo = headers[~headers["invoice_id"].isin(settled)].reset_index(drop=True)
-        log.info("%s: %d invoice(s) to Turkish customers since %s in billing; %d already at GİB; %d to do",
-                 SPEC.id, len(headers), routing.issued_from, len(headers) - len(todo), len(todo))
-        return RunState(run_id=run_id, read=len(todo), source_keys=len(headers),
+        todo = params.keep(todo, customer_column="customer_id", date_column="issue_date")
+        log.info("%s: %d invoice(s) to Turkish customers since %s in billing; %d already at GİB; %d to do%s",
+                 SPEC.id, len(headers), routing.issued_from, len(settled), len(todo),
+                 f" ({params.describe()})" if params.partial or params.dry_run else "")
+        return RunState(run_id=run_id, read=len(todo), source_keys=len(headers), params=params.as_dict(),
                         batch=[stage_frame(SPEC.id, run_id, "invoices", todo)])
 
     def gate(self, state: RunState, ledger: Ledger) -> RunState:
@@ -98,6 +102,12 @@ class EInvoiceFlow:
         in one ledger transaction, in issue order), and build every unfinished invoice's document."""
         run_id, routing = state.run_id, self.routing()
         ledger.hold_lease(SPEC.id, run_id)
+        if RunParams.of(state.params).dry_run:
+            # A number, once taken, is used for good: a dry run takes none, builds nothing and sends nothing.
+            waiting = read_frame(state.batch[0])
+            log.info("dry run: %d invoice(s) would be numbered and sent: %s", len(waiting),
+                     list(waiting["invoice_id"])[:SHOWN])
+            return dataclasses.replace(state, new=len(waiting), documents=None)
         register = EInvoiceRegister(ledger.engine)
         passed = read_frame(state.batch[0])
         headers = {r["invoice_id"]: r for r in passed.to_dict("records")}
@@ -174,6 +184,8 @@ class EInvoiceFlow:
         calls); ``clients`` holds every integrator of the routes (a status question may go to the one an invoice
         is in doubt at). Returns the states they ended in."""
         ledger.hold_lease(SPEC.id, state.run_id)
+        if RunParams.of(state.params).dry_run:
+            return {}
         register = EInvoiceRegister(ledger.engine)
         documents: dict[str, str] = read_json(state.documents) if state.documents else {}
         going = [i for i in register.invoices(states=UNFINISHED_STATES, invoice_ids=list(documents))
@@ -197,6 +209,14 @@ class EInvoiceFlow:
         waiting, so finance sees it."""
         run_id = state.run_id
         ledger.hold_lease(SPEC.id, run_id)
+        if RunParams.of(state.params).dry_run:
+            held = ledger.quarantined(flow=SPEC.id, run_id=run_id)
+            return close_run(ledger, RunSummary(
+                flow=SPEC.id, run_id=run_id, entity=SPEC.entity,
+                target="GİB e-invoices via " + ", ".join(sorted(self.routing().integrators)), sent=state.new,
+                created=state.new, quarantined=len(held), changes=state.new + len(held), dry_run=True,
+                reconciliation_detail="not compared: a dry run numbers and sends nothing",
+                gate_report=state.gate_report, held_back=held_back_rows(held)))
         register = EInvoiceRegister(ledger.engine)
         documents: dict[str, str] = read_json(state.documents) if state.documents else {}
         this_run = register.invoices(invoice_ids=list(documents))
@@ -243,10 +263,11 @@ class EInvoiceFlow:
         return close_run(ledger, summary, rejected=rejected)
 
     # wiring -----------------------------------------------------------------------------------------------------
-    def run_all(self, run_id: str, billing, clients: Mapping[str, object], ledger: Ledger) -> RunSummary:
+    def run_all(self, run_id: str, billing, clients: Mapping[str, object], ledger: Ledger,
+                params: RunParams = RunParams()) -> RunSummary:
         """The whole run in one call (the CLI, tests, the bench); the DAG runs the same steps as tasks."""
         routing = self.routing()
-        state = self.gate(self.extract(run_id, billing, ledger), ledger)
+        state = self.gate(self.extract(run_id, billing, ledger, params), ledger)
         state = self.number(state, billing, clients[routing.user_list], ledger)
         for _wave in ("primaries", "failovers"):
             for integrator in sorted(routing.integrators):
@@ -321,16 +342,25 @@ def daily_summary(ledger: Ledger, day: date | None = None) -> str:
         lines += [f"  {i['invoice_id']} {i['number']} via {i['carrier']}: integrator code {i['integrator_code']}, "
                   f"GİB {i['gib_status']}: {i['message']}" for i in refused]
     text = "\n".join(lines)
+    # The same workbook conventions as a run's (ledgerlink.report): money as exact numbers with #,##0.00, a frozen
+    # header, widths and a filter, streamed.
+    from ledgerlink.report import sheet_for
+
     workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("invoices")
     columns = ["invoice_id", "number", "ettn", "document", "type_code", "state", "carrier", "primary_integrator",
                "gib_status", "integrator_code", "message", "payable", "currency", "updated_at"]
-    sheet.append(columns)
+    widths = {"ettn": 38, "message": 50, "invoice_id": 14, "number": 18, "updated_at": 26}
+    sheet = sheet_for(workbook, "invoices", columns, [widths.get(c, 14) for c in columns],
+                      money_columns={columns.index("payable")})
     for invoice in invoices:
-        sheet.append([str(invoice[c]) if invoice[c] is not None else "" for c in columns])
-    summary_sheet = workbook.create_sheet("summary")
+        sheet.append([invoice[c] if c == "payable" else (str(invoice[c]) if invoice[c] is not None else "")
+                      for c in columns])
+    sheet.close()
+    summary_sheet = sheet_for(workbook, "summary", [f"generated at {datetime.now(timezone.utc).isoformat(timespec='seconds')}"],
+                              [120])
     for line in lines:
         summary_sheet.append([line])
+    summary_sheet.close()
     path = settings.home() / "reports" / "einvoices" / f"summary_{day.isoformat()}.xlsx"
     path.parent.mkdir(parents=True, exist_ok=True)
     workbook.save(path)

@@ -22,13 +22,14 @@ from ledgerlink.erp import invoice_lines as erp_lines
 from ledgerlink.errors import GateFailed
 from ledgerlink.flows import task_steps
 from ledgerlink.flows.closing import close_run, held_back_rows
+from ledgerlink.flows.params import RunParams
 from ledgerlink.flows.spec import declared
 from ledgerlink.flows.state import Outcomes, RunState
 from ledgerlink.flows.steps import blocked_on_gate_failure, gate_staged
 from ledgerlink.flows.staging import read_column, read_frame, read_json, stage_frame, stage_json
 from ledgerlink.ledger import CREATE, UPDATE, Ledger
 from ledgerlink.loads.sql import delete_keys, upsert_frame
-from ledgerlink.reconcile import Figures, compare, figures
+from ledgerlink.reconcile import Figures, compare, figures, to_major
 from ledgerlink.report import RunSummary
 from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN, diff, next_watermark, read_from, with_keys_and_hashes
 
@@ -42,7 +43,8 @@ CONTENT_COLUMNS = SPEC.content_columns  # what the map says the flow carries, ke
 BULK_LINES = 50_000  # a load this big refreshes the ledger's and the ERP table's planner statistics
 
 
-def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 200_000) -> RunState:
+def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 200_000,
+            params: RunParams = RunParams()) -> RunState:
     """Stage the changed lines in chunks; deletions are snapshot keys billing no longer has.
 
     Memory follows the chunk, not the table: each chunk is diffed against the snapshot hashes of its own
@@ -51,6 +53,33 @@ def extract(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int = 2
     snapshot's, and, when they disagree, every line's hash (see :func:`_compare_every_line`).
     """
     ledger.start_run(run_id, FLOW)  # takes the flow's lease: a second run at once stops here
+    if params.partial:
+        return _extract_part(run_id, billing, ledger, chunk_rows, params)
+    if params.dry_run:
+        state = _extract_all(run_id, billing, ledger, chunk_rows)
+        return dataclasses.replace(state, params=params.as_dict())
+    return _extract_all(run_id, billing, ledger, chunk_rows)
+
+
+def _extract_part(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int, params: RunParams) -> RunState:
+    """A run for one customer or a date range: the lines of that part whose content differs from what the ERP
+    acknowledged. Nothing is deleted and the watermark stays (the next full run sees every other change)."""
+    staged = _Staged(run_id, fingerprinting=False)
+    for index, chunk in enumerate(read_invoice_lines(billing, None, chunk_rows, CONTENT_COLUMNS)):
+        chunk = params.keep(chunk, customer_column="customer_id", date_column="issue_date")
+        if chunk.empty:
+            continue
+        batch = with_keys_and_hashes(chunk, ["line_id"], CONTENT_COLUMNS)
+        staged.add(f"changes_{index:04d}", batch, ledger.snapshot_hashes(FLOW, batch[KEY_COLUMN].tolist()))
+    counts = staged.counts
+    log.info("Billing invoice lines of %s: %d read; %d new, %d changed", params.describe(), counts["read"],
+             counts["new"], counts["changed"])
+    return RunState(run_id=run_id, **counts, batch=staged.parts, source_keys=counts["read"],
+                    deletions=stage_json(FLOW, run_id, "deletions", []), params=params.as_dict())
+
+
+def _extract_all(run_id: str, billing: sa.Engine, ledger: Ledger, chunk_rows: int) -> RunState:
+    """:func:`extract` of a whole night."""
     snapshot = ledger.snapshot_fingerprint(FLOW)
     if not snapshot[0]:  # a first load reads every line: there is nothing it could miss
         return _extract(run_id, billing, ledger, chunk_rows, snapshot, None)
@@ -206,12 +235,15 @@ def load(state: RunState, erp: sa.Engine, ledger: Ledger) -> RunState:
     """Upsert each gated chunk in one transaction, then acknowledge its lines; delete what billing deleted."""
     run_id = state.run_id
     ledger.hold_lease(FLOW, run_id)
+    if RunParams.of(state.params).dry_run:
+        return _plan_only(state)
     erp_lines.ensure_table(erp)
     deleted_keys = read_json(state.deletions)
     delivery = ChunkDelivery(ledger, flow=FLOW, run_id=run_id, target="erp", entity="invoice_line",
                              chunks=len(state.batch))
     created = updated = 0
     sent = Figures(count=0)  # summed chunk by chunk: memory stays one chunk
+    changed_amounts: list[dict] = []
     for index, part in enumerate(state.batch):
         batch = read_frame(part)
         if batch.empty:
@@ -225,6 +257,8 @@ def load(state: RunState, erp: sa.Engine, ledger: Ledger) -> RunState:
         batch = delivery.pending(index, batch)
         if batch.empty:
             continue
+        if len(changed_amounts) < AMOUNTS_COMPARED and not first_load:
+            changed_amounts += _changed_amounts(erp, batch, AMOUNTS_COMPARED - len(changed_amounts))
         with delivery.writing(index, batch, expect_new=first_load):
             upsert_frame(erp, erp_lines.TABLE, batch.rename(columns={HASH_COLUMN: "content_hash"}),
                          [erp_lines.KEY], erp_lines.COLUMNS, expect_new=first_load)
@@ -244,7 +278,49 @@ def load(state: RunState, erp: sa.Engine, ledger: Ledger) -> RunState:
     log.info("Loaded into the ERP: %d created, %d updated, %d deleted", created, updated, len(deleted_keys))
     return dataclasses.replace(state, outcomes=Outcomes(created=created, updated=updated, deleted=len(deleted_keys)),
                                # As exact decimal text: Airflow's serialiser would turn a Decimal into a float.
-                               sent_totals=[{k: str(v) for k, v in row.items()} for row in sent.as_rows()])
+                               sent_totals=[{k: str(v) for k, v in row.items()} for row in sent.as_rows()],
+                               changed_amounts=changed_amounts)
+
+
+def _plan_only(state: RunState) -> RunState:
+    """A dry run's load: what would go, counted and summed; nothing written to the ERP or the ledger."""
+    created = updated = 0
+    planned = Figures(count=0)
+    for part in state.batch:
+        batch = read_frame(part)
+        created += int((batch["_op"] == CREATE).sum())
+        updated += int((batch["_op"] == UPDATE).sum())
+        planned = _add_figures(planned, figures(batch))
+    deleted = len(read_json(state.deletions) or [])
+    log.info("dry run: would create %d, update %d and delete %d line(s) in the ERP; nothing sent", created, updated,
+             deleted)
+    return dataclasses.replace(state, outcomes=Outcomes(created=created, updated=updated, deleted=deleted),
+                               sent_totals=[{k: str(v) for k, v in row.items()} for row in planned.as_rows()])
+
+
+AMOUNTS_COMPARED = 1000  # updated lines whose old amounts are read for the summary (a query per chunk, capped)
+
+
+def _changed_amounts(erp: sa.Engine, batch: pd.DataFrame, limit: int) -> list[dict]:
+    """Lines of this chunk whose money the update changes, old → new as exact decimal text (XCom-safe): the
+    ERP's amounts are read before the chunk replaces them. At most ``limit`` updated lines are compared."""
+    updated = batch[batch["_op"] == UPDATE].head(limit)
+    if updated.empty:
+        return []
+    held = erp_lines.amounts_of(erp, updated[KEY_COLUMN].tolist())
+    found = []
+    for row in updated.to_dict("records"):
+        old = held.get(row[KEY_COLUMN])
+        if old is None:
+            continue
+        for column in ("gross_minor", "net_minor", "vat_minor"):
+            if old[column] is not None and int(old[column]) != int(row[column]):
+                found.append({"key": row[KEY_COLUMN], "field": column.removesuffix("_minor"),
+                              "currency": row["currency"],
+                              "old": str(to_major(int(old[column]), old["currency"])),
+                              "new": str(to_major(int(row[column]), row["currency"]))})
+                break  # one line, one entry: the gross when it moved, else the first amount that did
+    return found
 
 
 def _add_figures(left: Figures, right: Figures) -> Figures:
@@ -263,6 +339,9 @@ def reconcile_and_report(state: RunState, billing: sa.Engine, erp: sa.Engine, le
     ledger.hold_lease(FLOW, run_id)
     held = ledger.quarantined(flow=FLOW, run_id=run_id)
     held_keys = sorted({q["source_key"] for q in held})
+    params = RunParams.of(state.params)
+    if params.dry_run or params.partial:
+        return _close_part(state, ledger, held, params)
     # Each side is summed by its own database: asked at once, the two servers work at the same time.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile") as pool:
         billing_side = pool.submit(invoice_line_figures, billing, held_keys)
@@ -284,14 +363,37 @@ def reconcile_and_report(state: RunState, billing: sa.Engine, erp: sa.Engine, le
         sent=done.created + done.updated, created=done.created, updated=done.updated,
         unchanged=state.source_keys - state.new - state.changed, deleted=done.deleted, changes=state.changes,
         quarantined=state.quarantined, rejected=0, totals=state.sent_totals, reconciliation=differences,
-        reconciliation_detail=f"billing {source.count} lines, ERP {target.count} lines, "
-                              f"totals equal in {len(source.totals)} currency/VAT group(s), "
-                              f"every line's content equal",
-        gate_report=state.gate_report, held_back=held_back_rows(held))
+        reconciliation_detail=f"billing {source.count} lines, ERP {target.count} lines, every total and every "
+                              f"line's content equal",
+        gate_report=state.gate_report, held_back=held_back_rows(held), source="billing", target_system="ERP",
+        source_count=source.count, target_count=target.count,
+        source_totals=_as_text(source.as_rows()), target_totals=_as_text(target.as_rows()),
+        changed_amounts=state.changed_amounts)
     return close_run(ledger, summary, source_totals=source.as_rows(), target_totals=target.as_rows())
 
 
 DIFFERING_KEYS_SHOWN = 10
+
+
+def _close_part(state: RunState, ledger: Ledger, held: list[dict], params: RunParams) -> RunSummary:
+    """The summary of a dry run or a run over part of billing (one customer, a date range): what it sent (or
+    would have); the whole book is reconciled by the next full run, not compared against a part."""
+    done = state.outcomes or Outcomes()
+    summary = RunSummary(
+        flow=FLOW, run_id=state.run_id, entity="invoice_line", target="ERP billed_invoice_lines",
+        sent=done.created + done.updated, created=done.created, updated=done.updated, unchanged=state.unchanged,
+        deleted=done.deleted, changes=state.changes + state.quarantined, quarantined=state.quarantined,
+        totals=state.sent_totals, changed_amounts=state.changed_amounts, source="billing", target_system="ERP",
+        reconciliation_detail="not compared: a dry run sends nothing" if params.dry_run and not params.partial else
+                              f"not compared: a run over {params.describe()}; the next full run reconciles the "
+                              f"whole book",
+        gate_report=state.gate_report, held_back=held_back_rows(held), dry_run=params.dry_run)
+    return close_run(ledger, summary)
+
+
+def _as_text(rows: list[dict]) -> list[dict]:
+    """Totals rows with exact decimal text (the ledger keeps the summary as JSON)."""
+    return [{k: str(v) for k, v in row.items()} for row in rows]
 
 
 def compare_content(billing: sa.Engine, erp: sa.Engine, held_keys: list[str]) -> tuple[list[str], set[str]]:

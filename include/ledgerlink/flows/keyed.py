@@ -29,6 +29,7 @@ import pandas as pd
 from ledgerlink.delivery import ItemDelivery, Written
 from ledgerlink.flows import FlowSteps, task_steps
 from ledgerlink.flows.closing import close_run, held_back_rows
+from ledgerlink.flows.params import RunParams
 from ledgerlink.flows.spec import FlowSpec
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
 from ledgerlink.flows.state import Outcomes, RunState
@@ -90,6 +91,8 @@ class KeyedFlow:
     read: Callable[[object], pd.DataFrame]
     target: Callable[[object], RecordTarget]
     watermark: str = "updated_at"
+    customer_column: str = "customer_id"  # what a run for one customer filters on (trigger params)
+    date_column: str | None = None  # what a date range filters on; None: the watermark column
 
     @property
     def id(self) -> str:
@@ -101,14 +104,26 @@ class KeyedFlow:
         return key
 
     # steps -----------------------------------------------------------------------------------------------------
-    def extract(self, run_id: str, source, ledger: Ledger) -> RunState:
-        """Read every source record: the gate sees them all before change tracking picks what travels."""
+    def extract(self, run_id: str, source, ledger: Ledger, params: RunParams = RunParams()) -> RunState:
+        """Read every source record: the gate sees them all before change tracking picks what travels. A run for
+        one customer or a date range (``params``) reads only those, and leaves the watermark where it was."""
         ledger.start_run(run_id, self.id)  # takes the flow's lease: a second run at once stops here
-        rows = self.read(source)
-        log.info("%s: %d %s record(s) read from %s", self.id, len(rows), self.spec.entity, self.spec.source)
+        rows = self._of_run(self.read(source), params)
+        log.info("%s: %d %s record(s) read from %s%s", self.id, len(rows), self.spec.entity, self.spec.source,
+                 f" ({params.describe()})" if params.partial or params.dry_run else "")
         return RunState(run_id=run_id, read=len(rows), source_keys=int(rows[self.key].nunique()),
-                        batch=[stage_frame(self.id, run_id, "records", rows)],
-                        watermark_read=next_watermark(rows, self.watermark, None))
+                        batch=[stage_frame(self.id, run_id, "records", rows)], params=params.as_dict(),
+                        watermark_read=None if params.partial else next_watermark(rows, self.watermark, None))
+
+    def _of_run(self, records: pd.DataFrame, params: RunParams) -> pd.DataFrame:
+        return params.keep(records, customer_column=self.customer_column,
+                           date_column=self.date_column or self.watermark)
+
+    def _snapshot(self, ledger: Ledger, params: RunParams, keys: set[str]) -> dict:
+        """What the target acknowledged; for a partial run only the records it is about (the others are neither
+        deleted nor compared)."""
+        snapshot = ledger.snapshot(self.id)
+        return {k: v for k, v in snapshot.items() if k in keys} if params.partial else snapshot
 
     def gate(self, state: RunState, ledger: Ledger) -> RunState:
         """Validate every record; blocking failures stop here with nothing sent. What passed is diffed against
@@ -119,7 +134,7 @@ class KeyedFlow:
             state = gate_staged(state, ledger, self.spec, max_rows=self.spec.volume_total)
         batch = with_keys_and_hashes(read_frame(state.batch[0]), list(self.spec.key), self.spec.content_columns)
         # Only a key gone from the source is a deletion, not one held back.
-        changes = diff(batch, ledger.snapshot(self.id), source_keys)
+        changes = diff(batch, self._snapshot(ledger, RunParams.of(state.params), source_keys), source_keys)
         to_send = changes.to_send
         to_send["_op"] = changes.operations(CREATE, UPDATE)
         log.info("%s: %d new, %d changed, %d deleted, %d unchanged, %d held back", self.id, len(changes.new),
@@ -140,6 +155,14 @@ class KeyedFlow:
                    for key, row in rows.items()]
         changes += [PlannedChange(key, target_key or target.target_key(key), None, DELETE)
                     for key, target_key in deletions.items()]
+        if RunParams.of(state.params).dry_run:
+            planned = {op: sum(1 for c in changes if c.operation == op) for op in (CREATE, UPDATE, DELETE)}
+            for change in changes[:SHOWN]:
+                log.info("dry run: would %s %s %s in %s", change.operation, self.spec.entity, change.source_key,
+                         target.name)
+            log.info("dry run: %d change(s) planned, none sent: %s", len(changes), planned)
+            return dataclasses.replace(state, outcomes=Outcomes(created=planned[CREATE], updated=planned[UPDATE],
+                                                                deleted=planned[DELETE]))
         delivery = ItemDelivery(ledger, flow=self.id, run_id=run_id, target=self.spec.target,
                                 entity=self.spec.entity, retry=retry)
         to_send = delivery.open(changes)
@@ -148,7 +171,8 @@ class KeyedFlow:
         if prepare is not None and to_send:
             prepare([rows[c.source_key] for c in to_send if c.operation != DELETE])
         for change in to_send:
-            delivery.deliver(change, self._send(target, change, rows, versions))
+            label = "" if change.operation == DELETE else self._label(rows[change.source_key])
+            delivery.deliver(change, self._send(target, change, rows, versions), label=label)
         if state.watermark_read:
             ledger.set_watermark(self.id, self.watermark, state.watermark_read)
         log.info("Loaded into %s: %s", target.name, dict(delivery.outcomes))
@@ -172,15 +196,21 @@ class KeyedFlow:
         write the workbook and close the run; fail on any difference or refusal."""
         run_id, target = state.run_id, self.target(connection)
         ledger.hold_lease(self.id, run_id)
-        records = self.read(source)
+        params = RunParams.of(state.params)
+        if params.dry_run:
+            return self._close_dry_run(state, target, ledger)
+        records = self._of_run(self.read(source), params)
         late = self._changed_after(records, state.watermark_read)
-        snapshot = ledger.snapshot(self.id)
+        snapshot = self._snapshot(ledger, params, set(records[self.key]))
         held = ledger.quarantined(flow=self.id, run_id=run_id)
         rejected = [i for i in ledger.items(flow=self.id, run_id=run_id)
                     if i["status"] == "rejected" and i["last_error"] != SUPERSEDED]
         held_keys = {q["source_key"] for q in held} | {i["source_key"] for i in rejected}
         source_keys = set(records[self.key])
-        held_in_target = target.read_ours({target.target_key(k) for k in set(snapshot) | source_keys})
+        ours = {target.target_key(k) for k in set(snapshot) | source_keys}
+        held_in_target = target.read_ours(ours)
+        if params.partial:  # a run over part of the source compares that part only
+            held_in_target = {k: v for k, v in held_in_target.items() if k in ours}
 
         differences, drifted, edited = [], [], []
         holding = self.spec.conflict_policy == TARGET_EDITS_HELD  # drift is a person's edit, held for finance
@@ -240,10 +270,11 @@ class KeyedFlow:
             quarantined=state.quarantined + done.held_back, rejected=done.rejected, reconciliation=differences,
             reconciliation_detail=f"{self.spec.source} {len(source_keys)} {self.spec.entity} record(s), "
                                   f"{len(held_keys | {k for k, _ in edited})} held back; {target.name} "
-                                  f"{len(held_in_target)} active"
-                                  + (f"; totals equal in {len(source_totals)} currency/VAT group(s)"
-                                     if source_totals else ""),
-            gate_report=state.gate_report, held_back=held_back_rows(held, rejected))
+                                  f"{len(held_in_target)} active",
+            gate_report=state.gate_report, held_back=held_back_rows(held, rejected),
+            source=self.spec.source, target_system=target.system,
+            source_count=len(source_keys - held_keys), target_count=len(held_in_target),
+            source_totals=source_totals, target_totals=target_totals)
         return close_run(ledger, summary, rejected=rejected, source_totals=source_totals,
                          target_totals=target_totals)
 
@@ -260,6 +291,26 @@ class KeyedFlow:
                     system, [key for key, _ in edited][:SHOWN])
         return [{"source_key": key, "reasons": "; ".join(reasons), "row": json.dumps(row, ensure_ascii=False)}
                 for key, reasons, row in rows]
+
+    def _label(self, record: dict) -> str:
+        """A record's name for people, beside its key in errors: its legal name or name."""
+        for column in ("legal_name", "name", "title"):
+            if record.get(column):
+                return str(record[column])
+        return ""
+
+    def _close_dry_run(self, state: RunState, target: RecordTarget, ledger: Ledger) -> RunSummary:
+        """A dry run's summary: what would have been sent; nothing was, so there is nothing to reconcile."""
+        done = state.outcomes or Outcomes()
+        held = ledger.quarantined(flow=self.id, run_id=state.run_id)
+        summary = RunSummary(
+            flow=self.id, run_id=state.run_id, entity=self.spec.entity, target=target.name,
+            sent=done.created + done.updated, created=done.created, updated=done.updated, unchanged=state.unchanged,
+            deleted=done.deleted, changes=state.changes + state.quarantined, quarantined=state.quarantined,
+            reconciliation_detail="not compared: a dry run sends nothing",
+            gate_report=state.gate_report, held_back=held_back_rows(held), source=self.spec.source,
+            target_system=target.system, dry_run=True)
+        return close_run(ledger, summary)
 
     def _changed_after(self, records: pd.DataFrame, watermark_read: str | None) -> set[str]:
         """Records changed in the source after this run read it: the next run's work, not a difference."""

@@ -105,3 +105,12 @@ def declared(flow_id: str, *, entity: str, source: str, target: str, carries: tu
                                    flow_id, exchange_map) else "conflict.policy",
                                f"flow {flow_id!r} can apply {list(conflict_policies)}, not {spec.conflict_policy!r}")
     return spec
+
+
+SYSTEM_NAMES = {"onec": "1C", "erp": "ERP", "billing": "billing", "crm": "CRM", "einvoice": "the e-invoice integrators",
+                "bridge": "the conference bridge"}
+
+
+def system_name(system: str) -> str:
+    """A system as finance names it: ``onec`` → ``1C``."""
+    return SYSTEM_NAMES.get(system, system)

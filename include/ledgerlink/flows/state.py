@@ -39,6 +39,8 @@ class RunState:
     outcomes: Outcomes | None = None  # set by the load
     sent_totals: list[dict[str, str]] = field(default_factory=list)  # money sent per currency and VAT rate, as text
     documents: str | None = None  # staged JSON: documents built this run by key (e-invoices: the UBL-TR XML)
+    changed_amounts: list[dict] = field(default_factory=list)  # updated records' money, old -> new, as text
+    params: dict = field(default_factory=dict)  # the run's trigger params (flows.params.RunParams.as_dict)
 
     @property
     def changes(self) -> int:

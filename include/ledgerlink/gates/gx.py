@@ -25,6 +25,10 @@ def _gx_context():
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
 
+    # That module sets its own logger to INFO when imported, past the package's level: "Created temporary
+    # directory ... for ephemeral docs site" twice in every gate's log. Finance's logs keep GX at WARNING.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+
     # GX fingerprints every in-memory batch under 1 GB (an md5 over pandas' hash of every cell) for a batch
     # marker nothing here reads: half of the gate's time on a 200,000-line chunk. The staged file the
     # batch came from, named in the run's reports, identifies it. (Module constant: no option reaches it, and

@@ -20,6 +20,18 @@ def row_dict(df: pd.DataFrame, row: int) -> dict:
             if not str(k).startswith("_")}
 
 
+def verdict(outcome: dict) -> str:
+    """The gate's result in words: a blocking failure fails it (nothing loaded); a warning only holds its rows
+    back while the rest loads, so the gate passed ("passed with 2 rows held back")."""
+    checks = outcome["checks"]
+    if any(c["blocking"] and not c["success"] for c in checks):
+        return "failed: the load is blocked, nothing was loaded"
+    held = {r for c in checks if not c["blocking"] and not c["success"] for r in c.get("unexpected_rows") or ()}
+    if held:
+        return f"passed with {len(held)} row{'s' if len(held) != 1 else ''} held back"
+    return "passed"
+
+
 def render_html(outcome: dict, df: pd.DataFrame, suite: Suite) -> str:
     """A readable validation page: one line per expectation, the first offending rows under each failure."""
     parts = [
@@ -29,14 +41,14 @@ def render_html(outcome: dict, df: pd.DataFrame, suite: Suite) -> str:
         ".fail{background:#fdd}.warn{background:#ffd}.ok{background:#dfd}</style>",
         f"<h1>Gate: {html.escape(suite.entity)}</h1>",
         f"<p>{outcome['rows']} rows validated at {html.escape(outcome['validated_at'])}. "
-        f"Result: <b>{'passed' if outcome['success'] else 'failed'}</b></p>",
+        f"Result: <b>{html.escape(verdict(outcome))}</b></p>",
         "<table><tr><th>check</th><th>kind</th><th>result</th><th>failing rows</th></tr>",
     ]
     for check in outcome["checks"]:
         css = "ok" if check["success"] else ("fail" if check["blocking"] else "warn")
-        verdict = "passed" if check["success"] else ("BLOCKS the load" if check["blocking"] else "rows held back")
+        result = "passed" if check["success"] else ("BLOCKS the load" if check["blocking"] else "rows held back")
         parts.append(f"<tr class='{css}'><td>{html.escape(str(check['name']))}</td>"
-                     f"<td>{'blocking' if check['blocking'] else 'warning'}</td><td>{verdict}</td>"
+                     f"<td>{'blocking' if check['blocking'] else 'warning'}</td><td>{result}</td>"
                      f"<td>{check['unexpected_count'] if check['unexpected_count'] is not None else ''}</td></tr>")
         if not check["success"] and check["unexpected_rows"]:
             sample = [row_dict(df, r) for r in check["unexpected_rows"][:SAMPLE_ROWS]]

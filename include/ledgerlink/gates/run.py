@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def run_gate(df: pd.DataFrame, suite: Suite, *, run_id: str, flow: str, report_d
              suite.entity, len(df), len(failed_blocking), len(failed_warning), report_html)
     if failed_blocking:
         offending = sorted({r for c in outcome["checks"] if c["blocking"] and not c["success"] for r in c["unexpected_rows"]})
-        sample = [row_dict(df, r) for r in offending[:SAMPLE_ROWS]]
+        sample = [readable_sample(row_dict(df, r), suite.key) for r in offending[:SAMPLE_ROWS]]
         raise GateFailed(suite.entity, _describe(outcome, blocking=True), sample, str(report_html))
 
     reasons_by_row: dict[int, list[str]] = {}
@@ -49,6 +50,24 @@ def run_gate(df: pd.DataFrame, suite: Suite, *, run_id: str, flow: str, report_d
     keep[list(reasons_by_row)] = False
     return GateResult(passed=df[keep].reset_index(drop=True), quarantined=quarantined, failed_warning=failed_warning,
                       report_json=report_json, report_html=report_html, evaluated_rows=len(df))
+
+
+def readable_sample(row: dict, key: str) -> str:
+    """An offending row as a person reads it in the log: its key first, then field = value, money in major units
+    (``gross 1,200.00 TRY``, not ``'gross_minor': 120000``)."""
+    from ledgerlink.report import money, readable_row
+
+    readable = readable_row(row)
+    currency = readable.get("currency") or ""
+    fields = []
+    for name, value in readable.items():
+        if name == key:
+            continue
+        if isinstance(value, Decimal):
+            fields.append(f"{name} {money(value)} {currency}".rstrip())
+        else:
+            fields.append(f"{name} {value!r}" if isinstance(value, str) else f"{name} {value}")
+    return f"{key} {readable.get(key)!r}: " + ", ".join(fields)
 
 
 def _describe(outcome: dict, blocking: bool) -> list[str]:

@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
-from urllib.parse import quote, quote_plus, urlencode
+from urllib.parse import quote, quote_plus, unquote, urlencode
 
 import requests
 
@@ -53,6 +53,11 @@ class URLTooLong(TerminalError):
         self.query_bytes = query_bytes
         self.limit = limit
         self.status = status
+
+
+def _readable(url: str) -> str:
+    """A URL as a person reads it in a log: percent-decoded (Catalog_Контрагенты, not Catalog_%D0%9A…)."""
+    return unquote(url)
 
 
 def guid_key(entity_set: str, ref_key: str) -> str:
@@ -103,7 +108,8 @@ class ODataClient:
         try:
             response = self.session.send(prepared, timeout=self.timeout, **settings)
         except requests.RequestException as e:  # connection refused or reset, timeout, answer cut short
-            raise TransientError(f"1C did not answer {method} {path}: {type(e).__name__}: {e}") from e
+            raise TransientError(f"1C did not answer {method} {_readable(prepared.url)}: {type(e).__name__}: "
+                                 f"{_readable(str(e))}") from e
         if response.status_code == 414 or (response.status_code == 404 and _is_html(response)
                                            and "404.15" in response.text):
             raise URLTooLong(method, path, query_bytes, self.max_query_string, response.status_code)
@@ -123,7 +129,8 @@ class ODataClient:
             raise ConflictError(f"1C object {path} changed since it was read (If-Match failed): {message}")
         if response.status_code == 429 or (response.status_code >= 500 and code != "-1"):
             retry_after = response.headers.get("Retry-After")
-            raise TransientError(f"1C answered HTTP {response.status_code} to {method} {path}: {message}",
+            raise TransientError(f"1C answered HTTP {response.status_code} {response.reason or ''} to {method} "
+                                 f"{_readable(prepared.url)}: {message or 'no error message in the answer'}",
                                  retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None)
         raise RemoteRejected(self.system, response.status_code, code, message)
 

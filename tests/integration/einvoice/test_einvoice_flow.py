@@ -30,6 +30,25 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
+def test_a_dry_run_numbers_nothing_and_sends_nothing_then_one_customer_goes_alone(tmp_path, home):
+    from ledgerlink.flows.params import RunParams
+
+    with einvoice_world(tmp_path) as world:
+        dry = EInvoiceFlow(status_tries=2).run_all("dry", world.billing, world.clients(), world.ledger,
+                                                   RunParams(dry_run=True))
+        assert dry.dry_run and dry.sent == 37 and "would send: 37" in dry.text()
+        assert world.register.invoices() == [] and world.register.series_counters() == {}, "no number taken"
+        customer = world.billing.connect().exec_driver_sql(
+            "SELECT min(i.customer_id) FROM invoices i JOIN customers c USING (customer_id) "
+            "WHERE c.country = 'TR'").scalar()
+        one = EInvoiceFlow(status_tries=2).run_all("one", world.billing, world.clients(), world.ledger,
+                                                   RunParams(customer=customer))
+        assert 0 < one.sent < 37
+        of_customer = {r[0] for r in world.billing.connect().exec_driver_sql(
+            "SELECT invoice_id FROM invoices WHERE customer_id = ?", (customer,))}
+        assert {i["invoice_id"] for i in world.register.invoices()} <= of_customer
+
+
 def test_statuses_are_polled_until_every_invoice_is_final(tmp_path, home):
     with einvoice_world(tmp_path, queued_polls=2) as world:
         summary = EInvoiceFlow(status_tries=2).run_all("run-1", world.billing, world.clients(), world.ledger)
@@ -70,6 +89,19 @@ def test_a_refusal_reaches_finance_with_both_codes_and_its_number_is_never_reuse
         assert world.register.invoice(refused["invoice_id"])["state"] == REJECTED
         text = daily_summary(world.ledger, date.today())
         assert "refused 1" in text and "EFA2026000000002 via einvoice_rest: integrator code 422, GİB 1150" in text
+        # The workbook's payable amounts are numbers that sum to the register's exact total.
+        from decimal import Decimal
+
+        from openpyxl import load_workbook
+
+        from ledgerlink import settings
+
+        sheet = load_workbook(settings.home() / "reports" / "einvoices" / f"summary_{date.today()}.xlsx")["invoices"]
+        header = [c.value for c in sheet[1]]
+        payable = [row[header.index("payable")] for row in sheet.iter_rows(min_row=2)]
+        assert all(c.number_format == "#,##0.00" and isinstance(c.value, (int, float)) for c in payable)
+        assert sum(Decimal(repr(c.value)) for c in payable) == sum(i["payable"] for i in world.register.invoices())
+        assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref
 
 
 def test_429_is_retried_after_exactly_retry_after_and_a_longer_limit_waits_for_the_next_run(tmp_path, home):

@@ -111,6 +111,11 @@ def test_a_nul_byte_in_a_description_holds_the_line_back(world):
     assert summary.quarantined == 1 and summary.reconciliation == []
     assert erp_sql(world, f"SELECT count(*) FROM {erp_lines.TABLE} WHERE instr(description, char(0)) > 0") \
         == [(0,)]
+    # The workbook shows the held-back row with its control character escaped (XLSX cannot hold it raw).
+    from openpyxl import load_workbook
+
+    rows = list(load_workbook(summary.workbook)["Held back"].iter_rows(values_only=True))
+    assert rows[1][rows[0].index("description")] == "Conference\\x00minutes"
 
 
 # 4. Duplicate keys are held back, and the ERP never takes a twin's amounts ----------------------------------

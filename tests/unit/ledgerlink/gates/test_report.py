@@ -25,7 +25,8 @@ def test_a_failed_warning_shows_its_rows_held_back():
     page = render_html(outcome, df, suite_for("customer"))
 
     assert "<title>Gate customer</title>" in page
-    assert "3 rows validated at 2026-11-20T10:00:00+00:00. Result: <b>passed</b>" in page
+    assert "3 rows validated at 2026-11-20T10:00:00+00:00. Result: <b>passed with 2 rows held back</b>" in page, \
+        "a warning held rows back and the load went ahead: the gate passed, not failed"
     assert "<tr class='ok'><td>country is TR or RU</td><td>blocking</td><td>passed</td><td>0</td></tr>" in page
     assert "<tr class='warn'><td>address present</td><td>warning</td><td>rows held back</td><td>1</td></tr>" in page
     assert "BLOCKS the load" not in page
@@ -40,3 +41,14 @@ def test_a_row_is_shown_as_plain_values():
     assert row_dict(df, 0) == {"net_minor": 100, "vat_rate": "20"}
     assert row_dict(df, 1) == {"net_minor": None, "vat_rate": None}
     assert type(row_dict(df, 0)["net_minor"]) is int
+
+
+def test_the_result_line_says_failed_only_when_a_blocking_check_failed():
+    from ledgerlink.gates.report import verdict
+
+    warned = {"success": False, "checks": [_check("address present", False, False, rows=[4])]}
+    assert verdict(warned) == "passed with 1 row held back", "GX's success is False here; the gate still passed"
+    blocked = {"success": False, "checks": [_check("tax id valid", True, False, rows=[1]),
+                                            _check("address present", False, False, rows=[4])]}
+    assert verdict(blocked).startswith("failed")
+    assert verdict({"success": True, "checks": [_check("tax id valid", True, True)]}) == "passed"
