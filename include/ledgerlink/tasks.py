@@ -49,13 +49,14 @@ def fail_fast_on_terminal(step):
 
 
 def run_status_for(error: BaseException | None) -> str:
-    """The ledger status of a run that stopped on this error: a blocked gate is 'blocked', the rest 'failed'."""
-    from ledgerlink.errors import GateFailed
+    """The ledger status of a run that stopped on this error: a blocked gate (or an intake that refused files) is
+    'blocked', the rest 'failed'."""
+    from ledgerlink.errors import FilesRefused, GateFailed
     from ledgerlink.ledger import BLOCKED, FAILED
 
     seen = error
     while seen is not None:  # AirflowFailException wraps ours
-        if isinstance(seen, GateFailed):
+        if isinstance(seen, (GateFailed, FilesRefused)):
             return BLOCKED
         seen = seen.__cause__
     return FAILED
