@@ -29,6 +29,7 @@ ENCODINGS = {"utf-8": "utf8", "cp1251": "cp1251", "cp1254": "cp1254"}  # ours ->
 DATE_STYLES = {"iso": None, "dmy": "%d.%m.%Y %H:%M:%S"}
 NEWLINES = {"\r\n": "CRLF", "\n": "LF"}
 BLOCK = 1 << 20
+PARSE_BLOCK = 1 << 20  # what Arrow's CSV reader parses at a time (it reads 32 of them ahead)
 
 
 @dataclass(frozen=True)
@@ -199,25 +200,40 @@ def cdr_blocks(path: Path | str, profile: FileProfile, file_name: str, *, period
         invalid.append(row)
         return "skip"
 
+    # Arrow's streaming reader reads ahead up to 32 of its blocks on an I/O thread (measured: 580 MB held at the
+    # start of a 548 MB file read in 16 MB blocks): it parses small blocks, gathered here into ours.
     reader = pv.open_csv(
         path,
-        read_options=pv.ReadOptions(use_threads=False, encoding=ENCODINGS[profile.encoding], block_size=block_bytes),
+        read_options=pv.ReadOptions(use_threads=False, encoding=ENCODINGS[profile.encoding],
+                                    block_size=min(block_bytes, PARSE_BLOCK)),
         parse_options=pv.ParseOptions(delimiter=profile.separator, newlines_in_values=False, ignore_empty_lines=False,
                                       invalid_row_handler=on_invalid_row),
         convert_options=pv.ConvertOptions(column_types={c: pa.string() for c in profile.columns},
                                           strings_can_be_null=True, quoted_strings_can_be_null=True))
-    offset = 0
+    offset, pending, pending_bytes = 0, [], 0
+
+    def block():
+        table = pa.Table.from_batches(pending).combine_chunks()
+        frame = _convert(table, offset, profile, file_name, period_zone)
+        frame.insert(0, "source_file", file_name)
+        frame["file_period"] = file_period
+        return frame, table.num_rows
+
     for batch in reader:
         if invalid:
             row = invalid[0]
             raise BadFileError(file_name, f"{row.actual_columns} field(s) where the header has "
                                           f"{row.expected_columns}: {row.text[:120]!r}", line=row.number)
-        if not batch.num_rows:
-            continue
-        frame = _convert(batch, offset, profile, file_name, period_zone)
-        offset += batch.num_rows
-        frame.insert(0, "source_file", file_name)
-        frame["file_period"] = file_period
+        if batch.num_rows:
+            pending.append(batch)
+            pending_bytes += batch.nbytes
+        if pending_bytes >= block_bytes:
+            frame, rows = block()
+            pending, pending_bytes = [], 0
+            yield frame
+            offset += rows
+    if pending and not invalid:
+        frame, _ = block()
         yield frame
     if invalid:
         row = invalid[0]
