@@ -131,3 +131,21 @@ def test_calls_taken_before_by_another_file_or_by_billing_itself_are_held_back_a
     from_first = {k: v for k, v in usage_rows(world.billing).items() if v[-1] == NAME}
     assert sorted(from_first) == sorted(r["call_id"] for r in corrected) and {v[2] for v in from_first.values()} == {900}
     assert json.loads(json.dumps(outcome.seconds))["write"] >= 0
+
+
+@pytest.mark.parametrize("held_ids, expected_query", [
+    (["BR01-00004"] + [f"BR01-{n:05d}" for n in range(100, 129)], "BETWEEN"),  # 17 held ids in range, 30 asked
+    (["BR01-00004", "BR01-00019", "BR01-00100"], "ANY("),  # 16 held ids in range, 3 asked: each is probed
+])
+def test_calls_taken_before_are_found_by_one_range_scan_or_by_probing_each(world, held_ids, expected_query):
+    from ledgerlink.billing.usage import call_ids_taken
+
+    drop(world.folder, NAME, cdr_bytes(world.calls(20)))
+    world.take()
+    statements = []
+    sa.event.listen(world.billing, "before_cursor_execute",
+                    lambda conn, cursor, statement, *rest: statements.append(statement))
+    found = call_ids_taken(world.billing, held_ids, other_than_file="cdr_BR02_20261103.utf-8.csv")
+    assert found == {i for i in held_ids if i <= "BR01-00020"}
+    assert expected_query in statements[-1] and len(statements) == (1 if expected_query == "BETWEEN" else 2)
+    assert call_ids_taken(world.billing, held_ids, other_than_file=NAME) == set(), "its own file's calls are not"
