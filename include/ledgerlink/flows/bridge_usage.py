@@ -190,8 +190,6 @@ def _load(local: Path, profile: FileProfile, name: str, billing, plans, gate, se
     """Read, gate and write the file block by block, in one billing transaction (a blocking defect found in any
     block, or a call id found twice across blocks, loads nothing); returns the calls written. Memory holds one
     block, whatever the file's size."""
-    import numpy as np
-
     for step in ("read", "accounts", "gate", "write"):
         seconds.setdefault(step, 0.0)
     try:
