@@ -391,6 +391,9 @@ def run_benchmark(rows: int, usage_rows: int | None, growth_factor: int, sftp_mb
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (out_dir / "RESULTS.md").write_text(markdown(results))
+    from bench.usage import write_usage_section
+
+    write_usage_section(out_dir)  # the opt-in usage bench's last results, kept in the page
     return results
 
 

@@ -5,6 +5,7 @@ once, by its content, into billing's usage.
 
 - **Profiles**: each file source declares its encoding, separator, decimal mark, date style and newline; a file
   that does not match is refused, naming file, line and field, and moved to `error/` with its reason beside it.
+  A run that refused a file takes the others, then ends **blocked**: its task fails, naming each refused file.
 - **Identity**: the content hash. The same bytes under a new name are a duplicate (skipped); a new file under a
   name taken before is a correction (its calls replace the first file's).
 - **Gate**: missing fields, a call id twice, negative durations or counts refuse the file; calls for unknown

@@ -38,8 +38,16 @@ for dag_file in dags/*.py; do
   dag_id="$(basename "$dag_file" .py)"
   echo "running $dag_id (log: $LEDGERLINK_HOME/demo-logs/$dag_id.log)"
   if ! airflow dags test "$dag_id" "$logical_date" > "$LEDGERLINK_HOME/demo-logs/$dag_id.log" 2>&1; then
-    echo "  $dag_id FAILED; the end of its log:"; tail -n 40 "$LEDGERLINK_HOME/demo-logs/$dag_id.log"; status=1
+    # The sandbox drops a broken CDR file on purpose: the intake refuses it (error/, its reason beside it), takes
+    # the others and ends blocked, as it must in production. That is the demo working, not failing.
+    if [ "$dag_id" = bridge_usage_to_billing ] &&
+       grep -q "file(s) refused, nothing of them loaded" "$LEDGERLINK_HOME/demo-logs/$dag_id.log"; then
+      echo "  $dag_id ended BLOCKED, as the demo means it to (the broken file refused, the others taken):"
+      grep -A3 "file(s) refused, nothing of them loaded" "$LEDGERLINK_HOME/demo-logs/$dag_id.log" | head -n 4
+    else
+      echo "  $dag_id FAILED; the end of its log:"; tail -n 40 "$LEDGERLINK_HOME/demo-logs/$dag_id.log"; status=1
+    fi
   fi
 done
-python -m ledgerlink summary --check-targets || status=1
+python -m ledgerlink summary --check-targets --expect-blocked bridge_usage_to_billing || status=1
 exit $status

@@ -90,6 +90,19 @@ class GateFailed(TerminalError):
         self.report_path = report_path
 
 
+class FilesRefused(TerminalError):
+    """An intake refused files (a blocking defect: nothing of them loaded); each went to ``error/`` with its reason
+    beside it. The run's other files were taken; the run ends blocked so that it is seen."""
+
+    def __init__(self, flow: str, refused: list[tuple[str, str, str]], *, loaded: int = 0):
+        lines = [f"{flow}: {len(refused)} file(s) refused, nothing of them loaded ({loaded} other file(s) loaded)"]
+        for name, moved_to, reason in refused:
+            lines.append(f"  - {name} -> {moved_to}: " + reason.replace("\n", "\n    "))
+        super().__init__("\n".join(lines))
+        self.flow = flow
+        self.refused = refused
+
+
 class ReconciliationError(TerminalError):
     """Source and target disagree after a load; the message shows both figures."""
 

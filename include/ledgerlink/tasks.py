@@ -164,13 +164,14 @@ class _JsonLinesHandler(logging.FileHandler):
 
 
 def run_status_for(error: BaseException | None) -> str:
-    """The ledger status of a run that stopped on this error: a blocked gate is 'blocked', the rest 'failed'."""
-    from ledgerlink.errors import GateFailed
+    """The ledger status of a run that stopped on this error: a blocked gate (or an intake that refused files) is
+    'blocked', the rest 'failed'."""
+    from ledgerlink.errors import FilesRefused, GateFailed
     from ledgerlink.ledger import BLOCKED, FAILED
 
     seen, hops = error, 0
     while seen is not None and hops < 10:  # AirflowFailException wraps ours (as cause, or as context)
-        if isinstance(seen, GateFailed):
+        if isinstance(seen, (GateFailed, FilesRefused)):
             return BLOCKED
         seen, hops = seen.__cause__ or seen.__context__, hops + 1
     return FAILED

@@ -15,11 +15,17 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _dags_test(world, dag_id: str, logical_date: str) -> str:
+def _dags_test(world, dag_id: str, logical_date: str, *, fails: bool = False) -> str:
     result = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", dag_id, logical_date],
                             env=world["env"], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert (result.returncode != 0) == fails, result.stdout[-4000:] + result.stderr[-4000:]
     return result.stdout + result.stderr
+
+
+def _runs(world, flow: str) -> list[dict]:
+    result = subprocess.run([sys.executable, "-m", "ledgerlink", "runs", "--flow", flow, "--json"], env=world["env"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(result.stdout)
 
 
 def _documents(world) -> list[tuple]:
@@ -29,8 +35,11 @@ def _documents(world) -> list[tuple]:
 
 
 def test_the_bridge_drop_becomes_rated_invoices_and_a_rerun_changes_nothing(world):
-    intake = _dags_test(world, "bridge_usage_to_billing", "2026-12-02T06:00:00+00:00")
+    # the broken file is refused and the run ends blocked (the task fails, seen in Airflow), the others are taken
+    intake = _dags_test(world, "bridge_usage_to_billing", "2026-12-02T06:00:00+00:00", fails=True)
     assert "files: 3 loaded (0 as corrections), 0 duplicate(s) skipped, 1 refused" in intake
+    assert "bridge_usage_to_billing: 1 file(s) refused, nothing of them loaded (3 other file(s) loaded)" in intake
+    assert [run["status"] for run in _runs(world, "bridge_usage_to_billing")] == ["blocked"]
     assert "REFUSED cdr_BR04_20261101.utf-8.csv" in intake and "line 11, field 'started_at'" in intake
     password = json.loads(world["env"]["AIRFLOW_CONN_BRIDGE_SFTP"])["password"]
     assert password not in intake, "a connection secret reached the log"

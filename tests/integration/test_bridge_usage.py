@@ -309,12 +309,101 @@ def test_a_retry_after_the_load_failed_holds_each_row_back_once(world, monkeypat
     rows = calls(world, 4)
     rows[1]["customer_ref"] = "NOBODY_1%"
     drop(world.folder, name(), cdr_bytes(rows))
-    original = bridge_usage.replace_file_usage
-    monkeypatch.setattr(bridge_usage, "replace_file_usage",
+    original = bridge_usage.file_usage_writer
+    monkeypatch.setattr(bridge_usage, "file_usage_writer",
                         lambda *a, **k: (_ for _ in ()).throw(OSError("billing went away")))
     with pytest.raises(OSError):
         world.take("the-run")
-    monkeypatch.setattr(bridge_usage, "replace_file_usage", original)
+    monkeypatch.setattr(bridge_usage, "file_usage_writer", original)
     (outcome,) = world.take("the-run").files
     assert (outcome.rows_loaded, outcome.rows_held_back) == (3, 1)
     assert [q["source_key"] for q in world.ledger.quarantined()] == [rows[1]["call_id"]]
+
+
+# --- a file read, gated and loaded in blocks (memory holds a block, not the file) ---------------------------------
+
+SMALL_BLOCKS = 300  # bytes: two or three calls a block
+
+
+def test_a_file_in_many_blocks_loads_whole_and_names_held_back_lines_in_later_blocks(world):
+    rows = calls(world, 40)
+    rows[1]["customer_ref"] = "NOBODY"
+    rows[33]["customer_ref"] = "NOBODY"
+    drop(world.folder, name(), cdr_bytes(rows))
+    (outcome,) = world.take(block_bytes=SMALL_BLOCKS).files
+    assert (outcome.status, outcome.rows_loaded, outcome.rows_held_back) == ("loaded", 38, 2)
+    assert sorted(usage_rows(world.billing)) == sorted(r["call_id"] for i, r in enumerate(rows) if i not in (1, 33))
+    held = {q["source_key"]: json.loads(q["row"])["line"] for q in world.ledger.quarantined()}
+    assert held == {rows[1]["call_id"]: 3, rows[33]["call_id"]: 35}
+    from ledgerlink import settings
+
+    report = json.loads((settings.reports_dir(bridge_usage.SPEC.id, "run-1") / settings.safe_name(name())
+                         / "gate_usage.json").read_text(encoding="utf-8"))
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["rows"] == 40 and report["success"]
+    assert checks["customer_ref: an account with a contract plan in billing for the call's period"][
+        "unexpected_rows"] == [1, 33], "rows are numbered in the whole file, not in their block"
+
+
+@pytest.mark.parametrize("first_held_back, second_held_back", [(False, False), (True, False), (False, True),
+                                                                (True, True)])
+def test_a_call_id_twice_in_different_blocks_refuses_the_file_naming_both_lines(world, first_held_back,
+                                                                                 second_held_back):
+    rows = calls(world, 30)
+    rows[3]["customer_ref"] = "NOBODY" if first_held_back else rows[3]["customer_ref"]
+    rows[26] = dict(rows[3], customer_ref="NOBODY" if second_held_back else rows[7]["customer_ref"])
+    rows[10]["customer_ref"] = "NOBODY"  # a row held back elsewhere: forgotten with the refusal
+    drop(world.folder, name(), cdr_bytes(rows))
+    (outcome,) = world.take(block_bytes=SMALL_BLOCKS).files
+    assert outcome.status == "refused", outcome
+    assert "call_id unique within the file" in outcome.reason
+    assert "'line': 5" in outcome.reason and "'line': 28" in outcome.reason, outcome.reason
+    assert usage_rows(world.billing) == {} and world.ledger.quarantined() == []
+    assert world.remote("error") == sorted([name(), f"{name()}.reason.txt", f"{name()}.sha256"])
+
+
+@pytest.mark.parametrize("defect, expected", [
+    ("negative duration", "duration_seconds not negative"),
+    ("bad time", "line 26, field 'started_at': 'yesterday' is not a time"),
+    ("a field too many", "line 26: 9 field(s) where the header has 8"),
+])
+def test_a_defect_in_a_later_block_loads_nothing_of_the_earlier_ones(world, defect, expected):
+    rows = calls(world, 30)
+    rows[2]["customer_ref"] = "NOBODY"  # held back in the first block, then forgotten: the file loads nothing
+    if defect == "negative duration":
+        rows[24]["duration_seconds"] = "-1"
+    elif defect == "bad time":
+        rows[24]["started_at"] = "yesterday"
+    data = cdr_bytes(rows)
+    if defect == "a field too many":
+        lines = data.split(b"\r\n")
+        lines[25] += b",extra"
+        data = b"\r\n".join(lines)
+    drop(world.folder, name(), data)
+    (outcome,) = world.take(block_bytes=SMALL_BLOCKS).files
+    assert outcome.status == "refused" and expected in outcome.reason, outcome.reason
+    assert usage_rows(world.billing) == {} and world.ledger.quarantined() == []
+
+
+def test_a_run_that_refused_a_file_ends_blocked_and_its_task_fails_after_taking_the_others(world, server,
+                                                                                            monkeypatch, tmp_path):
+    from ledgerlink.errors import FilesRefused
+
+    monkeypatch.setenv("AIRFLOW_CONN_BILLING_DEFAULT", json.dumps({"conn_type": "sqlite",
+                                                                   "host": str(tmp_path / "billing.db")}))
+    monkeypatch.setenv("LEDGERLINK_LEDGER_URL", world.ledger.url)
+    bad = calls(world, 3, bridge="BR02")
+    bad[1]["participants"] = "-2"
+    drop(world.folder, name("BR01"), cdr_bytes(calls(world, 4)))
+    drop(world.folder, name("BR02"), cdr_bytes(bad))
+    drop(world.folder, name("BR03"), cdr_bytes(calls(world, 2, bridge="BR03")))
+    _connection(monkeypatch, server, world.folder, server.host_key_line)
+    with pytest.raises(FilesRefused) as refused:
+        bridge_usage.run_task("blocked-run", "bridge_sftp")
+    assert name("BR02") in str(refused.value) and "participants not negative" in str(refused.value)
+    assert "2 other file(s) loaded" in str(refused.value)
+    assert len(usage_rows(world.billing)) == 6, "the settled good files are taken all the same"
+    (run,) = [r for r in world.ledger.runs(bridge_usage.SPEC.id) if r["run_id"] == "blocked-run"]
+    assert run["status"] == "blocked" and "REFUSED" in json.loads(run["summary"])["text"]
+    assert world.remote("error") == sorted([name("BR02"), f"{name('BR02')}.reason.txt", f"{name('BR02')}.sha256"])
+    assert bridge_usage.run_task("quiet-run", "bridge_sftp")["refused"] == 0, "the next run is not held back"

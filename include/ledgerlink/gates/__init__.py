@@ -24,11 +24,12 @@ if TYPE_CHECKING:
     from ledgerlink.gates.gx import ROW_ID, validate
     from ledgerlink.gates.report import render_html
     from ledgerlink.gates.rules import INVOICE_FOUND, INVOICE_IS_CREDIT_NOTE, KNOWN_VAT_RATES, NOT_INTEGER
-    from ledgerlink.gates.run import run_gate
+    from ledgerlink.gates.run import BlockGate, run_gate
 
 # Public name -> the module defining it (each imports pandas).
 _LAZY = {
     "run_gate": "ledgerlink.gates.run",
+    "BlockGate": "ledgerlink.gates.run",
     "validate": "ledgerlink.gates.gx",
     "ROW_ID": "ledgerlink.gates.gx",
     "render_html": "ledgerlink.gates.report",

@@ -49,3 +49,4 @@ class GateResult:
     report_html: Path
     evaluated_rows: int = 0
     failed_blocking: list[str] = field(default_factory=list)
+    held_back: int = 0  # a gate over blocks quarantines as it goes: how many rows it held back

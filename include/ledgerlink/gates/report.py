@@ -32,7 +32,7 @@ def verdict(outcome: dict) -> str:
     return "passed"
 
 
-def render_html(outcome: dict, df: pd.DataFrame, suite: Suite) -> str:
+def render_html(outcome: dict, df: pd.DataFrame | None, suite: Suite) -> str:
     """A readable validation page: one line per expectation, the first offending rows under each failure."""
     parts = [
         "<!doctype html><meta charset='utf-8'>",
@@ -50,8 +50,9 @@ def render_html(outcome: dict, df: pd.DataFrame, suite: Suite) -> str:
         parts.append(f"<tr class='{css}'><td>{html.escape(str(check['name']))}</td>"
                      f"<td>{'blocking' if check['blocking'] else 'warning'}</td><td>{result}</td>"
                      f"<td>{check['unexpected_count'] if check['unexpected_count'] is not None else ''}</td></tr>")
-        if not check["success"] and check["unexpected_rows"]:
-            sample = [row_dict(df, r) for r in check["unexpected_rows"][:SAMPLE_ROWS]]
+        if not check["success"] and (check.get("sample") or check["unexpected_rows"]):
+            # a gate over blocks keeps each failure's first rows as it goes (``sample``): the block is gone
+            sample = check.get("sample") or [row_dict(df, r) for r in check["unexpected_rows"][:SAMPLE_ROWS]]
             parts.append("<tr><td colspan=4><pre>" + html.escape(
                 "\n".join(json.dumps(s, ensure_ascii=False, default=str) for s in sample)) + "</pre></td></tr>")
     parts.append("</table>")

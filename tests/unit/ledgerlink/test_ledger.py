@@ -206,3 +206,16 @@ def test_the_ledger_package_keeps_every_name_of_the_module():
 
     assert [name for name in NAMES_OF_THE_MODULE if not hasattr(ledger, name)] == []
     assert isinstance(ledger.deliveries, sa.Table), "the deliveries table, not a submodule of that name"
+
+
+def test_cli_summary_shows_a_blocked_intake_and_fails_unless_it_is_expected(ledger, capsys):
+    from ledgerlink.ledger import BLOCKED
+
+    ledger.start_run("r1", "bridge_usage_to_billing")
+    ledger.finish_run("r1", "bridge_usage_to_billing", BLOCKED,
+                      {"text": "files: 1 loaded, 1 refused\n  REFUSED cdr_BR04.csv -> error/cdr_BR04.csv: line 11"})
+    assert cli.main(["summary"]) == 1
+    out = capsys.readouterr().out
+    assert "REFUSED cdr_BR04.csv" in out and "run r1: BLOCKED" in out
+    assert cli.main(["summary", "--expect-blocked", "bridge_usage_to_billing"]) == 0
+    assert cli.main(["summary", "--expect-blocked", "billing_customers_to_onec"]) == 1

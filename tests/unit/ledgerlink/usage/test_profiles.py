@@ -123,3 +123,31 @@ def test_profiles_are_chosen_by_name_and_checked_when_declared():
 def test_period_bounds_are_billing_zone_midnights_in_utc():
     assert period_bounds("2026-12") == ("2026-11-30T21:00:00+00:00", "2026-12-31T21:00:00+00:00")
     assert period_bounds("2026-01", timezone(timedelta(0))) == ("2026-01-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00")
+
+
+def test_a_file_read_in_blocks_gives_the_same_calls_with_lines_counted_across_blocks(tmp_path):
+    from ledgerlink.usage.profiles import cdr_blocks
+
+    rows = [call(i, f"C{i % 3}", duration=f"{60 + i}") for i in range(1, 41)]
+    path = tmp_path / "cdr_BR01_20261103.utf-8.csv"
+    path.write_bytes(cdr_bytes(rows))
+    blocks = list(cdr_blocks(path, UTF8, path.name, block_bytes=300))
+    assert len(blocks) > 5 and max(len(b) for b in blocks) < 10, "each block holds a few calls, not the file"
+    whole = read(tmp_path, cdr_bytes(rows))
+    joined = __import__("pandas").concat(blocks, ignore_index=True)
+    assert joined["line"].tolist() == list(range(2, 42)) == whole["line"].tolist()
+    assert joined.drop(columns=["line"]).equals(whole.drop(columns=["line"]))
+
+
+def test_a_bad_value_in_a_later_block_names_its_line_in_the_file(tmp_path):
+    from ledgerlink.usage.profiles import cdr_blocks
+
+    rows = [call(i, "C1") for i in range(1, 31)]
+    rows[27]["participants"] = "many"
+    path = tmp_path / "cdr_BR01_20261103.utf-8.csv"
+    path.write_bytes(cdr_bytes(rows))
+    blocks = cdr_blocks(path, UTF8, path.name, block_bytes=300)
+    first = next(blocks)
+    assert first["line"].iloc[0] == 2
+    with pytest.raises(BadFileError, match="line 29, field 'participants': 'many' is not a whole number"):
+        list(blocks)
