@@ -28,8 +28,10 @@ from typing import Protocol
 import numpy as np
 
 from ledgerlink.delivery import ItemDelivery
+from ledgerlink.errors import ConfigurationError
 from ledgerlink.flows import FlowSteps, task_steps
 from ledgerlink.flows.closing import close_run, held_back_rows
+from ledgerlink.flows.params import RunParams
 from ledgerlink.flows.spec import FlowSpec
 from ledgerlink.flows.staging import read_frame, read_json, stage_frame, stage_json
 from ledgerlink.flows.state import Outcomes, RunState
@@ -97,6 +99,7 @@ class ChangeFeedFlow:
     # The money a source record carries, (currency, minor units), or None (unreadable, or none): for the rows the
     # gate holds back, so that money received = applied + held back counts them too.
     money_of: Callable[[dict], tuple[str, int] | None] | None = None
+    date_column: str | None = None  # what a run over a date range (trigger params) filters on
 
     @property
     def id(self) -> str:
@@ -108,18 +111,29 @@ class ChangeFeedFlow:
         return f"{self.id}:held"
 
     # steps -----------------------------------------------------------------------------------------------------
-    def extract(self, run_id: str, source, ledger: Ledger) -> RunState:
+    def extract(self, run_id: str, source, ledger: Ledger, params: RunParams = RunParams()) -> RunState:
+        """Read what the source registered since the last acknowledged position. A run over part of it (a date
+        range: ``date_column``) or a dry run reads the same, keeps its part, and never acknowledges: the source
+        keeps every change registered for the next full run, which recognises what this one applied."""
+        if params.customer:
+            raise ConfigurationError(f"{self.id}: a run for one customer is not offered: {self.spec.source}'s "
+                                     f"changes name its own records, not billing's customers; use a date range "
+                                     f"or a dry run")
         ledger.start_run(run_id, self.id)
         feed = self.feed(source)
         after = ledger.watermark(self.id, feed.position_name)
         batch = feed.read(after)
-        records = batch.records
+        records = params.keep(batch.records, customer_column=None, date_column=self.date_column)
+        deleted = [] if params.partial else list(batch.deleted)  # a run over part of the feed deletes nothing
+        if params.partial or params.dry_run:
+            log.info("%s: %s: %d of %d change(s) kept; nothing will be acknowledged", self.id, params.describe(),
+                     len(records), len(batch.records))
         log.info("%s: %d %s change(s) and %d deletion(s) from %s since %s (%d other change(s) ignored)", self.id,
-                 len(records), self.spec.entity, len(batch.deleted), feed.name, after or "the start", batch.ignored)
-        return RunState(run_id=run_id, read=len(records), source_keys=len(records), deleted=len(batch.deleted),
+                 len(records), self.spec.entity, len(deleted), feed.name, after or "the start", batch.ignored)
+        return RunState(run_id=run_id, read=len(records), source_keys=len(records), deleted=len(deleted),
                         batch=[stage_frame(self.id, run_id, "records", records)],
-                        deletions=stage_json(self.id, run_id, "deletions", sorted(batch.deleted)),
-                        watermark_read=batch.position)
+                        deletions=stage_json(self.id, run_id, "deletions", sorted(deleted)),
+                        watermark_read=batch.position, params=params.as_dict())
 
     def gate(self, state: RunState, ledger: Ledger) -> RunState:
         """The map's suite over every change; then what the target acknowledged, or finance was shown, with the
@@ -158,6 +172,16 @@ class ChangeFeedFlow:
         deleted = [k for k in deleted if shown_gone.get(k) != GONE_HASH]
         decisions = target.decide(records, deleted)
         kinds = Counter(d.kind for d in decisions)
+        if RunParams.of(state.params).dry_run:  # decided, shown, and nothing written or held
+            for decision in decisions[:SHOWN]:
+                log.info("dry run: would %s %s %s (%s): %s", decision.action, self.spec.entity, decision.key,
+                         decision.kind, "; ".join(decision.reasons))
+            log.info("dry run: %d decision(s), none carried out: %s", len(decisions), dict(kinds))
+            return dataclasses.replace(state, outcomes=Outcomes(created=sum(d.action == APPLY for d in decisions)),
+                                       sent_totals=_money_rows(decisions, []),
+                                       documents=stage_json(self.id, run_id, "decisions", [
+                                           {"key": d.key, "action": d.action, "kind": d.kind,
+                                            "money": list(d.money) if d.money else None} for d in decisions]))
 
         held = [d for d in decisions if d.action == HOLD]
         decided = {d.key for d in decisions}
@@ -195,6 +219,9 @@ class ChangeFeedFlow:
         run_id, target = state.run_id, self.target(connection)
         ledger.hold_lease(self.id, run_id)
         decisions = read_json(state.documents) if state.documents else []
+        params = RunParams.of(state.params)
+        if params.dry_run:
+            return self._close_dry_run(state, decisions, target, ledger)
         applied = {d["key"]: tuple(d["money"]) for d in decisions if d["action"] == APPLY and d["money"]}
         in_target = target.holds(sorted(applied))
         differences = []
@@ -222,7 +249,10 @@ class ChangeFeedFlow:
         if held:
             notes.append(f"held back for finance, with their reasons and candidates: `ledgerlink quarantine --flow "
                          f"{self.id}` and the workbook's 'Held back' sheet")
-        if not differences and not rejected:
+        if params.partial:
+            notes.append(f"a run over part of the feed ({params.describe()}): NOT acknowledged to the source; the "
+                         f"next full run reads every change again and recognises what this one applied")
+        elif not differences and not rejected:
             feed = self.feed(source)
             if state.watermark_read:
                 feed.acknowledge(state.watermark_read)
@@ -240,6 +270,23 @@ class ChangeFeedFlow:
                                   f"{len(held)} held back for finance",
             gate_report=state.gate_report, held_back=held_back_rows(held, rejected), notes=notes)
         return close_run(ledger, summary, rejected=rejected)
+
+    def _close_dry_run(self, state: RunState, decisions: list[dict], target, ledger: Ledger) -> RunSummary:
+        """A dry run's summary: the decisions the target would carry out; nothing was written or acknowledged."""
+        kinds = Counter(d["kind"] for d in decisions)
+        done = state.outcomes or Outcomes()
+        notes = [f"would decide: {', '.join(f'{kind} {n}' for kind, n in sorted(kinds.items())) or 'nothing'}"]
+        notes += [f"money {row['currency']}: received {row['received']} = would apply {row['applied']} + would "
+                  f"hold back {row['held']}" for row in state.sent_totals]
+        notes.append("dry run: nothing applied, nothing held, nothing acknowledged to the source")
+        summary = RunSummary(
+            flow=self.id, run_id=state.run_id, entity=self.spec.entity, target=target.name,
+            sent=done.created, created=done.created, changes=len(decisions), unchanged=state.unchanged,
+            quarantined=state.quarantined, reconciliation_detail="not compared: a dry run writes nothing",
+            gate_report=state.gate_report, held_back=held_back_rows(ledger.quarantined(flow=self.id,
+                                                                                       run_id=state.run_id)),
+            notes=notes, dry_run=True)
+        return close_run(ledger, summary)
 
     def _gate_held_money(self, ledger: Ledger, run_id: str, decided: set[str]) -> list[tuple[str, int]]:
         """The money of the rows the gate held back this run (not ``decided`` by the target), where readable."""

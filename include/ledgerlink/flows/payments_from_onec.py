@@ -141,7 +141,8 @@ class PaymentsInBilling:
         return CREATED if written else UNCHANGED
 
 
-PAYMENT_FLOW = ChangeFeedFlow(SPEC, feed=receipt_feed, target=PaymentsInBilling, money_of=money_of)
+PAYMENT_FLOW = ChangeFeedFlow(SPEC, feed=receipt_feed, target=PaymentsInBilling, money_of=money_of,
+                              date_column="paid_on")
 FLOW = SPEC.id
 extract, gate, load = PAYMENT_FLOW.extract, PAYMENT_FLOW.gate, PAYMENT_FLOW.load
 reconcile_and_report, run_all = PAYMENT_FLOW.reconcile_and_report, PAYMENT_FLOW.run_all

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ledgerlink.errors import ReconciliationError
+from ledgerlink.errors import ConfigurationError, ReconciliationError
 from ledgerlink.flows.feed import APPLY, HOLD, PASS, ChangeFeedFlow, Decision
+from ledgerlink.flows.params import RunParams
 from ledgerlink.flows.payments_from_onec import SPEC, money_of
 from ledgerlink.gates.suites.payment import exact_minor
 from ledgerlink.ledger import Ledger
@@ -95,7 +96,8 @@ def record(key, amount, currency="RUB", posted=True, ref="cp"):
 def world(tmp_path, monkeypatch):
     monkeypatch.setenv("LEDGERLINK_HOME", str(tmp_path / "home"))
     feed, target = Feed(), Target()
-    flow = ChangeFeedFlow(SPEC, feed=lambda _: feed, target=lambda _: target, money_of=money_of)
+    flow = ChangeFeedFlow(SPEC, feed=lambda _: feed, target=lambda _: target, money_of=money_of,
+                          date_column="paid_on")
     return {"flow": flow, "feed": feed, "target": target, "ledger": Ledger.migrated(f"sqlite:///{tmp_path / 'l.db'}")}
 
 
@@ -167,3 +169,40 @@ def test_a_deletion_held_for_finance_is_held_once_across_a_crash(world):
     held = [q for q in ledger.quarantined(flow=SPEC.id) if q["source_key"] == "a"]
     assert len(held) == 1 and held[0]["run_id"] == "crashed" and summary.quarantined == 0
     assert feed.pending == {} and world["target"].rows == {"a": ("RUB", 1000)}
+
+
+def run_with(world, run_id, params):
+    """The four steps as the DAG runs them, with a manual trigger's params."""
+    flow, ledger = world["flow"], world["ledger"]
+    state = flow.extract(run_id, None, ledger, params=RunParams.of(params))
+    state = flow.load(flow.gate(state, ledger), None, ledger)
+    return flow.reconcile_and_report(state, None, None, ledger)
+
+
+def test_a_dry_run_decides_writes_nothing_holds_nothing_and_acknowledges_nothing(world):
+    feed, target = world["feed"], world["target"]
+    feed.change(record("a", "10.00"))
+    feed.change(record("c", "500.00"))
+    summary = run_with(world, "dry", {"dry_run": True})
+    assert summary.dry_run and target.writes == 0 and target.rows == {}
+    assert feed.acknowledged == [] and world["ledger"].quarantined(flow=SPEC.id) == []
+    assert "would decide: large 1, small 1" in summary.text()
+    assert run(world, "r1").created == 1 and target.rows == {"a": ("RUB", 1000)}  # the full run does it all
+
+
+def test_a_date_range_applies_its_part_and_leaves_the_feed_for_the_full_run(world):
+    feed, target = world["feed"], world["target"]
+    feed.change(record("a", "10.00"))
+    feed.change({**record("b", "20.00"), "paid_on": "2026-11-20"})
+    feed.delete("gone")
+    summary = run_with(world, "part", {"from_date": "2026-11-20", "to_date": "2026-11-30"})
+    assert target.rows == {"b": ("RUB", 2000)} and feed.acknowledged == []
+    assert summary.deleted == 0 and "NOT acknowledged" in summary.text()
+    full = run(world, "r1")  # everything again: b recognised, a applied, the deletion decided
+    assert target.rows == {"a": ("RUB", 1000), "b": ("RUB", 2000)} and full.unchanged == 1
+    assert feed.acknowledged and feed.pending == {}
+
+
+def test_a_run_for_one_customer_is_refused_naming_what_to_use_instead(world):
+    with pytest.raises(ConfigurationError, match="date range or a dry run"):
+        run_with(world, "one", {"customer": "C000001"})
