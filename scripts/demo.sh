@@ -36,6 +36,13 @@ status=0
 logical_date="$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
 for dag_file in dags/*.py; do
   dag_id="$(basename "$dag_file" .py)"
+  # The intake's sensor waits (up to six hours) for the bridge's next drop; the sandbox drops one day of CDR files
+  # into a new world only. A second demo on the same world finds nothing to take: it says so instead of waiting.
+  if [ "$dag_id" = bridge_usage_to_billing ] &&
+     ! find "$SANDBOX_DIR/sftp/bridge" -maxdepth 1 -type f -name 'cdr_*.csv' | grep -q .; then
+    echo "skipping $dag_id: no CDR file waits in the bridge's SFTP folder (an earlier demo took them; 'make clean' starts a new world)"
+    continue
+  fi
   echo "running $dag_id (log: $LEDGERLINK_HOME/demo-logs/$dag_id.log)"
   if ! airflow dags test "$dag_id" "$logical_date" > "$LEDGERLINK_HOME/demo-logs/$dag_id.log" 2>&1; then
     # The sandbox drops a broken CDR file on purpose: the intake refuses it (error/, its reason beside it), takes
