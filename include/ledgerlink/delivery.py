@@ -7,13 +7,21 @@ item (or writes one chunk) and gets the outcomes back. What an earlier attempt o
 acknowledged is counted and never sent again; an item left open by an earlier attempt is continued, not
 doubled; a transient failure is retried item by item (``RetryBudget``), and the task fails only when the target
 stays down; refused credentials stop the run as one error.
+
+A target that serves several sessions at once (a 1C server runs several working processes) takes items through
+a pool of sessions (:meth:`ItemDelivery.deliver_all`), in waves when some items reference others.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter
+import queue
+import threading
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
 
 import pandas as pd
 
@@ -25,6 +33,12 @@ from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN
 
 log = logging.getLogger(__name__)
 OUTCOME = {CREATE: "created", UPDATE: "updated", DELETE: "deleted"}
+Session = TypeVar("Session")
+# Acknowledgements are written in batches: one ledger transaction per ACK_BATCH answers, or every ACK_SECONDS.
+# An answer not yet written when the process dies leaves its item sent: the next attempt finds the target
+# holding it and counts it as what it did (the lost-answer path), so batching costs a re-check, never a loss.
+ACK_BATCH = 200
+ACK_SECONDS = 0.5
 
 
 class ItemDelivery:
@@ -41,6 +55,8 @@ class ItemDelivery:
                                           "rejected": 0})
         self._item_ids: dict[str, int] = {}
         self._sent_earlier: set[int] = set()
+        # The ledger is written by one thread at a time: the pool's threads write only when they retry.
+        self._ledger_lock = threading.Lock()
 
     def open(self, changes: Sequence[PlannedChange]) -> list[PlannedChange]:
         """Plan this run's changes and return those still to send, in order.
@@ -78,15 +94,135 @@ class ItemDelivery:
         except (TransientError, AuthenticationFailed) as e:
             self.ledger.record_failure(item_id, str(e), terminal=False)
             raise
-        if outcome == UNCHANGED:
-            # The target holds the content already: from an earlier attempt of ours whose answer was lost (then
-            # it is what that attempt did), or from elsewhere (then this run did nothing).
-            lost_answer = item_id in self._sent_earlier or self.retry.attempts_of_last_call > 1
-            outcome = OUTCOME[change.operation] if lost_answer else "already_in_target"
-        self.ledger.acknowledge(self.flow, [(item_id, change.source_key, change.content_hash, change.target_key,
-                                             change.operation)])
+        outcome = self._counted(change, outcome, self.retry.attempts_of_last_call)
+        self.ledger.acknowledge(self.flow, [self._acknowledgement(change)])
         self.outcomes[outcome] += 1
         return outcome
+
+    def deliver_all(self, waves: Sequence[Sequence[PlannedChange]], sessions: Sequence[Session],
+                    send: Callable[[Session, PlannedChange], str]) -> None:
+        """Send planned changes through ``sessions`` at once, wave after wave; ``send(session, change)``
+        returns created / updated / deleted / unchanged, and each session is used by one thread at a time.
+
+        A wave starts once every change of the one before is acknowledged or rejected in the ledger (a later
+        wave's records may reference an earlier one's). Outcomes, refusals and failures are those of
+        :meth:`deliver`, item by item; a target that stays down or refuses our credentials stops the run:
+        nothing more is handed out, what is in flight is answered and recorded, then the first such error is
+        raised. The ledger is written from this thread, in batches: a block of changes is marked sent before
+        it is handed to the sessions (a change of the block the run stops before sending is withdrawn, i.e.
+        planned again), and answers are acknowledged ``ACK_BATCH`` at a time."""
+        if not sessions:
+            raise ValueError("deliver_all needs at least one session")
+        free: queue.SimpleQueue = queue.SimpleQueue()
+        for session in sessions:
+            free.put(session)
+        # Marked sent in blocks of at least a pool's worth, handed out as sessions free up.
+        window, refill_at = max(2 * len(sessions), 8), len(sessions)
+        pending_acks: list[tuple] = []
+        stopped: BaseException | None = None
+        flushed_at = time.monotonic()
+
+        def flush() -> None:
+            nonlocal flushed_at
+            if pending_acks:
+                with self._ledger_lock:
+                    self.ledger.acknowledge(self.flow, pending_acks)
+                pending_acks.clear()
+            flushed_at = time.monotonic()
+
+        def sent_by_a_session(change: PlannedChange) -> tuple[str, int]:
+            session = free.get()
+            try:
+                return self._send_marked(change, lambda: send(session, change))
+            finally:
+                free.put(session)
+
+        with ThreadPoolExecutor(max_workers=len(sessions), thread_name_prefix=f"{self.flow}-session") as pool:
+            for wave in waves:
+                waiting: deque[PlannedChange] = deque(wave)
+                in_flight: dict[Future, PlannedChange] = {}
+                while (waiting and stopped is None) or in_flight:
+                    if waiting and stopped is None and len(in_flight) <= refill_at:
+                        block = [waiting.popleft() for _ in range(min(window - len(in_flight), len(waiting)))]
+                        with self._ledger_lock:
+                            self.ledger.mark_sent([self._item_ids[c.source_key] for c in block])
+                        for change in block:
+                            in_flight[pool.submit(sent_by_a_session, change)] = change
+                    done, _ = wait(in_flight, timeout=ACK_SECONDS, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        change = in_flight.pop(future)
+                        try:
+                            outcome, attempts = future.result()
+                        except RemoteRejected as e:
+                            self._reject(change, e)
+                        except BaseException as e:  # noqa: BLE001 - re-raised below, once the pool is drained
+                            stopped = stopped or e
+                        else:
+                            outcome = self._counted(change, outcome, attempts)
+                            pending_acks.append(self._acknowledgement(change))
+                            self.outcomes[outcome] += 1
+                    if stopped is not None:  # what no session has started yet never leaves
+                        never_left = [future for future in in_flight if future.cancel()]
+                        self._withdraw([in_flight.pop(future) for future in never_left])
+                    if len(pending_acks) >= ACK_BATCH or time.monotonic() - flushed_at >= ACK_SECONDS:
+                        flush()
+                flush()  # the wave is settled in the ledger before the next one starts
+                if stopped is not None:
+                    break
+        if stopped is not None:
+            raise stopped
+
+    def _send_marked(self, change: PlannedChange, send: Callable[[], str]) -> tuple[str, int]:
+        """In a session's thread: send a change ``deliver_all`` marked sent, retried as :meth:`deliver` does
+        (each retry counted in the ledger before it leaves). Returns the target's answer and the attempts."""
+        item_id = self._item_ids[change.source_key]
+        what = f"{self.entity} {change.source_key} ({change.operation} in {self.target})"
+        attempts = 0
+
+        def attempt() -> str:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                with self._ledger_lock:
+                    self.ledger.mark_sent([item_id])
+            try:
+                return send()
+            except TransientError as e:
+                with self._ledger_lock:
+                    self.ledger.record_failure(item_id, str(e), terminal=False)
+                raise
+
+        try:
+            return self.retry.call(what, attempt), attempts
+        except (TransientError, AuthenticationFailed) as e:
+            with self._ledger_lock:
+                self.ledger.record_failure(item_id, str(e), terminal=False)
+            raise
+
+    def _reject(self, change: PlannedChange, error: RemoteRejected) -> None:
+        with self._ledger_lock:
+            self.ledger.record_failure(self._item_ids[change.source_key], str(error), terminal=True)
+        self.outcomes["rejected"] += 1
+        log.warning("%s refused %s %s: %s", self.target, self.entity, change.source_key, error)
+
+    def _withdraw(self, changes: list[PlannedChange]) -> None:
+        """Changes marked sent that never left (the run stopped first): planned again."""
+        if changes:
+            with self._ledger_lock:
+                self.ledger.withdraw_unsent([self._item_ids[c.source_key] for c in changes])
+
+    def _counted(self, change: PlannedChange, outcome: str, attempts: int) -> str:
+        """What a change did, from the target's answer."""
+        if outcome != UNCHANGED:
+            return outcome
+        # The target holds the content already: from an earlier attempt of ours whose answer was lost (then it
+        # is what that attempt did), or from elsewhere (then this run did nothing).
+        lost_answer = self._item_ids[change.source_key] in self._sent_earlier or attempts > 1
+        return OUTCOME[change.operation] if lost_answer else "already_in_target"
+
+    def _acknowledgement(self, change: PlannedChange) -> tuple:
+        return (self._item_ids[change.source_key], change.source_key, change.content_hash, change.target_key,
+                change.operation)
 
     def _attempt(self, item_id: int, send: Callable[[], str]) -> str:
         """One attempt: the ledger counts it (and shows the item in flight) before the request leaves."""

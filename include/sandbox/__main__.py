@@ -103,9 +103,11 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
                               late_bridges=("BR03",), broken={"BR04": "bad_row"})
 
     # SANDBOX_ONEC_IF_MATCH=ignore: a 1C base that ignores If-Match, as some real ones do.
+    # SANDBOX_ONEC_LATENCY_MS=20: the base's own time per OData request (a real 1C: 10 to 50 ms; default 0).
     onec = make_onec(host=host, port=port("onec"), db_path=directory / "onec.db", users={"ledgerlink": creds["onec"]},
                      base="/demo", exchange_dir=onec_exchange,
-                     honour_if_match=os.environ.get("SANDBOX_ONEC_IF_MATCH", "honour").lower() != "ignore")
+                     honour_if_match=os.environ.get("SANDBOX_ONEC_IF_MATCH", "honour").lower() != "ignore",
+                     latency_seconds=float(os.environ.get("SANDBOX_ONEC_LATENCY_MS") or 0) / 1000)
     crm_server = crm.make_server(host, port("crm"), directory / "crm.db", tokens={creds["crm"]: "ledgerlink"})
     gib = gib_module.Gib(directory / "gib.db")
     # GİB's e-Fatura user list: Turkish companies are registered, people (TCKN) are not and get e-Arşiv.

@@ -60,18 +60,32 @@ def guid_key(entity_set: str, ref_key: str) -> str:
 
 
 class ODataClient:
-    """Talks to one 1C infobase. ``base_url`` is the publication root, e.g. ``http://host/acc``."""
+    """Talks to one 1C infobase. ``base_url`` is the publication root, e.g. ``http://host/acc``.
+
+    ``sessions``: how many sessions a load may hold open with this base at once (a 1C server serves several;
+    each further one is :meth:`open_session`, with a connection pool of its own)."""
 
     system = "1C"
 
     def __init__(self, base_url: str, user: str, password: str, *, timeout: float = 30.0,
-                 max_query_string: int | None = IIS_MAX_QUERY_STRING):
+                 max_query_string: int | None = IIS_MAX_QUERY_STRING, sessions: int = 1):
+        if sessions < 1:
+            raise ValueError(f"sessions must be at least 1, not {sessions}")
+        self.base_url = base_url
         self.service_url = base_url.rstrip("/") + "/" + SERVICE_PATH + "/"
         self.session = requests.Session()
         self.session.auth = (user, password)
         self.session.headers.update({"Accept": "application/json"})
         self.timeout = timeout
         self.max_query_string = max_query_string  # bytes after percent-encoding; None: no limit
+        self.sessions = sessions
+
+    def open_session(self) -> "ODataClient":
+        """Another session with the same base, credentials and limits, with its own ``requests.Session``
+        (one per thread: a ``requests.Session`` is not meant to be shared between threads)."""
+        user, password = self.session.auth
+        return ODataClient(self.base_url, user, password, timeout=self.timeout,
+                           max_query_string=self.max_query_string, sessions=1)
 
     def close(self) -> None:
         self.session.close()

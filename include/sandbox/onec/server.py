@@ -9,6 +9,12 @@ The web server in front (DESIGN §8: publications sit behind IIS or Apache), as 
 * Failed logins. 401 with a Basic challenge by default; with ``login_page=True`` a failed login is answered
   as some publications behind a web-server login form do: an HTML page with status 200.
 
+Sessions and server time. Requests are served concurrently, one thread each (a 1C server runs several working
+processes); the infobase is one SQLite file written one transaction at a time. ``latency_seconds`` adds the time
+a real base spends on each OData request (a real 1C answers in about 10 to 50 ms: the platform's object model,
+its own database, posting), spent outside the store's lock, so concurrent sessions overlap it as a real server's
+working processes do. 0 (the default): answer at once.
+
 Admin endpoints (no auth, never hit by fault rules; for tests and demos)::
 
     POST /_sandbox/onec/edit            {"set": "...", "ref_key": "...", "changes": {...}}
@@ -26,6 +32,7 @@ import hmac
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -82,6 +89,8 @@ class OneCHandler(SandboxHandler):
         host = self.headers.get("Host") or self.server.url.split("://", 1)[1]
         request = ODataRequest(method, decoded[len(prefix):].lstrip("/"), query, self.headers, body,
                                f"http://{host}{quote(prefix)}/")
+        if self.server.latency_seconds:
+            time.sleep(self.server.latency_seconds)  # the base's own work on the request, see the module
         return self.server.odata.handle(request)
 
     def _url_limit(self) -> Response | None:
@@ -151,7 +160,9 @@ class OneCServer(SandboxServer):
     def __init__(self, address: tuple[str, int], *, db_path: Path, users: Mapping[str, str], base: str,
                  exchange_dir: Path | None, exchange_poll_seconds: float | None,
                  max_query_string: int | None = IIS_MAX_QUERY_STRING, max_request_line: int | None = HTTP_SYS_MAX_URL,
-                 login_page: bool = False, honour_if_match: bool = True):
+                 login_page: bool = False, honour_if_match: bool = True, latency_seconds: float = 0.0):
+        if latency_seconds < 0:
+            raise ValueError(f"latency_seconds must not be negative, not {latency_seconds}")
         store = Store(Path(db_path))
         try:
             infobase = Infobase(store, honour_if_match=honour_if_match)
@@ -163,6 +174,7 @@ class OneCServer(SandboxServer):
         self.users = dict(users)
         self.max_query_string, self.max_request_line = max_query_string, max_request_line
         self.login_page = login_page
+        self.latency_seconds = float(latency_seconds)
         self.odata_path = ("/" + base.strip("/") if base.strip("/") else "") + ODATA_PATH
         self.odata = ODataService(infobase)
         self.exchange = FileExchange(Path(exchange_dir), infobase) if exchange_dir else None
@@ -214,7 +226,7 @@ def make_server(host: str = "127.0.0.1", port: int = 0, *, db_path: Path, users:
                 base: str = "/demo", exchange_dir: Path | None = None,
                 exchange_poll_seconds: float | None = 5.0, max_query_string: int | None = IIS_MAX_QUERY_STRING,
                 max_request_line: int | None = HTTP_SYS_MAX_URL, login_page: bool = False,
-                honour_if_match: bool = True) -> OneCServer:
+                honour_if_match: bool = True, latency_seconds: float = 0.0) -> OneCServer:
     """A 1C stand-in bound to ``host:port`` (0 picks a free port), keeping its infobase in ``db_path``.
 
     ``users`` maps Basic-auth user names to passwords. The service root is
@@ -223,8 +235,9 @@ def make_server(host: str = "127.0.0.1", port: int = 0, *, db_path: Path, users:
     demand, through ``process_exchange_folder()`` or ``POST /_sandbox/onec/exchange/run``).
     ``max_query_string``/``max_request_line``/``login_page``: the web server in front (module docstring).
     ``honour_if_match=False`` makes the base ignore ``If-Match``, as some real bases do (see ``infobase``).
+    ``latency_seconds``: the base's own time per OData request, overlapping between sessions (module docstring).
     """
     return OneCServer((host, port), db_path=db_path, users=users, base=base, exchange_dir=exchange_dir,
                       exchange_poll_seconds=exchange_poll_seconds, max_query_string=max_query_string,
                       max_request_line=max_request_line, login_page=login_page,
-                      honour_if_match=honour_if_match)
+                      honour_if_match=honour_if_match, latency_seconds=latency_seconds)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ledgerlink import tasks
+from ledgerlink.errors import ConfigurationError
 from ledgerlink.onec.hook import OneCODataHook
 
 
@@ -31,3 +34,19 @@ def test_the_hook_carries_airflows_connection_contract():
     behaviour = OneCODataHook.get_ui_field_behaviour()
     assert set(behaviour) == {"hidden_fields", "relabeling", "placeholders"}
     assert OneCODataHook().onec_conn_id == "onec_default"
+
+
+def test_the_number_of_parallel_1c_sessions_comes_from_the_connection(monkeypatch):
+    def client(extra):
+        monkeypatch.setenv("AIRFLOW_CONN_ONEC_DEFAULT", json.dumps({
+            "conn_type": "http", "host": "onec.example", "login": "exchange", "password": "pw", "extra": extra}))
+        return tasks.onec_client()
+
+    assert client({}).sessions == 4  # a 1C server serves several sessions at once
+    assert client({"sessions": 1}).sessions == 1 and client({"sessions": 6}).sessions == 6
+    other = client({"sessions": 2, "timeout": 7}).open_session()
+    assert other.session is not client({}).session and other.session.auth == ("exchange", "pw")
+    assert (other.timeout, other.sessions, other.service_url) == (7, 1, "http://onec.example/odata/standard.odata/")
+    for wrong in (0, -1, "4", 2.5, True):
+        with pytest.raises(ConfigurationError, match="sessions must be a whole number"):
+            client({"sessions": wrong})
