@@ -22,18 +22,21 @@ Admin endpoints (no auth, never hit by fault rules; for tests and demos)::
                                         (``Posted`` may be set here, as pressing "Post" would)
     GET  /_sandbox/onec/dump?set=...    {"set": ..., "value": [objects as OData writes them]}
     GET  /_sandbox/onec/changes?node=BILLING   registered changes, without stamping them
+    GET  /_sandbox/onec/sessions        {"requests": n, "in_flight": n, "most_in_flight": n}: OData requests
+                                        answered, being answered now, and the most at once (``?reset=1`` zeroes)
     POST /_sandbox/onec/exchange/run    process the exchange folder now; {"results": [...]}
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -89,9 +92,10 @@ class OneCHandler(SandboxHandler):
         host = self.headers.get("Host") or self.server.url.split("://", 1)[1]
         request = ODataRequest(method, decoded[len(prefix):].lstrip("/"), query, self.headers, body,
                                f"http://{host}{quote(prefix)}/")
-        if self.server.latency_seconds:
-            time.sleep(self.server.latency_seconds)  # the base's own work on the request, see the module
-        return self.server.odata.handle(request)
+        with self.server.sessions.serving():
+            if self.server.latency_seconds:
+                time.sleep(self.server.latency_seconds)  # the base's own work on the request, see the module
+            return self.server.odata.handle(request)
 
     def _url_limit(self) -> Response | None:
         """The web server's answer to a URL over its limits, before the request reaches 1C."""
@@ -147,11 +151,40 @@ class OneCHandler(SandboxHandler):
                 {**asdict(c), "message_no": None if c.message_no is None else str(c.message_no)}
                 for c in infobase.pending_changes(node)
             ]})
+        if action == "sessions" and method == "GET":
+            return json_response(200, self.server.sessions.counts(reset=(query.get("reset") or [""])[0] == "1"))
         if action == "exchange/run" and method == "POST":
             if self.server.exchange is None:
                 return Response.json(409, {"error": "this 1C stand-in was started without an exchange_dir"})
             return json_response(200, {"results": [asdict(r) for r in self.server.process_exchange_folder()]})
         return Response.json(404, {"error": f"no admin endpoint {method} /_sandbox/onec/{action}"})
+
+
+class SessionCounter:
+    """OData requests being answered at once: what a test or a bench reads to see clients' sessions overlap."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests = self.in_flight = self.most_in_flight = 0
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.requests += 1
+
+    def counts(self, *, reset: bool = False) -> dict[str, int]:
+        with self._lock:
+            counts = {"requests": self.requests, "in_flight": self.in_flight, "most_in_flight": self.most_in_flight}
+            if reset:
+                self.requests, self.most_in_flight = 0, self.in_flight
+        return counts
 
 
 class OneCServer(SandboxServer):
@@ -175,6 +208,7 @@ class OneCServer(SandboxServer):
         self.max_query_string, self.max_request_line = max_query_string, max_request_line
         self.login_page = login_page
         self.latency_seconds = float(latency_seconds)
+        self.sessions = SessionCounter()
         self.odata_path = ("/" + base.strip("/") if base.strip("/") else "") + ODATA_PATH
         self.odata = ODataService(infobase)
         self.exchange = FileExchange(Path(exchange_dir), infobase) if exchange_dir else None
