@@ -533,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.usage import main as usage_main
 
         return usage_main(argv[1:])
+    if argv[:1] == ["onec"]:  # the opt-in 1C OData case (issue 20): bench/onec.py, never part of `make bench`
+        from bench.onec import main as onec_main
+
+        return onec_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", choices=sorted(WORKERS))
     parser.add_argument("--config")
