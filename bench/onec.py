@@ -248,8 +248,9 @@ def _result(process: subprocess.Popen, config: Path) -> dict:
 
 
 def run_path(kind: str, sessions: int, case: Case, billing: Path, work: Path, latency_ms: float,
-             breakdown: bool = False) -> dict:
-    """One path on a fresh stand-in (its own process and infobase)."""
+             breakdown: bool = False, ledger_url: Callable[[str], str] | None = None) -> dict:
+    """One path on a fresh stand-in (its own process and infobase) and a fresh ledger (SQLite in ``work``
+    unless ``ledger_url(label)`` gives one)."""
     label = f"{kind}-{sessions}" + ("-breakdown" if breakdown else "")
     url_file = work / f"{label}.url"
     url_file.unlink(missing_ok=True)
@@ -266,7 +267,8 @@ def run_path(kind: str, sessions: int, case: Case, billing: Path, work: Path, la
         client, config = _spawn(kind, {"label": label, "case": case.name, "sessions": sessions,
                                        "url": url_file.read_text(), "billing": str(billing),
                                        "home": str(work / f"{label}-home"), "breakdown": breakdown,
-                                       "ledger_url": f"sqlite:///{work / f'{label}-ledger.db'}"}, work)
+                                       "ledger_url": ledger_url(label) if ledger_url else
+                                       f"sqlite:///{work / f'{label}-ledger.db'}"}, work)
         result = _result(client, config)
     finally:
         server.send_signal(signal.SIGTERM)
@@ -289,15 +291,30 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 def run_onec_benchmark(rows: int, out_dir: Path, work: Path, *, case_name: str = "counterparties",
-                       latency_ms: float = 20.0, sessions: tuple[int, ...] = (1, 2, 4), repeat: int = 3) -> dict:
+                       latency_ms: float = 20.0, sessions: tuple[int, ...] = (1, 2, 4), repeat: int = 3,
+                       ledger: str = "sqlite") -> dict:
+    """``ledger``: ``sqlite`` (a file per path) or ``postgresql`` (a database per path on a throwaway cluster)."""
     sys.path[:0] = [str(INCLUDE), str(ROOT)]
-    case = CASES[case_name]
     work.mkdir(parents=True, exist_ok=True)
+    if ledger == "postgresql":
+        from devtools.pg import create_database, run_postgres
+
+        with run_postgres(work / "pg") as server:
+            made = iter(range(1_000_000))
+            return _run_paths(rows, out_dir, work, case_name, latency_ms, sessions, repeat, ledger, lambda label: str(
+                create_database(server, f"ledger_{label.replace('-', '_')}_{next(made)}").url))
+    return _run_paths(rows, out_dir, work, case_name, latency_ms, sessions, repeat, ledger, None)
+
+
+def _run_paths(rows: int, out_dir: Path, work: Path, case_name: str, latency_ms: float, sessions: tuple[int, ...],
+               repeat: int, ledger: str, ledger_url: Callable[[str], str] | None) -> dict:
+    case = CASES[case_name]
     billing = work / "billing.db"
     mark = time.perf_counter()
     case.prepare(billing, rows)
     results: dict = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "case": case.name,
-                     "unit": case.unit, "rows": rows, "latency_ms": latency_ms, "generate_s": time.perf_counter() - mark,
+                     "unit": case.unit, "rows": rows, "latency_ms": latency_ms, "ledger": ledger,
+                     "generate_s": time.perf_counter() - mark,
                      "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "paths": {}}
     runs: dict[str, list[dict]] = {}
     # Interleaved, so that whatever else the shared machine does falls on both paths alike.
@@ -305,20 +322,22 @@ def run_onec_benchmark(rows: int, out_dir: Path, work: Path, *, case_name: str =
         for count in sessions:
             for kind in ("bare", "ledgerlink"):
                 runs.setdefault(f"{kind}-{count}", []).append(
-                    run_path(kind, count, case, billing, work, latency_ms))
+                    run_path(kind, count, case, billing, work, latency_ms, ledger_url=ledger_url))
     results["repeat"] = repeat
     results["paths"] = {name: _median_run(each) for name, each in runs.items()}
     # Where Ledgerlink's time goes, one session: a separate run with timers (they cost a little themselves).
     results["paths"]["ledgerlink-1-breakdown"] = run_path("ledgerlink", 1, case, billing, work, latency_ms,
-                                                          breakdown=True)
+                                                          breakdown=True, ledger_url=ledger_url)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "onec_results.json").write_text(json.dumps(results, indent=2, default=str))
+    name = "onec_results.json" if ledger == "sqlite" else f"onec_results_{ledger}.json"
+    (out_dir / name).write_text(json.dumps(results, indent=2, default=str))
     return results
 
 
 def markdown(results: dict) -> str:
     p = results["paths"]
-    lines = [f"1C OData, {results['case']} ({results['unit']}): {results['rows']:,} billing records, stand-in "
+    lines = [f"1C OData, {results['case']} ({results['unit']}): {results['rows']:,} billing records, "
+             f"{results.get('ledger', 'sqlite')} ledger, stand-in "
              f"latency {results['latency_ms']:g} ms per request (server-side, overlapping between sessions), "
              f"{results['machine']['cpus']} CPUs shared, {results['started_at']}. Each figure is the median "
              f"of {results.get('repeat', 1)} runs, bare and Ledgerlink interleaved; every run in onec_results.json.",
@@ -360,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="the stand-in's own time per request")
     parser.add_argument("--sessions", default="1,2,4")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each path; the median is reported")
+    parser.add_argument("--ledger", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--out", default=str(ROOT / "bench"))
     parser.add_argument("--work", default=None)
     args = parser.parse_args(argv)
@@ -373,14 +393,14 @@ def main(argv: list[str] | None = None) -> int:
         results = run_onec_benchmark(args.rows, Path(args.out), work, case_name=args.case,
                                      latency_ms=args.latency_ms,
                                      sessions=tuple(int(n) for n in args.sessions.split(",")),
-                                     repeat=args.repeat)
+                                     repeat=args.repeat, ledger=args.ledger)
     finally:
         if not args.work:
             import shutil
 
             shutil.rmtree(work, ignore_errors=True)
     table = markdown(results)
-    (Path(args.out) / "onec_table.md").write_text(table)
+    (Path(args.out) / f"onec_table_{args.ledger}.md").write_text(table)
     print(table)
     return 0 if all("error" not in p for p in results["paths"].values()) else 1
 
