@@ -12,6 +12,7 @@ sent. Long key lists go through ``list_by_keys``, which splits them into request
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -82,11 +83,16 @@ class ODataClient:
         self._settings_by_host: dict[tuple[str, str], dict] = {}
 
     def open_session(self) -> "ODataClient":
-        """Another session with the same base, credentials and limits, with its own ``requests.Session``
-        (one per thread: a ``requests.Session`` is not meant to be shared between threads)."""
-        user, password = self.session.auth
-        return ODataClient(self.base_url, user, password, timeout=self.timeout,
-                           max_query_string=self.max_query_string, sessions=1)
+        """Another session with the same base, credentials, limits and settings (whatever the hook set on this
+        client travels too), with its own ``requests.Session``: one per thread, as a ``requests.Session`` is not
+        meant to be shared between threads."""
+        other = copy.copy(self)
+        other.session = requests.Session()
+        other.session.auth = self.session.auth
+        other.session.headers.update(self.session.headers)
+        other.sessions = 1
+        other._settings_by_host = {}
+        return other
 
     def close(self) -> None:
         self.session.close()

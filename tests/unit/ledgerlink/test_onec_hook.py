@@ -44,8 +44,11 @@ def test_the_number_of_parallel_1c_sessions_comes_from_the_connection(monkeypatc
 
     assert client({}).sessions == 4  # a 1C server serves several sessions at once
     assert client({"sessions": 1}).sessions == 1 and client({"sessions": 6}).sessions == 6
-    other = client({"sessions": 2, "timeout": 7}).open_session()
-    assert other.session is not client({}).session and other.session.auth == ("exchange", "pw")
+    first = client({"sessions": 2, "timeout": 7})
+    first.setting_a_flow_made = "kept"  # whatever the hook or a flow set on the client travels to every session
+    other = first.open_session()
+    assert other.session is not first.session and other.session.auth == ("exchange", "pw")
+    assert other.setting_a_flow_made == "kept" and other.session.headers["Accept"] == "application/json"
     assert (other.timeout, other.sessions, other.service_url) == (7, 1, "http://onec.example/odata/standard.odata/")
     for wrong in (0, -1, "4", 2.5, True):
         with pytest.raises(ConfigurationError, match="sessions must be a whole number"):
