@@ -137,40 +137,56 @@ class ItemDelivery:
             finally:
                 free.put(session)
 
+        in_flight: dict[Future, PlannedChange] = {}
         with ThreadPoolExecutor(max_workers=len(sessions), thread_name_prefix=f"{self.flow}-session") as pool:
-            for wave in waves:
-                waiting: deque[PlannedChange] = deque(wave)
-                in_flight: dict[Future, PlannedChange] = {}
-                while (waiting and stopped is None) or in_flight:
-                    if waiting and stopped is None and len(in_flight) <= refill_at:
-                        block = [waiting.popleft() for _ in range(min(window - len(in_flight), len(waiting)))]
-                        with self._ledger_lock:
-                            self.ledger.mark_sent([self._item_ids[c.source_key] for c in block])
-                        for change in block:
-                            in_flight[pool.submit(sent_by_a_session, change)] = change
-                    done, _ = wait(in_flight, timeout=ACK_SECONDS, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        change = in_flight.pop(future)
-                        try:
-                            outcome, attempts = future.result()
-                        except RemoteRejected as e:
-                            self._reject(change, e)
-                        except BaseException as e:  # noqa: BLE001 - re-raised below, once the pool is drained
-                            stopped = stopped or e
-                        else:
-                            outcome = self._counted(change, outcome, attempts)
-                            pending_acks.append(self._acknowledgement(change))
-                            self.outcomes[outcome] += 1
-                    if stopped is not None:  # what no session has started yet never leaves
-                        never_left = [future for future in in_flight if future.cancel()]
-                        self._withdraw([in_flight.pop(future) for future in never_left])
-                    if len(pending_acks) >= ACK_BATCH or time.monotonic() - flushed_at >= ACK_SECONDS:
-                        flush()
-                flush()  # the wave is settled in the ledger before the next one starts
-                if stopped is not None:
-                    break
+            try:
+                for wave in waves:
+                    waiting: deque[PlannedChange] = deque(wave)
+                    while (waiting and stopped is None) or in_flight:
+                        if waiting and stopped is None and len(in_flight) <= refill_at:
+                            block = [waiting.popleft() for _ in range(min(window - len(in_flight), len(waiting)))]
+                            with self._ledger_lock:
+                                self.ledger.mark_sent([self._item_ids[c.source_key] for c in block])
+                            for change in block:
+                                in_flight[pool.submit(sent_by_a_session, change)] = change
+                        done, _ = wait(in_flight, timeout=ACK_SECONDS, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            change = in_flight.pop(future)
+                            try:
+                                outcome, attempts = future.result()
+                            except RemoteRejected as e:
+                                self._reject(change, e)
+                            except BaseException as e:  # noqa: BLE001 - re-raised below, once the pool is drained
+                                stopped = stopped or e
+                            else:
+                                outcome = self._counted(change, outcome, attempts)
+                                pending_acks.append(self._acknowledgement(change))
+                                self.outcomes[outcome] += 1
+                        if stopped is not None:  # what no session has started yet never leaves
+                            self._withdraw(self._cancel_unstarted(in_flight))
+                        if len(pending_acks) >= ACK_BATCH or time.monotonic() - flushed_at >= ACK_SECONDS:
+                            flush()
+                    flush()  # the wave is settled in the ledger before the next one starts
+                    if stopped is not None:
+                        break
+            except BaseException:
+                # This thread was interrupted (a task timeout, the ledger failing): nothing more leaves; what was
+                # answered is recorded if the ledger still can be, the rest stays open for the next attempt.
+                unstarted = self._cancel_unstarted(in_flight)
+                try:
+                    self._withdraw(unstarted)
+                    flush()
+                except Exception as also:  # the ledger may be what failed: the first error is the one raised
+                    log.warning("Ledger: recording the answers so far failed as well: %s", also)
+                raise
         if stopped is not None:
             raise stopped
+
+    @staticmethod
+    def _cancel_unstarted(in_flight: dict[Future, PlannedChange]) -> list[PlannedChange]:
+        """Take the changes no session has started out of ``in_flight``: they never leave."""
+        unstarted = [future for future in in_flight if future.cancel()]
+        return [in_flight.pop(future) for future in unstarted]
 
     def _send_marked(self, change: PlannedChange, send: Callable[[], str]) -> tuple[str, int]:
         """In a session's thread: send a change ``deliver_all`` marked sent, retried as :meth:`deliver` does

@@ -310,3 +310,30 @@ def test_waves_send_what_later_records_reference_first_and_delete_it_last(tmp_pa
     shared.started.clear()
     assert run(world, "run-2").deleted == 3
     assert [wave for wave, _ in shared.started] == [2, 1, 0]
+
+
+def test_a_ledger_failing_mid_load_stops_the_pool_and_nothing_unanswered_counts_as_sent(tmp_path, ledger_url):
+    world = make_world(tmp_path, ledger_url, "ledgerdies", sessions=4)
+    flow, ledger = world["flow"], world["ledger"]
+    state = flow.gate(flow.extract("run-1", world["billing"], ledger), ledger)
+    real_mark_sent, blocks = ledger.mark_sent, []
+
+    def dies_on_the_third_block(ids, *args, **kwargs):
+        blocks.append(list(ids))
+        if len(blocks) == 3:
+            raise OSError("disk full")
+        return real_mark_sent(ids, *args, **kwargs)
+
+    ledger.mark_sent = dies_on_the_third_block
+    with pytest.raises(OSError, match="disk full"):
+        flow.load(state, world["connection"], ledger)
+    ledger.mark_sent = real_mark_sent
+    requested = [key for _, key in world["shared"].started]
+    assert len(requested) == len(set(requested)) <= len(blocks[0]) + len(blocks[1]) < CUSTOMERS
+    before = items(world, "run-1")
+    # Every answered write that the ledger took is acknowledged; what never left is not counted as sent.
+    assert {key for key, (status, _, _) in before.items() if status == ACKNOWLEDGED} <= set(requested)
+    assert all(attempts == 0 for status, _, attempts in before.values() if status == PLANNED)
+    state = flow.load(state, world["connection"], ledger)  # the next attempt finishes the job
+    assert (state.outcomes.created, state.outcomes.already_in_target) == (CUSTOMERS, 0)  # lost answers: ours
+    assert flow.reconcile_and_report(state, world["billing"], world["connection"], ledger).reconciliation == []
