@@ -400,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
 
             shutil.rmtree(work, ignore_errors=True)
     table = markdown(results)
-    (Path(args.out) / f"onec_table_{args.ledger}.md").write_text(table)
+    (Path(args.out) / ("ONEC.md" if args.ledger == "sqlite" else f"ONEC_{args.ledger}.md")).write_text(
+        "# 1C OData bench (issue 20)\n\n" + table)
     print(table)
     return 0 if all("error" not in p for p in results["paths"].values()) else 1
 
