@@ -253,8 +253,12 @@ def run_path(kind: str, sessions: int, case: Case, billing: Path, work: Path, la
     unless ``ledger_url(label)`` gives one)."""
     label = f"{kind}-{sessions}" + ("-breakdown" if breakdown else "")
     url_file = work / f"{label}.url"
-    url_file.unlink(missing_ok=True)
-    (work / f"{label}-onec.db").unlink(missing_ok=True)
+    # Every run starts from nothing: a fresh infobase, ledger and home (a repeat must not find the last one's).
+    import shutil
+
+    for leftover in [url_file, *work.glob(f"{label}-onec.db*"), *work.glob(f"{label}-ledger.db*")]:
+        leftover.unlink(missing_ok=True)
+    shutil.rmtree(work / f"{label}-home", ignore_errors=True)
     server, server_config = _spawn("serve", {"label": label, "db": str(work / f"{label}-onec.db"),
                                              "url_file": str(url_file), "latency_ms": latency_ms}, work)
     try:
