@@ -544,6 +544,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.ledger_page import main as ledger_page_main
 
         return ledger_page_main(argv[1:])
+    if argv[:1] == ["onec"]:  # the opt-in 1C OData case (issue 20): bench/onec.py, never part of `make bench`
+        from bench.onec import main as onec_main
+
+        return onec_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", choices=sorted(WORKERS))
     parser.add_argument("--config")

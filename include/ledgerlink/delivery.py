@@ -7,13 +7,21 @@ item (or writes one chunk) and gets the outcomes back. What an earlier attempt o
 acknowledged is counted and never sent again; an item left open by an earlier attempt is continued, not
 doubled; a transient failure is retried item by item (``RetryBudget``), and the task fails only when the target
 stays down; refused credentials stop the run as one error.
+
+A target that serves several sessions at once (a 1C server runs several working processes) takes items through
+a pool of sessions (:meth:`ItemDelivery.deliver_all`), in waves when some items reference others.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter
+import queue
+import threading
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
 from dataclasses import dataclass
 
 import pandas as pd
@@ -26,6 +34,12 @@ from ledgerlink.tracking import HASH_COLUMN, KEY_COLUMN
 
 log = logging.getLogger(__name__)
 OUTCOME = {CREATE: "created", UPDATE: "updated", DELETE: "deleted"}
+Session = TypeVar("Session")
+# Acknowledgements are written in batches: one ledger transaction per ACK_BATCH answers, or every ACK_SECONDS.
+# An answer not yet written when the process dies leaves its item sent: the next attempt finds the target
+# holding it and counts it as what it did (the lost-answer path), so batching costs a re-check, never a loss.
+ACK_BATCH = 200
+ACK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,8 @@ class ItemDelivery:
                                           "held_back": 0, "rejected": 0})
         self._item_ids: dict[str, int] = {}
         self._sent_earlier: set[int] = set()
+        # The ledger is written by one thread at a time: the pool's threads write only when they retry.
+        self._ledger_lock = threading.Lock()
 
     def open(self, changes: Sequence[PlannedChange]) -> list[PlannedChange]:
         """Plan this run's changes and return those still to send, in order.
@@ -88,10 +104,7 @@ class ItemDelivery:
         try:
             outcome = self.retry.call(what, lambda: self._attempt(item_id, send))
         except HeldBack as e:
-            self.ledger.hold_back(item_id, str(e))
-            self.ledger.quarantine(self.run_id, self.flow, self.entity, [(change.source_key, e.reasons, e.row)])
-            self.outcomes["held_back"] += 1
-            log.warning("%s", e)
+            self._hold_back(change, e)
             return "held_back"
         except RemoteRejected as e:
             self.ledger.record_failure(item_id, str(e), terminal=True)
@@ -101,18 +114,174 @@ class ItemDelivery:
         except (TransientError, AuthenticationFailed) as e:
             self.ledger.record_failure(item_id, str(e), terminal=False)
             raise
-        if isinstance(outcome, Written):
-            self.ledger.record_written(item_id, version=outcome.version, request=outcome.request)
-            outcome = outcome.outcome
-        if outcome == UNCHANGED:
-            # The target holds the content already: from an earlier attempt of ours whose answer was lost (then
-            # it is what that attempt did), or from elsewhere (then this run did nothing).
-            lost_answer = item_id in self._sent_earlier or self.retry.attempts_of_last_call > 1
-            outcome = OUTCOME[change.operation] if lost_answer else "already_in_target"
-        self.ledger.acknowledge(self.flow, [(item_id, change.source_key, change.content_hash, change.target_key,
-                                             change.operation)])
+        outcome = self._counted(change, self._written(item_id, outcome), self.retry.attempts_of_last_call)
+        self.ledger.acknowledge(self.flow, [self._acknowledgement(change)])
         self.outcomes[outcome] += 1
         return outcome
+
+    def deliver_all(self, waves: Sequence[Sequence[PlannedChange]], sessions: Sequence[Session],
+                    send: Callable[[Session, PlannedChange], str],
+                    label: Callable[[PlannedChange], str] = lambda change: "") -> None:
+        """Send planned changes through ``sessions`` at once, wave after wave; ``send(session, change)``
+        returns created / updated / deleted / unchanged, and each session is used by one thread at a time.
+
+        A wave starts once every change of the one before is acknowledged or rejected in the ledger (a later
+        wave's records may reference an earlier one's). Outcomes, refusals and failures are those of
+        :meth:`deliver`, item by item; a target that stays down or refuses our credentials stops the run:
+        nothing more is handed out, what is in flight is answered and recorded, then the first such error is
+        raised. The ledger is written from this thread, in batches: a block of changes is marked sent before
+        it is handed to the sessions (a change of the block the run stops before sending is withdrawn, i.e.
+        planned again), and answers are acknowledged ``ACK_BATCH`` at a time. ``label(change)``: the record's name
+        for people, named beside its key in errors (as :meth:`deliver`'s ``label``)."""
+        if not sessions:
+            raise ValueError("deliver_all needs at least one session")
+        free: queue.SimpleQueue = queue.SimpleQueue()
+        for session in sessions:
+            free.put(session)
+        # Marked sent in blocks of at least a pool's worth, handed out as sessions free up.
+        window, refill_at = max(2 * len(sessions), 8), len(sessions)
+        pending_acks: list[tuple] = []
+        stopped: BaseException | None = None
+        flushed_at = time.monotonic()
+
+        def flush() -> None:
+            nonlocal flushed_at
+            if pending_acks:
+                with self._ledger_lock:
+                    self.ledger.acknowledge(self.flow, pending_acks)
+                pending_acks.clear()
+            flushed_at = time.monotonic()
+
+        def sent_by_a_session(change: PlannedChange) -> tuple[str, int]:
+            session = free.get()
+            try:
+                return self._send_marked(change, lambda: send(session, change), label(change))
+            finally:
+                free.put(session)
+
+        in_flight: dict[Future, PlannedChange] = {}
+        with ThreadPoolExecutor(max_workers=len(sessions), thread_name_prefix=f"{self.flow}-session") as pool:
+            try:
+                for wave in waves:
+                    waiting: deque[PlannedChange] = deque(wave)
+                    while (waiting and stopped is None) or in_flight:
+                        if waiting and stopped is None and len(in_flight) <= refill_at:
+                            block = [waiting.popleft() for _ in range(min(window - len(in_flight), len(waiting)))]
+                            with self._ledger_lock:
+                                self.ledger.mark_sent([self._item_ids[c.source_key] for c in block], message_no=self.message_no)
+                            for change in block:
+                                in_flight[pool.submit(sent_by_a_session, change)] = change
+                        done, _ = wait(in_flight, timeout=ACK_SECONDS, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            change = in_flight.pop(future)
+                            try:
+                                outcome, attempts = future.result()
+                            except HeldBack as e:
+                                self._hold_back(change, e)
+                            except RemoteRejected as e:
+                                self._reject(change, e)
+                            except BaseException as e:  # noqa: BLE001 - re-raised below, once the pool is drained
+                                stopped = stopped or e
+                            else:
+                                outcome = self._counted(change, outcome, attempts)
+                                pending_acks.append(self._acknowledgement(change))
+                                self.outcomes[outcome] += 1
+                        if stopped is not None:  # what no session has started yet never leaves
+                            self._withdraw(self._cancel_unstarted(in_flight))
+                        if len(pending_acks) >= ACK_BATCH or time.monotonic() - flushed_at >= ACK_SECONDS:
+                            flush()
+                    flush()  # the wave is settled in the ledger before the next one starts
+                    if stopped is not None:
+                        break
+            except BaseException:
+                # This thread was interrupted (a task timeout, the ledger failing): nothing more leaves; what was
+                # answered is recorded if the ledger still can be, the rest stays open for the next attempt.
+                unstarted = self._cancel_unstarted(in_flight)
+                try:
+                    self._withdraw(unstarted)
+                    flush()
+                except Exception as also:  # the ledger may be what failed: the first error is the one raised
+                    log.warning("Ledger: recording the answers so far failed as well: %s", also)
+                raise
+        if stopped is not None:
+            raise stopped
+
+    @staticmethod
+    def _cancel_unstarted(in_flight: dict[Future, PlannedChange]) -> list[PlannedChange]:
+        """Take the changes no session has started out of ``in_flight``: they never leave."""
+        unstarted = [future for future in in_flight if future.cancel()]
+        return [in_flight.pop(future) for future in unstarted]
+
+    def _send_marked(self, change: PlannedChange, send: Callable[[], str], label: str = "") -> tuple[str, int]:
+        """In a session's thread: send a change ``deliver_all`` marked sent, retried as :meth:`deliver` does
+        (each retry counted in the ledger before it leaves). Returns the target's answer and the attempts."""
+        item_id = self._item_ids[change.source_key]
+        named = f"{change.source_key} ({label})" if label else change.source_key
+        what = f"{self.entity} {named}, {change.operation} in {self.target}"
+        attempts = 0
+
+        def attempt() -> str:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                with self._ledger_lock:
+                    self.ledger.mark_sent([item_id], message_no=self.message_no)
+            try:
+                return send()
+            except TransientError as e:
+                with self._ledger_lock:
+                    self.ledger.record_failure(item_id, str(e), terminal=False)
+                raise
+
+        try:
+            # What the target answered is kept on the item before the answer is acknowledged (a crash in between
+            # still knows the version we wrote): written here, in the session's thread, one item at a time.
+            return self._written(item_id, self.retry.call(what, attempt)), attempts
+        except (TransientError, AuthenticationFailed) as e:
+            with self._ledger_lock:
+                self.ledger.record_failure(item_id, str(e), terminal=False)
+            raise
+
+    def _written(self, item_id: int, outcome: str | Written) -> str:
+        """The bare outcome; a :class:`Written`'s version and request are kept on the item first."""
+        if not isinstance(outcome, Written):
+            return outcome
+        if outcome.version is not None or outcome.request is not None:
+            with self._ledger_lock:
+                self.ledger.record_written(item_id, version=outcome.version, request=outcome.request)
+        return outcome.outcome
+
+    def _hold_back(self, change: PlannedChange, error: HeldBack) -> None:
+        with self._ledger_lock:
+            self.ledger.hold_back(self._item_ids[change.source_key], str(error))
+            self.ledger.quarantine(self.run_id, self.flow, self.entity, [(change.source_key, error.reasons, error.row)])
+        self.outcomes["held_back"] += 1
+        log.warning("%s", error)
+
+    def _reject(self, change: PlannedChange, error: RemoteRejected) -> None:
+        with self._ledger_lock:
+            self.ledger.record_failure(self._item_ids[change.source_key], str(error), terminal=True)
+        self.outcomes["rejected"] += 1
+        log.warning("%s refused %s %s: %s", self.target, self.entity, change.source_key, error)
+
+    def _withdraw(self, changes: list[PlannedChange]) -> None:
+        """Changes marked sent that never left (the run stopped first): planned again."""
+        if changes:
+            with self._ledger_lock:
+                self.ledger.withdraw_unsent([self._item_ids[c.source_key] for c in changes])
+
+    def _counted(self, change: PlannedChange, outcome: str, attempts: int) -> str:
+        """What a change did, from the target's answer."""
+        if outcome != UNCHANGED:
+            return outcome
+        # The target holds the content already: from an earlier attempt of ours whose answer was lost (then it
+        # is what that attempt did), or from elsewhere (then this run did nothing).
+        lost_answer = self._item_ids[change.source_key] in self._sent_earlier or attempts > 1
+        return OUTCOME[change.operation] if lost_answer else "already_in_target"
+
+    def _acknowledgement(self, change: PlannedChange) -> tuple:
+        return (self._item_ids[change.source_key], change.source_key, change.content_hash, change.target_key,
+                change.operation)
 
     def _attempt(self, item_id: int, send: Callable[[], str]) -> str:
         """One attempt: the ledger counts it (and shows the item in flight) before the request leaves."""

@@ -110,10 +110,12 @@ def serve(directory: Path, seed: int, customers: int, host: str = "127.0.0.1", b
     write_demo_statement(billing_db, statement)
     # SANDBOX_ONEC_IF_MATCH=ignore: a 1C base that ignores If-Match, as some real ones do. Node PAYMENTS of the
     # exchange plan is the one the payments flow reads its changes through (BILLING is the file exchange's).
+    # SANDBOX_ONEC_LATENCY_MS=20: the base's own time per OData request (a real 1C: 10 to 50 ms; default 0).
     onec = make_onec(host=host, port=port("onec"), db_path=directory / "onec.db", users={"ledgerlink": creds["onec"]},
                      base="/demo", exchange_dir=onec_exchange, bank_statement=statement,
                      node_codes=("BILLING", "PAYMENTS"),
-                     honour_if_match=os.environ.get("SANDBOX_ONEC_IF_MATCH", "honour").lower() != "ignore")
+                     honour_if_match=os.environ.get("SANDBOX_ONEC_IF_MATCH", "honour").lower() != "ignore",
+                     latency_seconds=float(os.environ.get("SANDBOX_ONEC_LATENCY_MS") or 0) / 1000)
     crm_server = crm.make_server(host, port("crm"), directory / "crm.db", tokens={creds["crm"]: "ledgerlink"})
     gib = gib_module.Gib(directory / "gib.db")
     # GİB's e-Fatura user list: Turkish companies are registered, people (TCKN) are not and get e-Arşiv.

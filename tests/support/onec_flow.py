@@ -27,9 +27,11 @@ USER, PASSWORD = "ledgerlink", "secret"
 class OneCWorld:
     """Billing (SQLite file), the 1C stand-in (started by ``start``), the ledger, and an ODataClient."""
 
-    def __init__(self, folder: Path, billing_db: Path, *, honour_if_match: bool = True):
+    def __init__(self, folder: Path, billing_db: Path, *, honour_if_match: bool = True, sessions: int = 1,
+                 latency_seconds: float = 0.0):
         self.folder = folder
         self.honour_if_match = honour_if_match
+        self.sessions, self.latency_seconds = sessions, latency_seconds  # the client's pool; 1C's time per request
         self.billing_path = billing_db
         self.billing = sa.create_engine(f"sqlite:///{billing_db}")
         self.ledger = Ledger.migrated(f"sqlite:///{folder / 'ledger.db'}")
@@ -39,9 +41,10 @@ class OneCWorld:
 
     def start(self) -> "OneCWorld":
         server = make_server("127.0.0.1", 0, db_path=self.folder / "onec.sqlite", users={USER: PASSWORD},
-                             base="/demo", exchange_poll_seconds=None, honour_if_match=self.honour_if_match)
+                             base="/demo", exchange_poll_seconds=None, honour_if_match=self.honour_if_match,
+                             latency_seconds=self.latency_seconds)
         self.server = self._stack.enter_context(serving(server))
-        self.client = ODataClient(self.server.url + "/demo", USER, PASSWORD, timeout=10)
+        self.client = ODataClient(self.server.url + "/demo", USER, PASSWORD, timeout=10, sessions=self.sessions)
         return self
 
     def close(self) -> None:
@@ -84,6 +87,12 @@ class OneCWorld:
         request = urllib.request.Request(f"{self.server.url}/_sandbox/onec/edit", data=body, method="POST",
                                          headers={"Content-Type": "application/json; charset=utf-8"})
         with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def sessions_seen(self, reset: bool = False) -> dict[str, int]:
+        """OData requests 1C answered, and the most it answered at once."""
+        with urllib.request.urlopen(f"{self.server.url}/_sandbox/onec/sessions?reset={int(reset)}",
+                                    timeout=10) as response:
             return json.loads(response.read())
 
     def faults(self, rules: list[dict]) -> None:

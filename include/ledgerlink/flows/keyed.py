@@ -14,15 +14,20 @@ finance, with both values, never overwritten).
 
 Built for the map's "reference data" volumes (a customer table: 100,000 records): the source is read whole each
 run, so the gate sees every record and change tracking cannot miss an edit that did not move the watermark.
+
+Records travel through as many sessions at once as the target connection offers (:class:`SessionSource`: 1C's
+hook reads ``sessions`` from the connection, 4 by default), each session with its own adapter; an adapter whose
+records reference each other orders them in waves (``RecordTarget.wave``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -77,6 +82,50 @@ class RecordTarget(Protocol):
     def mismatches(self, record: dict, held: dict) -> dict[str, tuple[object, object]]:
         """The target's fields where ``held`` (what the target has) differs from ``record`` mapped: field ->
         (the target's value, the source's value)."""
+
+    # Optional: ``wave(source_key, record) -> int``. Records of a lower wave are all acknowledged before a
+    # higher wave starts (what a record references goes first: catalogs before documents); ``record`` is None
+    # for a deletion, and deletions travel after every upsert, highest wave first. Without it: one wave.
+
+
+@runtime_checkable
+class SessionSource(Protocol):
+    """A target connection that serves several sessions at once: ``sessions`` of them, each opened by
+    ``open_session()`` as a connection of its own (the first session is the connection itself)."""
+
+    sessions: int
+
+    def open_session(self) -> object: ...
+
+
+@contextlib.contextmanager
+def target_sessions(connection) -> Iterator[list]:
+    """The connection and, when it is a :class:`SessionSource`, the other sessions it allows, closed after."""
+    count = max(1, int(connection.sessions)) if isinstance(connection, SessionSource) else 1
+    opened = [connection.open_session() for _ in range(count - 1)]
+    try:
+        yield [connection, *opened]
+    finally:
+        for session in opened:
+            close = getattr(session, "close", None)
+            if close is not None:
+                close()
+
+
+def in_waves(changes: list[PlannedChange], target: RecordTarget, rows: dict[str, dict]) -> list[list[PlannedChange]]:
+    """The changes in the order the target's references need (see ``RecordTarget.wave``), order kept within a
+    wave: upserts by ascending wave, then deletions by descending wave."""
+    wave = getattr(target, "wave", None)
+    if wave is None:
+        return [changes] if changes else []
+    upserts: dict[int, list[PlannedChange]] = {}
+    deletions: dict[int, list[PlannedChange]] = {}
+    for change in changes:
+        if change.operation == DELETE:
+            deletions.setdefault(int(wave(change.source_key, None)), []).append(change)
+        else:
+            upserts.setdefault(int(wave(change.source_key, rows[change.source_key])), []).append(change)
+    return [upserts[n] for n in sorted(upserts)] + [deletions[n] for n in sorted(deletions, reverse=True)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,33 +195,42 @@ class KeyedFlow:
     def load(self, state: RunState, connection, ledger: Ledger, retry: RetryBudget | None = None) -> RunState:
         """Send each change through the delivery lifecycle: every record planned, sent and acknowledged in the
         ledger; a transient failure retried per record (``retry``), the task failing only when the target stays
-        down; refused credentials stopping the run at once, as one error."""
-        run_id, target = state.run_id, self.target(connection)
+        down; refused credentials stopping the run at once, as one error. Records travel through as many
+        sessions at once as the connection offers (:func:`target_sessions`), in the adapter's waves."""
+        run_id = state.run_id
         ledger.hold_lease(self.id, run_id)
         rows = {row[KEY_COLUMN]: row for row in read_frame(state.batch[0]).to_dict("records")}
         deletions: dict[str, str | None] = read_json(state.deletions)
-        changes = [PlannedChange(key, target.target_key(key), row[HASH_COLUMN], row["_op"])
-                   for key, row in rows.items()]
-        changes += [PlannedChange(key, target_key or target.target_key(key), None, DELETE)
-                    for key, target_key in deletions.items()]
-        if RunParams.of(state.params).dry_run:
-            planned = {op: sum(1 for c in changes if c.operation == op) for op in (CREATE, UPDATE, DELETE)}
-            for change in changes[:SHOWN]:
-                log.info("dry run: would %s %s %s in %s", change.operation, self.spec.entity, change.source_key,
-                         target.name)
-            log.info("dry run: %d change(s) planned, none sent: %s", len(changes), planned)
-            return dataclasses.replace(state, outcomes=Outcomes(created=planned[CREATE], updated=planned[UPDATE],
-                                                                deleted=planned[DELETE]))
-        delivery = ItemDelivery(ledger, flow=self.id, run_id=run_id, target=self.spec.target,
-                                entity=self.spec.entity, retry=retry)
-        to_send = delivery.open(changes)
-        versions = self._written_versions(ledger, [c.source_key for c in to_send])
-        prepare = getattr(target, "prepare", None)
-        if prepare is not None and to_send:
-            prepare([rows[c.source_key] for c in to_send if c.operation != DELETE])
-        for change in to_send:
-            label = "" if change.operation == DELETE else self._label(rows[change.source_key])
-            delivery.deliver(change, self._send(target, change, rows, versions), label=label)
+        with target_sessions(connection) as sessions:
+            targets = [self.target(session) for session in sessions]
+            target = targets[0]
+            changes = [PlannedChange(key, target.target_key(key), row[HASH_COLUMN], row["_op"])
+                       for key, row in rows.items()]
+            changes += [PlannedChange(key, target_key or target.target_key(key), None, DELETE)
+                        for key, target_key in deletions.items()]
+            if RunParams.of(state.params).dry_run:
+                planned = {op: sum(1 for c in changes if c.operation == op) for op in (CREATE, UPDATE, DELETE)}
+                for change in changes[:SHOWN]:
+                    log.info("dry run: would %s %s %s in %s", change.operation, self.spec.entity, change.source_key,
+                             target.name)
+                log.info("dry run: %d change(s) planned, none sent: %s", len(changes), planned)
+                return dataclasses.replace(state, outcomes=Outcomes(created=planned[CREATE], updated=planned[UPDATE],
+                                                                    deleted=planned[DELETE]))
+            delivery = ItemDelivery(ledger, flow=self.id, run_id=run_id, target=self.spec.target,
+                                    entity=self.spec.entity, retry=retry)
+            to_send = delivery.open(changes)
+            versions = self._written_versions(ledger, [c.source_key for c in to_send])
+            if to_send and hasattr(target, "prepare"):
+                # Each session's adapter prepares itself (what it learns is its own): the first creates what the
+                # records point at, the others find it there.
+                for session_target in targets:
+                    session_target.prepare([rows[c.source_key] for c in to_send if c.operation != DELETE])
+            if to_send:
+                log.info("%s: sending %d change(s) through %d session(s)", self.id, len(to_send), len(targets))
+            delivery.deliver_all(
+                in_waves(to_send, target, rows), targets,
+                lambda session_target, change: self._send(session_target, change, rows, versions)(),
+                label=lambda change: "" if change.operation == DELETE else self._label(rows[change.source_key]))
         if state.watermark_read:
             ledger.set_watermark(self.id, self.watermark, state.watermark_read)
         log.info("Loaded into %s: %s", target.name, dict(delivery.outcomes))

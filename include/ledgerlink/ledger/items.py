@@ -106,6 +106,18 @@ class Items(LedgerPart):
                     status=SENT, sent_at=utcnow(), attempts=Item.attempts + 1, message_no=message_no,
                     updated_at=utcnow()))
 
+    def withdraw_unsent(self, item_ids: Iterable[int]) -> None:
+        """Undo ``mark_sent`` for items marked ahead of their send that never left (the run stopped first):
+        one attempt fewer, and an item no earlier attempt sent is planned again, not in flight."""
+        ids = list(item_ids)
+        never_sent = Item.attempts <= 1
+        with self.engine.begin() as conn:
+            for chunk in _chunks(ids, 900):
+                conn.execute(sa.update(Item).where(Item.id.in_(chunk), Item.status == SENT).values(
+                    status=sa.case((never_sent, PLANNED), else_=Item.status),
+                    sent_at=sa.case((never_sent, None), else_=Item.sent_at),
+                    attempts=Item.attempts - 1, updated_at=utcnow()))
+
     def record_failure(self, item_id: int, error: str, *, terminal: bool) -> None:
         """A send failed: terminal failures reject the item; transient ones leave it open for the retry."""
         with self.engine.begin() as conn:

@@ -9,6 +9,12 @@ The web server in front (DESIGN §8: publications sit behind IIS or Apache), as 
 * Failed logins. 401 with a Basic challenge by default; with ``login_page=True`` a failed login is answered
   as some publications behind a web-server login form do: an HTML page with status 200.
 
+Sessions and server time. Requests are served concurrently, one thread each (a 1C server runs several working
+processes); the infobase is one SQLite file written one transaction at a time. ``latency_seconds`` adds the time
+a real base spends on each OData request (a real 1C answers in about 10 to 50 ms: the platform's object model,
+its own database, posting), spent outside the store's lock, so concurrent sessions overlap it as a real server's
+working processes do. 0 (the default): answer at once.
+
 Admin endpoints (no auth, never hit by fault rules; for tests and demos)::
 
     POST /_sandbox/onec/edit            {"set": "...", "ref_key": "...", "changes": {...}}
@@ -16,6 +22,8 @@ Admin endpoints (no auth, never hit by fault rules; for tests and demos)::
                                         (``Posted`` may be set here, as pressing "Post" would)
     GET  /_sandbox/onec/dump?set=...    {"set": ..., "value": [objects as OData writes them]}
     GET  /_sandbox/onec/changes?node=BILLING   registered changes, without stamping them
+    GET  /_sandbox/onec/sessions        {"requests": n, "in_flight": n, "most_in_flight": n}: OData requests
+                                        answered, being answered now, and the most at once (``?reset=1`` zeroes)
     POST /_sandbox/onec/exchange/run    process the exchange folder now; {"results": [...]}
     POST /_sandbox/onec/bank/import     import the bank statement's pending lines now (``bank``);
                                         {"imported": n, "waiting": n}; the exchange poller does it too
@@ -24,11 +32,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import logging
 import sqlite3
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -85,7 +95,10 @@ class OneCHandler(SandboxHandler):
         host = self.headers.get("Host") or self.server.url.split("://", 1)[1]
         request = ODataRequest(method, decoded[len(prefix):].lstrip("/"), query, self.headers, body,
                                f"http://{host}{quote(prefix)}/")
-        return self.server.odata.handle(request)
+        with self.server.sessions.serving():
+            if self.server.latency_seconds:
+                time.sleep(self.server.latency_seconds)  # the base's own work on the request, see the module
+            return self.server.odata.handle(request)
 
     def _url_limit(self) -> Response | None:
         """The web server's answer to a URL over its limits, before the request reaches 1C."""
@@ -141,6 +154,8 @@ class OneCHandler(SandboxHandler):
                 {**asdict(c), "message_no": None if c.message_no is None else str(c.message_no)}
                 for c in infobase.pending_changes(node)
             ]})
+        if action == "sessions" and method == "GET":
+            return json_response(200, self.server.sessions.counts(reset=(query.get("reset") or [""])[0] == "1"))
         if action == "exchange/run" and method == "POST":
             if self.server.exchange is None:
                 return Response.json(409, {"error": "this 1C stand-in was started without an exchange_dir"})
@@ -152,6 +167,33 @@ class OneCHandler(SandboxHandler):
         return Response.json(404, {"error": f"no admin endpoint {method} /_sandbox/onec/{action}"})
 
 
+class SessionCounter:
+    """OData requests being answered at once: what a test or a bench reads to see clients' sessions overlap."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests = self.in_flight = self.most_in_flight = 0
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.requests += 1
+
+    def counts(self, *, reset: bool = False) -> dict[str, int]:
+        with self._lock:
+            counts = {"requests": self.requests, "in_flight": self.in_flight, "most_in_flight": self.most_in_flight}
+            if reset:
+                self.requests, self.most_in_flight = 0, self.in_flight
+        return counts
+
+
 class OneCServer(SandboxServer):
     """The 1C stand-in; ``odata_url`` is the service root clients are given."""
 
@@ -159,7 +201,9 @@ class OneCServer(SandboxServer):
                  exchange_dir: Path | None, exchange_poll_seconds: float | None,
                  max_query_string: int | None = IIS_MAX_QUERY_STRING, max_request_line: int | None = HTTP_SYS_MAX_URL,
                  login_page: bool = False, honour_if_match: bool = True, bank_statement: Path | None = None,
-                 node_codes: tuple[str, ...] = DEFAULT_NODES):
+                 node_codes: tuple[str, ...] = DEFAULT_NODES, latency_seconds: float = 0.0):
+        if latency_seconds < 0:
+            raise ValueError(f"latency_seconds must not be negative, not {latency_seconds}")
         store = Store(Path(db_path))
         try:
             infobase = Infobase(store, node_codes=node_codes, honour_if_match=honour_if_match)
@@ -171,6 +215,8 @@ class OneCServer(SandboxServer):
         self.users = dict(users)
         self.max_query_string, self.max_request_line = max_query_string, max_request_line
         self.login_page = login_page
+        self.latency_seconds = float(latency_seconds)
+        self.sessions = SessionCounter()
         self.odata_path = ("/" + base.strip("/") if base.strip("/") else "") + ODATA_PATH
         self.odata = ODataService(infobase)
         self.exchange = FileExchange(Path(exchange_dir), infobase) if exchange_dir else None
@@ -228,7 +274,7 @@ def make_server(host: str = "127.0.0.1", port: int = 0, *, db_path: Path, users:
                 exchange_poll_seconds: float | None = 5.0, max_query_string: int | None = IIS_MAX_QUERY_STRING,
                 max_request_line: int | None = HTTP_SYS_MAX_URL, login_page: bool = False,
                 honour_if_match: bool = True, bank_statement: Path | None = None,
-                node_codes: tuple[str, ...] = DEFAULT_NODES) -> OneCServer:
+                node_codes: tuple[str, ...] = DEFAULT_NODES, latency_seconds: float = 0.0) -> OneCServer:
     """A 1C stand-in bound to ``host:port`` (0 picks a free port), keeping its infobase in ``db_path``.
 
     ``users`` maps Basic-auth user names to passwords. The service root is
@@ -239,8 +285,10 @@ def make_server(host: str = "127.0.0.1", port: int = 0, *, db_path: Path, users:
     ``honour_if_match=False`` makes the base ignore ``If-Match``, as some real bases do (see ``infobase``).
     ``bank_statement``: a statement file whose lines the poller imports as posted bank receipts (``bank``).
     ``node_codes``: the exchange plan's nodes, created on first start.
+    ``latency_seconds``: the base's own time per OData request, overlapping between sessions (module docstring).
     """
     return OneCServer((host, port), db_path=db_path, users=users, base=base, exchange_dir=exchange_dir,
                       exchange_poll_seconds=exchange_poll_seconds, max_query_string=max_query_string,
                       max_request_line=max_request_line, login_page=login_page,
-                      honour_if_match=honour_if_match, bank_statement=bank_statement, node_codes=node_codes)
+                      honour_if_match=honour_if_match, bank_statement=bank_statement, node_codes=node_codes,
+                      latency_seconds=latency_seconds)

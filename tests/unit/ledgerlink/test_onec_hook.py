@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ledgerlink import tasks
+from ledgerlink.errors import ConfigurationError
 from ledgerlink.onec.hook import OneCODataHook
 
 
@@ -43,3 +46,20 @@ def test_how_changes_are_read_comes_from_the_connection(monkeypatch):
         feed = receipt_feed(tasks.onec_client())
         assert (feed.mode, feed.position_name) == (mode, position)
     assert feed.lookback.days == 3
+def test_the_number_of_parallel_1c_sessions_comes_from_the_connection(monkeypatch):
+    def client(extra):
+        monkeypatch.setenv("AIRFLOW_CONN_ONEC_DEFAULT", json.dumps({
+            "conn_type": "http", "host": "onec.example", "login": "exchange", "password": "pw", "extra": extra}))
+        return tasks.onec_client()
+
+    assert client({}).sessions == 4  # a 1C server serves several sessions at once
+    assert client({"sessions": 1}).sessions == 1 and client({"sessions": 6}).sessions == 6
+    first = client({"sessions": 2, "timeout": 7})
+    first.setting_a_flow_made = "kept"  # whatever the hook or a flow set on the client travels to every session
+    other = first.open_session()
+    assert other.session is not first.session and other.session.auth == ("exchange", "pw")
+    assert other.setting_a_flow_made == "kept" and other.session.headers["Accept"] == "application/json"
+    assert (other.timeout, other.sessions, other.service_url) == (7, 1, "http://onec.example/odata/standard.odata/")
+    for wrong in (0, -1, "4", 2.5, True):
+        with pytest.raises(ConfigurationError, match="sessions must be a whole number"):
+            client({"sessions": wrong})
