@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "planned":
         rows = ledger.planned(target=args.target, entity=args.entity, since=_since(args.since),
                               until=_since(args.until))
-        _print(rows, ["planned_at", "flow", "target", "entity", "what", "operation", "result", "attempts"],
+        _print(rows, ["planned_at", "flow", "target", "entity", "what", "operation", "via", "result", "attempts"],
                args.json)
     elif args.command == "lines":
         rows = ledger.deliveries(flow=args.flow, run_id=args.run, key=args.key)
@@ -169,20 +169,19 @@ def _chunks_by_run(chunks: list[dict]) -> dict[tuple[str, str], dict[str, int]]:
 
 
 def _summary(ledger, as_json: bool, check_targets: bool, expect_blocked: list[str] = ()) -> int:
-    from dataclasses import fields
-
     from ledgerlink.report import RunSummary
 
     last: dict[str, dict] = {}
     for run in ledger.runs():
         last[run["flow"]] = run
-    known = {f.name for f in fields(RunSummary)}
     out, status = [], 0
     for flow, run in sorted(last.items()):
         summary = json.loads(run["summary"]) if run.get("summary") else None
         if run["status"] != "succeeded" and not (run["status"] == "blocked" and flow in expect_blocked):
             status = 1
-        if summary is None or "error" in summary:
+        # A run closed by its failure callback keeps only {"error": ...}; a closed run keeps the whole summary
+        # (which has an "error" field of its own, blank on a good night).
+        if summary is None or ("error" in summary and "flow" not in summary and "text" not in summary):
             why = f": {summary['error']}" if summary else ", no summary yet"
             out.append(f"===== Ledgerlink: {flow} =====\nrun {run['run_id']}: {run['status']}{why}")
             continue
@@ -190,7 +189,7 @@ def _summary(ledger, as_json: bool, check_targets: bool, expect_blocked: list[st
             out.append(summary["text"] if run["status"] == "succeeded" else
                        f"{summary['text']}\nrun {run['run_id']}: {run['status'].upper()}")
         else:
-            out.append(RunSummary(**{k: v for k, v in summary.items() if k in known}).text())
+            out.append(RunSummary.from_dict(summary).text())
         if check_targets:
             with _airflow_logs_to_stderr():
                 line, agrees = check_target(flow, ledger)

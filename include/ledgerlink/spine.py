@@ -327,25 +327,28 @@ def message_exchange_dag(flow_id: str, *, produces: Asset, doc_md: str = ""):
     (1C's earlier answers read first) → wait for 1C's answer → reconcile and report. The period is the month
     before the run's logical date; catch-up runs the months missed, in order, one at a time, and each message
     carries what the earlier ones left unconfirmed."""
+    from ledgerlink.flows.spec import system_name
+
     spec = spec_of(flow_id)
     conn_id = _system_connection(spec.target)
 
     def module():
         return importlib.import_module(FLOW_MODULES[flow_id])
 
-    @_ledger_dag(flow_id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, catchup=True)
+    @_ledger_dag(flow_id, schedule=spec.schedule, doc_md=spec.doc_md(doc_md), tags=spec.tags, catchup=True,
+                 display_name=spec.title)
     def exchange():
-        @task
+        @task(task_display_name=f"Send the month's message to {system_name(spec.target)}")
         @fail_fast_on_terminal
         def send_message(logical_date=None) -> dict:
             return module().send_task(current_run_id(), logical_date, conn_id)
 
-        @task(outlets=[produces])
+        @task(outlets=[produces], task_display_name="Await 1C's answer")
         @fail_fast_on_terminal
         def await_acknowledgement(state: dict) -> dict:
             return module().await_task(state, conn_id)
 
-        @task
+        @task(task_display_name="Reconcile and report")
         @fail_fast_on_terminal
         def reconcile_and_report(state: dict) -> dict:
             return module().report_task(state)

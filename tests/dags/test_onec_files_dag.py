@@ -15,7 +15,7 @@ def test_the_dag_runs_monthly_with_catch_up_one_run_at_a_time():
     assert (dag.catchup, dag.max_active_runs) == (True, 1)
     assert dag.schedule == "0 3 1 * *"
     assert [t.task_id for t in dag.topological_sort()] == ["send_message", "await_acknowledgement",
-                                                            "reconcile_and_report"]
+                                                            "reconcile_and_report", "summary"]
     assert "master" in dag.doc_md and "ReceivedNo" in dag.doc_md
 
 

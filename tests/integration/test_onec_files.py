@@ -335,7 +335,7 @@ def test_planned_and_history_show_each_document_with_its_message(world, monkeypa
     world.run()
     assert cli.main(["planned"]) == 0
     table = capsys.readouterr().out
-    assert "message_no" in table.splitlines()[0] and len([line for line in table.splitlines() if " 1 " in line]) == 4
+    assert "via" in table.splitlines()[0] and len([line for line in table.splitlines() if "message 1" in line]) == 4
     world.one_c_takes_files()
     world.run()
     assert cli.main(["history", "--target", "onec_files", "--json"]) == 0
