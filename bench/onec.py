@@ -8,9 +8,11 @@ a real server; every path gets a fresh infobase. Ledgerlink's extract and gate r
 bare loop sends exactly the records the gate let through, with the bodies Ledgerlink's mapping builds);
 reconciliation is timed on its own.
 
-A flow is a :class:`Case`: how to build billing, the bare loop's requests, and the flow module. Today the case is
-the counterparties flow (``Catalog_Контрагенты``); the documents flow (5-line invoices) becomes a second case.
-Nothing here asserts a time; results go to ``<out>/onec_results.json`` and ``<out>/ONEC.md``.
+A flow is a :class:`Case`: how to build billing, the bare loop's requests, and the flow module: ``counterparties``
+(``Catalog_Контрагенты``, one POST a record) and ``documents`` (``--case documents``: invoices of 5 lines, each a sale
+and its VAT invoice, both posted; the counterparties are sent first by the customers flow, untimed).
+Nothing here asserts a time; results go to ``<out>/onec_results.json`` and ``<out>/ONEC.md`` (the documents case:
+``onec_results_documents.json`` and ``ONEC_documents.md``).
 """
 from __future__ import annotations
 
@@ -42,15 +44,21 @@ class Case:
     """One flow to 1C as the bench drives it.
 
     ``prepare(billing_path, rows)``: billing with ``rows`` records to send; ``flow``: the flow module's name (its
-    ``extract``/``gate``/``load``/``reconcile_and_report``); ``requests(client, staged_rows)``: what the bare
-    loop sends for the gate's staged rows, as (method, path relative to the service root, JSON body bytes),
-    built with the client once before the timed loop; ``unit``: what one record is, for the table."""
+    ``extract``/``gate``/``load``/``reconcile_and_report``) and ``target`` its target adapter's class (timed in the
+    breakdown); ``requests(client, staged_rows)``: what the bare loop sends for the gate's staged rows, as
+    ``(prelude, units)``: the prelude's requests go first, in order on one session (what every record points at),
+    then each unit is one record's requests, in order on one session, the units spread over the sessions; a
+    request is (method, path relative to the service root, JSON body bytes or None), built with the client once
+    before the timed loop; ``setup(client, billing_path, work_dir)``: what 1C must hold before the timed part
+    (both paths, untimed); ``unit``: what one record is, for the table."""
 
     name: str
     unit: str
     flow: str
+    target: str
     prepare: Callable[[Path, int], None]
-    requests: Callable[[object, list[dict]], list[tuple[str, str, bytes]]]
+    requests: Callable[[object, list[dict]], tuple[list, list[list[tuple[str, str, bytes | None]]]]]
+    setup: Callable[[object, Path, Path], None] | None = None
 
 
 def _prepare_customers(billing: Path, rows: int) -> None:
@@ -59,20 +67,101 @@ def _prepare_customers(billing: Path, rows: int) -> None:
     generate_billing(billing, seed=20, customers=rows, usage_rows=0)
 
 
-def _counterparty_requests(client, staged: list[dict]) -> list[tuple[str, str, bytes]]:
+def _body(payload: dict) -> bytes:
+    from ledgerlink.onec.client import _json_default
+
+    return json.dumps(payload, ensure_ascii=False, default=_json_default).encode("utf-8")
+
+
+def _counterparty_requests(client, staged: list[dict]):
     from urllib.parse import quote
 
     from ledgerlink.onec import counterparties
-    from ledgerlink.onec.client import _json_default
 
     path = quote(counterparties.ENTITY_SET)
-    return [("POST", path, json.dumps(counterparties._to_wire(client, counterparties.to_counterparty(row), None),
-                                      ensure_ascii=False, default=_json_default).encode("utf-8"))
-            for row in staged]
+    return [], [[("POST", path, _body(counterparties._to_wire(client, counterparties.to_counterparty(row), None)))]
+                for row in staged]
 
 
-CASES = {"counterparties": Case("counterparties", "counterparty (Catalog_Контрагенты, one POST each)",
-                                "ledgerlink.flows.customers_to_onec", _prepare_customers, _counterparty_requests)}
+LINES_PER_INVOICE = 5
+
+
+def _prepare_invoices(billing: Path, rows: int) -> None:
+    """``rows`` issued invoices of exactly 5 lines each: the generator's itemised invoices (more lines than needed,
+    over rows/3 customers), each cut to its first 5 lines and its totals summed again from them; invoices with
+    fewer lines, and those beyond ``rows``, removed."""
+    import sqlite3
+
+    from sandbox.generator import generate_billing
+
+    generate_billing(billing, seed=20, customers=max(3, rows // 3), usage_rows=0,
+                     invoice_lines=rows * LINES_PER_INVOICE * 4)
+    with sqlite3.connect(billing) as db:
+        db.execute("DELETE FROM invoice_lines WHERE line_no > ?", (LINES_PER_INVOICE,))
+        keep = [r[0] for r in db.execute(
+            "SELECT i.invoice_id FROM invoices i WHERE i.status NOT IN ('cancelled', 'draft') AND "
+            "(SELECT COUNT(*) FROM invoice_lines l WHERE l.invoice_id = i.invoice_id) = ? ORDER BY i.invoice_id "
+            "LIMIT ?", (LINES_PER_INVOICE, rows))]
+        if len(keep) < rows:
+            raise RuntimeError(f"billing has only {len(keep)} invoices of {LINES_PER_INVOICE} lines, {rows} asked")
+        db.execute("CREATE TEMP TABLE keep (invoice_id TEXT PRIMARY KEY)")
+        db.executemany("INSERT INTO keep VALUES (?)", [(k,) for k in keep])
+        db.execute("DELETE FROM invoice_lines WHERE invoice_id NOT IN (SELECT invoice_id FROM keep)")
+        db.execute("DELETE FROM invoices WHERE invoice_id NOT IN (SELECT invoice_id FROM keep)")
+        for total in ("net_minor", "vat_minor", "gross_minor"):
+            db.execute(f"UPDATE invoices SET {total} = (SELECT SUM(l.{total}) FROM invoice_lines l "
+                       f"WHERE l.invoice_id = invoices.invoice_id)")
+
+
+def _seed_counterparties(client, billing: Path, work: Path) -> None:
+    """The counterparties the invoices point at, sent by the customers flow (its own ledger), before the timer."""
+    import sqlalchemy as sa
+
+    from ledgerlink.flows import customers_to_onec
+    from ledgerlink.ledger import Ledger
+
+    summary = customers_to_onec.run_all("bench-seed-counterparties", sa.create_engine(f"sqlite:///{billing}"),
+                                        client, Ledger.migrated(f"sqlite:///{work / 'seed-ledger.db'}"))
+    if not summary.sent:
+        raise RuntimeError(f"seeding the counterparties sent nothing: {summary}")
+
+
+def _document_requests(client, staged: list[dict]):
+    """What ``onec.documents`` sends for a new invoice (a first night): its contract and nomenclature items once
+    (``prepare``), then per invoice POST the sale, POST its ``Post``, POST the VAT invoice, POST its ``Post``."""
+    from urllib.parse import quote
+
+    from ledgerlink.onec import documents
+    from ledgerlink.onec.client import guid_key
+
+    refs = documents.base_references(client)
+    contracts, tariffs = {}, {}
+    for invoice in staged:
+        contract = json.loads(invoice["contract"]) if isinstance(invoice["contract"], str) else invoice["contract"]
+        contracts[contract["contract_id"]] = contract
+        for tariff in json.loads(invoice["tariffs"]) if isinstance(invoice["tariffs"], str) else invoice["tariffs"]:
+            tariffs[tariff["tariff_id"]] = tariff
+    prelude = [("POST", quote(documents.CONTRACTS), _body(documents.to_contract(c, refs))) for c in contracts.values()]
+    prelude += [("POST", quote(documents.PRODUCTS), _body(documents.to_product(t, refs))) for t in tariffs.values()]
+    post = "/Post?PostingModeOperational=false"
+    units = []
+    for invoice in staged:
+        sale, vat = documents.to_sale(invoice, refs), documents.to_vat_invoice(invoice, refs)
+        units.append([("POST", quote(documents.SALES), _body(sale)),
+                      ("POST", guid_key(documents.SALES, sale["Ref_Key"]) + post, None),
+                      ("POST", quote(documents.VAT_INVOICES), _body(vat)),
+                      ("POST", guid_key(documents.VAT_INVOICES, vat["Ref_Key"]) + post, None)])
+    return prelude, units
+
+
+CASES = {
+    "counterparties": Case("counterparties", "counterparty (Catalog_Контрагенты, one POST each)",
+                           "ledgerlink.flows.customers_to_onec", "CounterpartiesIn1C", _prepare_customers,
+                           _counterparty_requests),
+    "documents": Case("documents", f"invoice of {LINES_PER_INVOICE} lines (sale + Post, VAT invoice + Post: "
+                      "4 requests each, after its contract and nomenclature)", "ledgerlink.flows.invoices_to_onec",
+                      "InvoicesIn1C", _prepare_invoices, _document_requests, _seed_counterparties),
+}
 
 
 # --------------------------------------------------------------------------------------------- workers
@@ -139,6 +228,18 @@ class _Timers:
         setattr(owner, name, timed)
 
 
+def _setup(cfg: dict) -> None:
+    """What 1C must hold before the timed part (the case's ``setup``), on a client of its own, untimed."""
+    from ledgerlink.onec.client import ODataClient
+
+    case = CASES[cfg["case"]]
+    if case.setup is not None:
+        seed_dir = Path(cfg["home"]) / "setup"
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        case.setup(ODataClient(cfg["url"] + BASE, USER, PASSWORD, timeout=60, sessions=cfg["sessions"]),
+                   Path(cfg["billing"]), seed_dir)
+
+
 def worker_ledgerlink(cfg: dict) -> dict:
     import logging
 
@@ -146,16 +247,15 @@ def worker_ledgerlink(cfg: dict) -> dict:
 
     logging.basicConfig(level=logging.WARNING)
     flow, billing, ledger, state, staged = _staged(cfg, "bench-onec")
-    client = ODataClient(cfg["url"] + BASE, USER, PASSWORD, timeout=60, sessions=cfg["sessions"],
-                         max_query_string=None)
+    _setup(cfg)
+    # With the URL limit the stand-in enforces (IIS's, as a real publication): lookups by key are split under it.
+    client = ODataClient(cfg["url"] + BASE, USER, PASSWORD, timeout=60, sessions=cfg["sessions"])
     timers = _Timers()
     if cfg.get("breakdown"):
         # Where the time goes: HTTP round trips (in the sessions' threads), the connector's upsert around them,
         # and every ledger write (on the load's own thread, overlapping the sends).
         timers.wrap(ODataClient, "request", "http_round_trips")
-        from ledgerlink.flows import customers_to_onec
-
-        timers.wrap(customers_to_onec.CounterpartiesIn1C, "upsert", "upsert_incl_http")
+        timers.wrap(getattr(flow, CASES[cfg["case"]].target), "upsert", "upsert_incl_http")
         for name in ("close_superseded", "snapshot_hashes", "plan", "sent_before", "mark_sent", "acknowledge",
                      "record_failure", "withdraw_unsent", "set_watermark", "hold_lease"):
             timers.wrap(ledger, name, f"ledger.{name}")
@@ -179,36 +279,54 @@ def worker_bare(cfg: dict) -> dict:
     from ledgerlink.onec.client import ODataClient
 
     _, _, _, _, staged = _staged(cfg, "bench-bare")
+    _setup(cfg)
     service = cfg["url"] + BASE + "/odata/standard.odata/"
-    prepared = CASES[cfg["case"]].requests(ODataClient(cfg["url"] + BASE, USER, PASSWORD), staged)
+    prelude, units = CASES[cfg["case"]].requests(ODataClient(cfg["url"] + BASE, USER, PASSWORD), staged)
     _sessions_seen(cfg["url"], reset=True)
-    position, lock, failures = iter(range(len(prepared))), threading.Lock(), []
+    position, lock, failures = iter(range(len(units))), threading.Lock(), []
+    failed_units: set[int] = set()
+    headers = {"Accept": "application/json", "Content-Type": "application/json; charset=utf-8"}
 
-    def one_session() -> None:
+    def send(session, index: int, method: str, path: str, body: bytes | None) -> None:
+        response = session.request(method, service + path, params={"$format": "json"}, data=body,
+                                   headers=headers)
+        if response.status_code >= 300:
+            failures.append(f"{response.status_code}: {response.text[:200]}")
+            failed_units.add(index)
+        if response.content.strip():
+            json.loads(response.content)
+
+    def new_session():
         session = requests.Session()
         session.auth = (USER, PASSWORD)
-        headers = {"Accept": "application/json", "Content-Type": "application/json; charset=utf-8"}
+        return session
+
+    def one_session() -> None:
+        session = new_session()
         while True:
             with lock:
                 index = next(position, None)
             if index is None:
                 return
-            method, path, body = prepared[index]
-            response = session.request(method, service + path, params={"$format": "json"}, data=body,
-                                       headers=headers)
-            if response.status_code >= 300:
-                failures.append(f"{response.status_code}: {response.text[:200]}")
-            json.loads(response.content)
+            for method, path, body in units[index]:
+                send(session, index, method, path, body)
+
+    def run_prelude() -> None:
+        session = new_session()
+        for method, path, body in prelude:
+            send(session, -1, method, path, body)
 
     threads = [threading.Thread(target=one_session) for _ in range(cfg["sessions"])]
     mark, cpu = time.perf_counter(), time.process_time()
+    run_prelude()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     seconds, cpu_s = time.perf_counter() - mark, time.process_time() - cpu
     seen = _sessions_seen(cfg["url"])
-    return {"seconds": seconds, "cpu_s": cpu_s, "records": len(prepared) - len(failures), "failures": failures[:5],
+    return {"seconds": seconds, "cpu_s": cpu_s, "records": len(units) - len(failed_units - {-1}), "failures": failures[:5],
+            "prelude_requests": len(prelude),
             "requests": seen["requests"], "most_in_flight": seen["most_in_flight"]}
 
 
@@ -333,9 +451,15 @@ def _run_paths(rows: int, out_dir: Path, work: Path, case_name: str, latency_ms:
     results["paths"]["ledgerlink-1-breakdown"] = run_path("ledgerlink", 1, case, billing, work, latency_ms,
                                                           breakdown=True, ledger_url=ledger_url)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = "onec_results.json" if ledger == "sqlite" else f"onec_results_{ledger}.json"
+    name = results_name(case.name, ledger) + ".json"
     (out_dir / name).write_text(json.dumps(results, indent=2, default=str))
     return results
+
+
+def results_name(case_name: str, ledger: str) -> str:
+    """``onec_results`` for the counterparties on SQLite; the case and the ledger otherwise named after it."""
+    return "onec_results" + ("" if case_name == "counterparties" else f"_{case_name}") + \
+        ("" if ledger == "sqlite" else f"_{ledger}")
 
 
 def markdown(results: dict) -> str:
@@ -344,7 +468,8 @@ def markdown(results: dict) -> str:
              f"{results.get('ledger', 'sqlite')} ledger, stand-in "
              f"latency {results['latency_ms']:g} ms per request (server-side, overlapping between sessions), "
              f"{results['machine']['cpus']} CPUs shared, {results['started_at']}. Each figure is the median "
-             f"of {results.get('repeat', 1)} runs, bare and Ledgerlink interleaved; every run in onec_results.json.",
+             f"of {results.get('repeat', 1)} runs, bare and Ledgerlink interleaved; every run in "
+             f"{results_name(results['case'], results.get('ledger', 'sqlite'))}.json.",
              "",
              "| sessions | bare loop records/s | Ledgerlink load records/s | Ledgerlink / bare | × 1 session "
              "(Ledgerlink) | × 1 session (bare) | most in flight in 1C | client CPU ms/record (bare, Ledgerlink) |",
@@ -404,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
 
             shutil.rmtree(work, ignore_errors=True)
     table = markdown(results)
-    (Path(args.out) / ("ONEC.md" if args.ledger == "sqlite" else f"ONEC_{args.ledger}.md")).write_text(
+    (Path(args.out) / ("ONEC" + results_name(args.case, args.ledger).removeprefix("onec_results") + ".md")).write_text(
         "# 1C OData bench (issue 20)\n\n" + table)
     print(table)
     return 0 if all("error" not in p for p in results["paths"].values()) else 1
