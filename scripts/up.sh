@@ -14,6 +14,15 @@ stop() {
     # SIGINT to Airflow's whole process group: standalone stops its scheduler, API server, triggerer and
     # dag-processor as on Ctrl-C (a SIGTERM would end standalone alone and leave them running).
     kill -INT -- "-$airflow_pid" 2>/dev/null || true
+    # Standalone's components can take long to wind down on a busy machine (or hang): 30 s, then SIGTERM, then
+    # SIGKILL, so that stopping `make up` always stops everything it started.
+    for _ in $(seq 60); do kill -0 -- "-$airflow_pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 -- "-$airflow_pid" 2>/dev/null; then
+      echo "Airflow is slow to stop: terminating its processes" >&2
+      kill -TERM -- "-$airflow_pid" 2>/dev/null || true
+      for _ in $(seq 20); do kill -0 -- "-$airflow_pid" 2>/dev/null || break; sleep 0.5; done
+      kill -KILL -- "-$airflow_pid" 2>/dev/null || true
+    fi
     wait "$airflow_pid" 2>/dev/null || true
   fi
   python -m sandbox down --dir "$SANDBOX_DIR"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 import weakref
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -38,6 +37,7 @@ from urllib.parse import unquote
 from ledgerlink.errors import ConfigurationError, HeldBack, MissingReference, RemoteRejected
 from ledgerlink.onec import counterparties
 from ledgerlink.onec.client import CODE_KEY_EXISTS, ODataClient, guid_key
+from ledgerlink.onec.references import OKEI, OKV, VAT_RATES, contract_key, product_key, sale_key, vat_invoice_key
 
 log = logging.getLogger(__name__)
 SALES = "Document_РеализацияТоваровУслуг"
@@ -51,34 +51,10 @@ ACCOUNTS = "ChartOfAccounts_Хозрасчетный"
 SERVICES = "Услуги"
 TYPE_PREFIX = "StandardODATA."
 EMPTY_REF = counterparties.EMPTY_REF
-NAMESPACE = counterparties.LEDGERLINK_NAMESPACE
 COMMENT_PREFIX = "Ledgerlink: billing invoice "
-# ISO 4217 letters -> ОКВ (the numeric code 1C's Catalog_Валюты keeps as Code).
-OKV = {"RUB": "643", "TRY": "949", "USD": "840", "EUR": "978", "KZT": "398", "BYN": "933"}
-# Billing's tariff unit -> ОКЕИ code (1C's Catalog_КлассификаторЕдиницИзмерения keeps it as Code).
-OKEI = {"minute": "355", "piece": "796", "unit": "876", "hour": "356", "month": "362"}
-# Billing's VAT rate (percent) -> 1C's enumeration СтавкиНДС (the general and reduced rates; 0 % is НДС0).
-VAT_RATES = {"0": "НДС0", "5": "НДС5", "7": "НДС7", "10": "НДС10", "18": "НДС18", "20": "НДС20", "22": "НДС22"}
 RATE_OF = {value: key for key, value in VAT_RATES.items()}
 RECEIVABLES, ADVANCES = "62.01", "62.02"  # settlement accounts: with the customer, and for advances received
 HUNDRED = Decimal(100)
-
-
-def sale_key(invoice_id: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"billing/invoice/{invoice_id}"))
-
-
-def vat_invoice_key(sale_ref: str) -> str:
-    """The VAT invoice's key, derived from its sale's (the ledger names an invoice by its sale)."""
-    return str(uuid.uuid5(NAMESPACE, f"billing/invoice-vat/{sale_ref}"))
-
-
-def contract_key(contract_id: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"billing/contract/{contract_id}"))
-
-
-def product_key(tariff_id: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"billing/tariff/{tariff_id}"))
 
 
 def money(minor) -> Decimal:

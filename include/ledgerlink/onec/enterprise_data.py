@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,8 +39,9 @@ from pathlib import Path
 from lxml import etree
 
 from ledgerlink.errors import BadFileError
-from ledgerlink.onec.counterparties import LEDGERLINK_NAMESPACE, RUSSIA
+from ledgerlink.onec.counterparties import RUSSIA
 from ledgerlink.onec.counterparties import ref_key as _counterparty_ref
+from ledgerlink.onec.references import OKEI, OKV, VAT_RATES, contract_key, product_key, sale_key
 from ledgerlink.safexml import iterparse_xml, local_name, parse_xml
 
 MESSAGE_NS = "http://www.1c.ru/SSL/Exchange/Message"
@@ -49,13 +49,9 @@ ED_VERSION = "1.8"
 ED_NS = f"http://v8.1c.ru/edi/edi_stnd/EnterpriseData/{ED_VERSION}"
 ED_NS_PREFIX = "http://v8.1c.ru/edi/edi_stnd/EnterpriseData/1."
 SALE = "Документ.РеализацияТоваровУслуг"
-# ОКВ codes of the currencies billing invoices in; 1C finds its currency by this code.
-CURRENCY_CODES = {"RUB": "643", "TRY": "949", "USD": "840", "EUR": "978"}
-# ОКЕИ codes of billing's tariff units; 1C finds the unit by code.
-UNIT_CODES = {"minute": "355", "piece": "796", "unit": "876"}
+# 1C finds a currency by its ОКВ code and a unit by its ОКЕИ code (``onec.references``); an unknown unit goes as
+# the conventional unit.
 DEFAULT_UNIT = "876"  # усл. ед
-# Billing's VAT rate (percent) -> 1C's СтавкиНДС enumeration value.
-VAT_RATES = {"0": "НДС0", "5": "НДС5", "7": "НДС7", "10": "НДС10", "18": "НДС18", "20": "НДС20", "22": "НДС22"}
 DESCRIPTION_LENGTH = 100
 COMMENT = "Ledgerlink: billing invoice {invoice_id}"
 SELLING_CONTRACT = "СПокупателем"
@@ -63,19 +59,9 @@ MONEY = "#,##0.00"
 QUANTITY = "#,##0.###"
 
 
-def document_ref(invoice_id: str) -> str:
-    """The sales document's Ref: uuid5 of billing's invoice key, the same on every run and machine."""
-    return str(uuid.uuid5(LEDGERLINK_NAMESPACE, f"billing/invoice/{invoice_id}"))
-
-
-@functools.lru_cache(maxsize=65536)  # a month repeats its contracts and tariffs thousands of times
-def contract_ref(contract_id: str) -> str:
-    return str(uuid.uuid5(LEDGERLINK_NAMESPACE, f"billing/contract/{contract_id}"))
-
-
-@functools.lru_cache(maxsize=4096)
-def nomenclature_ref(tariff_id: str) -> str:
-    return str(uuid.uuid5(LEDGERLINK_NAMESPACE, f"billing/tariff/{tariff_id}"))
+# The keys and codes the OData road uses too (``onec.references``): a document sent both ways is one object in 1C.
+document_ref, contract_ref, nomenclature_ref = sale_key, contract_key, product_key
+CURRENCY_CODES, UNIT_CODES = OKV, OKEI
 
 
 counterparty_ref = functools.lru_cache(maxsize=65536)(_counterparty_ref)

@@ -94,3 +94,15 @@ def test_a_control_character_holds_the_document_back_naming_the_field():
     doc.customer["legal_name"] = "ООО\tРомашка\r\n"
     doc.lines[0].description = "ok"
     assert ed.problems(doc) == [], "tab, CR and LF are XML"
+
+
+def test_both_roads_to_1c_give_a_record_the_same_object_and_codes():
+    """A document sent by file one month and over OData the next must land on the same object in 1C."""
+    from ledgerlink.onec import documents
+    from ledgerlink.onec import enterprise_data as ed
+
+    assert ed.document_ref("IN000123") == documents.sale_key("IN000123")
+    assert ed.contract_ref("K-1") == documents.contract_key("K-1")
+    assert ed.nomenclature_ref("T-MIN") == documents.product_key("T-MIN")
+    assert ed.UNIT_CODES["hour"] == documents.OKEI["hour"] and ed.VAT_RATES == documents.VAT_RATES
+    assert ed.CURRENCY_CODES["TRY"] == documents.OKV["TRY"] == "949"

@@ -18,7 +18,7 @@ from ledgerlink.gates.rules import common_checks, common_derived, volume_check
 REQUIRED = ("invoice_id", "number", "customer_id", "contract_id", "issue_date", "currency", "net_minor",
             "vat_minor", "gross_minor")
 TEXT = ("invoice_id", "number", "customer_id", "contract_id")
-# The rates 1C's enumeration СтавкиНДС has a value for (percent; ledgerlink.onec.documents.VAT_RATES maps them).
+# The rates 1C's enumeration СтавкиНДС has a value for (percent; ledgerlink.onec.references.VAT_RATES maps them).
 ONEC_VAT_RATES = {"0", "5", "7", "10", "18", "20", "22"}
 CURRENCIES = ["RUB", "TRY", "USD", "EUR"]  # those with an ОКВ code the 1C connector knows
 
