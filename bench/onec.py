@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.run import worker_env  # the workers' environment, as bench.run's own
+
 ROOT = Path(__file__).resolve().parent.parent
 INCLUDE = ROOT / "include"
 USER, PASSWORD = "bench", "bench-secret"
@@ -335,19 +337,12 @@ WORKERS = {"serve": worker_serve, "ledgerlink": worker_ledgerlink, "bare": worke
 
 # --------------------------------------------------------------------------------------------- driver
 
-def _env() -> dict:
-    env = dict(os.environ)
-    paths = [str(INCLUDE), str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
-
-
 def _spawn(name: str, cfg: dict, work: Path) -> tuple[subprocess.Popen, Path]:
     config = work / f"onec-{name}-{cfg['label']}.json"
     config.write_text(json.dumps(cfg))
     log = open(config.with_suffix(".log"), "wb")
     process = subprocess.Popen([sys.executable, "-m", "bench.onec", "--worker", name, "--config", str(config)],
-                               env=_env(), cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT)
+                               env=worker_env(), cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT)
     log.close()
     return process, config
 

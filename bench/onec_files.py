@@ -32,6 +32,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.run import worker_env  # the workers' environment, as bench.run's own
+
 ROOT = Path(__file__).resolve().parent.parent
 INCLUDE = ROOT / "include"
 PERIOD = "2026-11"
@@ -148,17 +150,10 @@ def worker_write(cfg: dict) -> dict:
 WORKERS = {"send": worker_send, "write": worker_write}
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    paths = [str(INCLUDE), str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
-
-
 def _in_process(name: str, cfg: dict, work: Path) -> dict:
     config = work / f"{name}.json"
     config.write_text(json.dumps(cfg))
-    env = {**_env(), "LEDGERLINK_HOME": str(work / "home")}
+    env = {**worker_env(), "LEDGERLINK_HOME": str(work / "home")}
     with open(work / f"{name}.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "bench.onec_files", "--worker", name, "--config",
                                     str(config)], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

@@ -40,7 +40,8 @@ FLOW_RUN_FULL = "bench-full"
 FLOW_RUN_INCREMENTAL = "bench-incremental"
 
 
-def _env() -> dict:
+def worker_env() -> dict:
+    """The environment of a bench worker process: this checkout's include/ and root first on its path."""
     env = dict(os.environ)
     paths = [str(INCLUDE), str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
@@ -277,7 +278,7 @@ def run_worker(name: str, cfg: dict, work: Path) -> dict:
     log = config.with_suffix(".log")
     with open(log, "wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "bench.run", "--worker", name, "--config", str(config)],
-                                   env=_env(), cwd=str(ROOT), stdout=log_file, stderr=subprocess.STDOUT)
+                                   env=worker_env(), cwd=str(ROOT), stdout=log_file, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0 or not out.exists():

@@ -29,6 +29,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from bench.run import worker_env  # the workers' environment, as bench.run's own
+
 ROOT = Path(__file__).resolve().parent.parent
 INCLUDE = ROOT / "include"
 FILE_NAME = "cdr_BR01_20261103.utf-8.csv"
@@ -213,13 +215,6 @@ def _server(cfg: dict):
     return SshdInfo(s["host"], s["port"], s["user"], Path(s["private_key_path"]), s["host_key_line"], Path(s["root"]))
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    paths = [str(INCLUDE), str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
-
-
 def run_worker(name: str, cfg: dict, work: Path) -> dict:
     config = work / f"usage-{name}.json"
     config.write_text(json.dumps(cfg))
@@ -227,7 +222,7 @@ def run_worker(name: str, cfg: dict, work: Path) -> dict:
     log = config.with_suffix(".log")
     with open(log, "wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "bench.usage", "--worker", name, "--config", str(config)],
-                                   env=_env(), cwd=str(ROOT), stdout=log_file, stderr=subprocess.STDOUT)
+                                   env=worker_env(), cwd=str(ROOT), stdout=log_file, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0 or not out.exists():
         return {"error": f"exit {os.waitstatus_to_exitcode(status)}", "log_tail": log.read_text(errors="replace")[-3000:]}
